@@ -1,0 +1,71 @@
+// swift-tools-version:6.0
+// Thaw: a distributed transfer-learning trainer.
+// Targets are split by role; see docs/design.md for how they depend on each other.
+import PackageDescription
+
+/// Numeric targets: no errno path for sqrt/exp in imported C math, so loops over unsafe buffers vectorize.
+let fastMath: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-fno-math-errno"])]
+
+let package = Package(
+    name: "Thaw",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "ThawKernels", targets: ["ThawKernels"]),
+        .library(name: "ThawNN", targets: ["ThawNN"]),
+        .library(name: "ThawData", targets: ["ThawData"]),
+        .library(name: "ThawOptim", targets: ["ThawOptim"]),
+        .library(name: "ThawCollective", targets: ["ThawCollective"]),
+        .library(name: "ThawCoordinator", targets: ["ThawCoordinator"]),
+        .library(name: "ThawTrainer", targets: ["ThawTrainer"]),
+        .library(name: "ThawTesting", targets: ["ThawTesting"]),
+        .executable(name: "thaw", targets: ["thaw"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        // C system libraries. OpenMPI's handles are macros, so CMPI's header adds accessors.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi", providers: [.apt(["libopenmpi-dev"])]),
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+        // Tensor kernels on OpenBLAS: no knowledge of layers, MPI or ZeroMQ.
+        .target(name: "ThawKernels", dependencies: ["CBLAS"], swiftSettings: fastMath),
+        // Layers with explicit forward/backward, the flat parameter store, models as named groups.
+        .target(name: "ThawNN", dependencies: ["ThawKernels"], swiftSettings: fastMath),
+        // Datasets, file readers (IDX, NPY, CSV), sharded sampling.
+        .target(name: "ThawData", dependencies: ["CZlib"], swiftSettings: fastMath),
+        // Optimizers and learning-rate schedules over the flat buffers.
+        .target(name: "ThawOptim", dependencies: ["ThawNN"], swiftSettings: fastMath),
+        // The Collective protocol, its MPI implementation and an in-process one.
+        .target(name: "ThawCollective", dependencies: ["CMPI"]),
+        // The coordinator, its JSON messages and the ZeroMQ transport.
+        .target(name: "ThawCoordinator", dependencies: ["CZMQ"]),
+        // The training loop, configuration and checkpoints.
+        .target(
+            name: "ThawTrainer",
+            dependencies: [
+                "ThawNN", "ThawData", "ThawOptim", "ThawCollective", "ThawCoordinator",
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: fastMath),
+        // Oracles for tests of layers: finite-difference gradient checks and reference fixtures.
+        .target(name: "ThawTesting", dependencies: ["ThawNN"]),
+        // The one executable, with subcommands.
+        .executableTarget(
+            name: "thaw",
+            dependencies: [
+                "ThawTrainer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .testTarget(name: "ThawKernelsTests", dependencies: ["ThawKernels", "ThawTesting"]),
+        .testTarget(name: "ThawNNTests", dependencies: ["ThawNN", "ThawTesting"]),
+        .testTarget(name: "ThawDataTests", dependencies: ["ThawData"]),
+        .testTarget(name: "ThawOptimTests", dependencies: ["ThawOptim"]),
+        .testTarget(name: "ThawCollectiveTests", dependencies: ["ThawCollective"]),
+        .testTarget(name: "ThawTrainerTests", dependencies: ["ThawTrainer", "thaw"]),
+    ]
+)

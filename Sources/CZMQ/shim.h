@@ -1,0 +1,2 @@
+// CZMQ: libzmq's C API for Swift.
+#include <zmq.h>

@@ -1,0 +1,2 @@
+// CZlib: zlib for reading gzip-compressed dataset files (IDX, NPZ members).
+#include <zlib.h>

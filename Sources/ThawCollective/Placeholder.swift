@@ -1,0 +1,1 @@
+// ThawCollective: placeholder until its first file lands.

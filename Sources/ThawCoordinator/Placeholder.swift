@@ -1,0 +1,1 @@
+// ThawCoordinator: placeholder until its first file lands.

@@ -1,0 +1,1 @@
+// ThawData: placeholder until its first file lands.

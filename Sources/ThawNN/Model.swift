@@ -1,0 +1,227 @@
+// Model: an ordered list of named layer groups over one parameter store, with
+// freeze/unfreeze and a backward pass that stops at the lowest trainable group.
+//
+// Note: trainable suffix. Groups are ordered input side first, head last, and the
+// trainable groups are always a suffix of that order (progressive unfreezing thaws
+// from the top). `firstTrainableGroup` is the boundary: everything below it is frozen,
+// runs forward only, and keeps nothing for backward.
+import ThawKernels
+
+/// What a frozen group's batch-norm layers do during training.
+public enum FrozenBatchNormPolicy: String, Sendable, Codable, CaseIterable {
+    /// Frozen groups run in inference mode: batch norm uses (and keeps) its running statistics.
+    /// This is the default, and it makes a frozen group a fixed function of its input.
+    case runningStatistics
+    /// Frozen groups normalize with batch statistics and update their running statistics,
+    /// as a frozen PyTorch module left in train mode does. Their parameters still do not train.
+    case batchStatistics
+}
+
+/// A named group of layers: the unit of freezing and of per-group learning rates.
+public final class LayerGroup {
+    /// The group's name, such as `stem`, `block3` or `head`.
+    public let name: String
+    /// The group's layers.
+    public let body: Sequential
+
+    /// Creates a group from named layers.
+    public init(_ name: String, _ namedLayers: [(name: String, layer: any Layer)]) {
+        self.name = name
+        self.body = Sequential(namedLayers)
+    }
+
+    /// Creates a group whose layers are named by position.
+    public init(_ name: String, _ layers: [any Layer]) {
+        self.name = name
+        self.body = Sequential(layers)
+    }
+}
+
+/// An error from building a model or changing its trainable set.
+public enum ModelError: Error, CustomStringConvertible, Equatable {
+    /// A group name that the model does not have.
+    case unknownGroup(String, known: [String])
+    /// Two groups with the same name.
+    case duplicateGroup(String)
+    /// The requested trainable set would not be a suffix of the group order.
+    case nonContiguousTrainableGroups(requested: [String], order: [String])
+    /// The model's layers reject its declared input shape.
+    case shape(ShapeError)
+
+    /// A one-line explanation that names the group.
+    public var description: String {
+        switch self {
+        case .unknownGroup(let name, let known):
+            return "unknown layer group '\(name)'; the model's groups are \(known.joined(separator: ", "))"
+        case .duplicateGroup(let name):
+            return "layer group '\(name)' appears twice"
+        case .nonContiguousTrainableGroups(let requested, let order):
+            return "trainable groups [\(requested.joined(separator: ", "))] are not a top slice of [\(order.joined(separator: ", "))]: "
+                + "Thaw unfreezes from the head down so the trainable parameters stay one contiguous range"
+        case .shape(let error):
+            return "shape mismatch: \(error)"
+        }
+    }
+}
+
+/// A network as ordered, named layer groups sharing one flat ``ParameterStore``.
+public final class Model {
+    /// The groups, input side first.
+    public let groups: [LayerGroup]
+    /// The flat parameter, gradient and state buffers.
+    public let store: ParameterStore
+    /// The shape of one sample (without the batch dimension).
+    public let sampleShape: [Int]
+    /// The shape of one sample's output (without the batch dimension).
+    public let outputSampleShape: [Int]
+    /// What frozen groups' batch norm does during training.
+    public var frozenBatchNormPolicy: FrozenBatchNormPolicy = .runningStatistics
+    /// Index of the lowest trainable group; `groups.count` when every group is frozen.
+    public private(set) var firstTrainableGroup: Int
+
+    /// Builds a model, lays out its parameters and binds every layer to the store.
+    ///
+    /// All groups start trainable. Parameters are initialized from `seed`.
+    /// - Parameters:
+    ///   - groups: The groups, input side first.
+    ///   - sampleShape: One input sample's shape, such as `[1, 28, 28]`.
+    ///   - seed: Seed for parameter initialization.
+    public init(groups: [LayerGroup], sampleShape: [Int], seed: UInt64 = 0) throws(ModelError) {
+        var seen = Set<String>()
+        for group in groups where !seen.insert(group.name).inserted { throw .duplicateGroup(group.name) }
+        var shape = [1] + sampleShape
+        for group in groups {
+            do { shape = try group.body.outputShape(for: shape) } catch {
+                throw .shape(ShapeError(layer: "\(group.name).\(error.layer)", shape: error.shape, expected: error.expected))
+            }
+        }
+        self.groups = groups
+        self.sampleShape = sampleShape
+        self.outputSampleShape = Array(shape.dropFirst())
+        let prefixed = groups.map { group in
+            (name: group.name,
+             parameters: group.body.parameterSpecs.map { ParameterSpec("\(group.name).\($0.name)", shape: $0.shape, initializer: $0.initializer) },
+             state: group.body.stateSpecs.map { ParameterSpec("\(group.name).\($0.name)", shape: $0.shape, initializer: $0.initializer) })
+        }
+        self.store = ParameterStore(groups: prefixed)
+        store.initialize(specs: prefixed.flatMap(\.parameters), stateSpecs: prefixed.flatMap(\.state), seed: seed)
+        var p = 0
+        var s = 0
+        for (group, specs) in zip(groups, prefixed) {
+            let np = specs.parameters.count
+            let ns = specs.state.count
+            group.body.bind(parameters: store.parameterViews(store.parameterEntries[p..<(p + np)]),
+                            state: store.stateViews(store.stateEntries[s..<(s + ns)]))
+            p += np
+            s += ns
+        }
+        self.firstTrainableGroup = 0
+    }
+
+    /// The group names, input side first.
+    public var groupNames: [String] { groups.map(\.name) }
+
+    /// The names of the trainable groups, in group order.
+    public var trainableGroups: [String] { Array(groupNames[firstTrainableGroup...]) }
+
+    /// The names of the frozen groups, in group order.
+    public var frozenGroups: [String] { Array(groupNames[..<firstTrainableGroup]) }
+
+    /// The contiguous range of the flat buffers that trains.
+    public var trainableRange: Range<Int> {
+        let start = firstTrainableGroup < groups.count ? store.groupRanges[firstTrainableGroup].lowerBound : store.parameterCount
+        return start..<store.parameterCount
+    }
+
+    /// The number of trainable parameters.
+    public var trainableParameterCount: Int { trainableRange.count }
+
+    /// Makes exactly `names` trainable. They must be the top groups of the model (a suffix).
+    ///
+    /// Idempotent. Throws, changing nothing, on an unknown name or a set that is not a top slice.
+    public func setTrainableGroups(_ names: [String]) throws(ModelError) {
+        let wanted = Set(names)
+        for name in names where !groupNames.contains(name) { throw .unknownGroup(name, known: groupNames) }
+        let boundary = groups.count - wanted.count
+        guard groupNames[boundary...].allSatisfy(wanted.contains) else {
+            throw .nonContiguousTrainableGroups(requested: groupNames.filter(wanted.contains), order: groupNames)
+        }
+        firstTrainableGroup = boundary
+    }
+
+    /// Freezes the named groups. Idempotent; unknown names throw.
+    public func freeze(groups names: [String]) throws(ModelError) {
+        for name in names where !groupNames.contains(name) { throw .unknownGroup(name, known: groupNames) }
+        try setTrainableGroups(trainableGroups.filter { !names.contains($0) })
+    }
+
+    /// Unfreezes the named groups. Idempotent; unknown names throw.
+    public func unfreeze(groups names: [String]) throws(ModelError) {
+        for name in names where !groupNames.contains(name) { throw .unknownGroup(name, known: groupNames) }
+        try setTrainableGroups(groupNames.filter { trainableGroups.contains($0) || names.contains($0) })
+    }
+
+    /// Freezes every group.
+    public func freezeAll() { firstTrainableGroup = groups.count }
+
+    /// Runs the forward pass.
+    ///
+    /// In training, trainable groups run in `.training` mode; frozen groups run in `.inference`
+    /// mode, or in `.training` mode under the `.batchStatistics` policy. Out of training every group
+    /// runs in `.inference` mode.
+    /// - Parameters:
+    ///   - input: A batch shaped `[N] + sampleShape`.
+    ///   - training: Whether this pass will be followed by `backward`.
+    /// - Returns: The output of the last group, owned by its last layer.
+    public func forward(_ input: Tensor, training: Bool) throws(ShapeError) -> Tensor {
+        guard input.shape.count == sampleShape.count + 1, Array(input.shape.dropFirst()) == sampleShape else {
+            throw ShapeError(layer: "model input", shape: input.shape, expected: "[N] + \(sampleShape)")
+        }
+        return forward(input, fromGroup: 0, training: training)
+    }
+
+    /// Runs the forward pass from group `start` on an input that is already that group's input.
+    ///
+    /// Used by the frozen-prefix cache: the output of the frozen groups is computed once.
+    public func forward(_ input: Tensor, fromGroup start: Int, training: Bool) -> Tensor {
+        var x = input
+        for index in start..<groups.count {
+            x = groups[index].body.forward(x, mode: mode(ofGroup: index, training: training))
+        }
+        return x
+    }
+
+    /// The mode group `index` runs in.
+    public func mode(ofGroup index: Int, training: Bool) -> LayerMode {
+        guard training else { return .inference }
+        if index >= firstTrainableGroup { return .training }
+        return frozenBatchNormPolicy == .batchStatistics ? .training : .inference
+    }
+
+    /// Backpropagates `outputGradient` through the trainable groups, from the head down,
+    /// accumulating into the gradient buffer. It stops at the lowest trainable group:
+    /// nothing below it runs, and that group does not compute its input gradient.
+    ///
+    /// - Parameter afterGroup: Called with each group's index as soon as that group's
+    ///   parameter gradients are final (used to start bucketed all-reduces early).
+    public func backward(_ outputGradient: Tensor, afterGroup: (Int) -> Void = { _ in }) {
+        var d = outputGradient
+        for index in stride(from: groups.count - 1, through: firstTrainableGroup, by: -1) {
+            let next = groups[index].body.backward(d, computeInputGradient: index > firstTrainableGroup)
+            afterGroup(index)
+            guard let next else { break }
+            d = next
+        }
+    }
+
+    /// Every layer in the model, depth first.
+    public var allLayers: [any Layer] {
+        var result: [any Layer] = []
+        func visit(_ layer: any Layer) {
+            result.append(layer)
+            layer.children.forEach(visit)
+        }
+        groups.forEach { visit($0.body) }
+        return result
+    }
+}

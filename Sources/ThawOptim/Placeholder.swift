@@ -1,0 +1,1 @@
+// ThawOptim: placeholder until its first file lands.

@@ -1,0 +1,1 @@
+// ThawTrainer: placeholder until its first file lands.

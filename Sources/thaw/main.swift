@@ -1,0 +1,2 @@
+// thaw: placeholder entry point.
+print("thaw")
