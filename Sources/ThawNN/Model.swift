@@ -11,10 +11,10 @@ import ThawKernels
 public enum FrozenBatchNormPolicy: String, Sendable, Codable, CaseIterable {
     /// Frozen groups run in inference mode: batch norm uses (and keeps) its running statistics.
     /// This is the default, and it makes a frozen group a fixed function of its input.
-    case runningStatistics
+    case runningStatistics = "running_statistics"
     /// Frozen groups normalize with batch statistics and update their running statistics,
     /// as a frozen PyTorch module left in train mode does. Their parameters still do not train.
-    case batchStatistics
+    case batchStatistics = "batch_statistics"
 }
 
 /// A named group of layers: the unit of freezing and of per-group learning rates.

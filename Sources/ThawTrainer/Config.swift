@@ -1,0 +1,518 @@
+// Config: the one configuration file (YAML or JSON) that describes a run.
+//
+// Every section rejects keys it does not know, and every error names the key path and
+// what was expected, so a typo never silently falls back to a default.
+// docs/configuration.md and README.md list every key; keep them in step with this file.
+import Foundation
+import ThawNN
+import Yams
+
+/// A whole run's configuration.
+public struct TrainingConfig: Codable, Equatable, Sendable {
+    /// Run identity, seed and output directory.
+    public var run: RunSection
+    /// Architecture, class count and frozen batch-norm policy.
+    public var model: ModelSection
+    /// Dataset and subsets.
+    public var data: DataSection
+    /// Epochs, batch size and gradient handling.
+    public var training: TrainingSection
+    /// The optimizer.
+    public var optimizer: OptimizerSection
+    /// The learning-rate schedule.
+    public var schedule: ScheduleSection
+    /// Which groups train when.
+    public var unfreezing: UnfreezingSection
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case run, model, data, training, optimizer, schedule, unfreezing
+    }
+
+    /// Decodes every section; missing sections take their defaults.
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        run = try c.decodeIfPresent(RunSection.self, forKey: .run) ?? RunSection()
+        model = try c.decodeIfPresent(ModelSection.self, forKey: .model) ?? ModelSection()
+        data = try c.decodeIfPresent(DataSection.self, forKey: .data) ?? DataSection()
+        training = try c.decodeIfPresent(TrainingSection.self, forKey: .training) ?? TrainingSection()
+        optimizer = try c.decodeIfPresent(OptimizerSection.self, forKey: .optimizer) ?? OptimizerSection()
+        schedule = try c.decodeIfPresent(ScheduleSection.self, forKey: .schedule) ?? ScheduleSection()
+        unfreezing = try c.decodeIfPresent(UnfreezingSection.self, forKey: .unfreezing) ?? UnfreezingSection()
+    }
+
+    /// A configuration with every default.
+    public init() {
+        run = RunSection(); model = ModelSection(); data = DataSection(); training = TrainingSection()
+        optimizer = OptimizerSection(); schedule = ScheduleSection(); unfreezing = UnfreezingSection()
+    }
+
+    /// Loads and validates a YAML or JSON file.
+    /// - Throws: ``ConfigError`` naming the file, the key path and what was expected.
+    public static func load(path: String) throws(ConfigError) -> TrainingConfig {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ConfigError(file: path, key: "", message: "cannot read the file: \(error.localizedDescription)")
+        }
+        return try parse(text, file: path)
+    }
+
+    /// Parses and validates configuration text.
+    public static func parse(_ text: String, file: String = "<config>") throws(ConfigError) -> TrainingConfig {
+        let config: TrainingConfig
+        do {
+            config = try YAMLDecoder().decode(TrainingConfig.self, from: text.isEmpty ? "{}" : text)
+        } catch let error as DecodingError {
+            // Yams wraps errors thrown by our own init(from:) as "not valid YAML"; unwrap them.
+            if case .dataCorrupted(let context) = error, let inner = context.underlyingError as? ConfigError {
+                throw ConfigError(file: file, key: inner.key, message: inner.message)
+            }
+            throw ConfigError(file: file, decodingError: error)
+        } catch let error as ConfigError {
+            throw ConfigError(file: file, key: error.key, message: error.message)
+        } catch {
+            throw ConfigError(file: file, key: "", message: "not valid YAML or JSON: \(error)")
+        }
+        try config.validate(file: file)
+        return config
+    }
+
+    /// Checks value ranges and combinations that decoding cannot.
+    public func validate(file: String = "<config>") throws(ConfigError) {
+        func require(_ condition: Bool, _ key: String, _ message: String) throws(ConfigError) {
+            if !condition { throw ConfigError(file: file, key: key, message: message) }
+        }
+        try require(training.epochs >= 1, "training.epochs", "expected an integer ≥ 1, got \(training.epochs)")
+        try require(training.batchSize >= 1, "training.batch_size", "expected an integer ≥ 1, got \(training.batchSize)")
+        try require(training.accumulationSteps >= 1, "training.accumulation_steps", "expected an integer ≥ 1, got \(training.accumulationSteps)")
+        try require(training.batchSize % training.accumulationSteps == 0, "training.accumulation_steps",
+                    "must divide training.batch_size (\(training.batchSize)); got \(training.accumulationSteps)")
+        try require((0..<1).contains(training.labelSmoothing), "training.label_smoothing", "expected a number in [0, 1), got \(training.labelSmoothing)")
+        try require(training.gradientClipNorm >= 0, "training.gradient_clip_norm", "expected a number ≥ 0 (0 turns clipping off)")
+        try require(training.bucketSizeMegabytes > 0, "training.bucket_size_mb", "expected a number > 0")
+        try require(optimizer.learningRate > 0, "optimizer.learning_rate", "expected a number > 0, got \(optimizer.learningRate)")
+        try require(optimizer.weightDecay >= 0, "optimizer.weight_decay", "expected a number ≥ 0")
+        try require((0..<1).contains(optimizer.momentum), "optimizer.momentum", "expected a number in [0, 1)")
+        try require(model.classes >= 2, "model.classes", "expected an integer ≥ 2, got \(model.classes)")
+        try require(data.trainLimit >= 0, "data.train_limit", "expected an integer ≥ 0 (0 means all)")
+        try require(data.testLimit >= 0, "data.test_limit", "expected an integer ≥ 0 (0 means all)")
+        try require(data.validationSize >= 0, "data.validation_size", "expected an integer ≥ 0")
+        try require(unfreezing.discriminativeFactor >= 1, "unfreezing.discriminative_factor", "expected a number ≥ 1")
+        try require(unfreezing.every >= 1, "unfreezing.every", "expected an integer ≥ 1")
+        try require(unfreezing.patience >= 1, "unfreezing.patience", "expected an integer ≥ 1")
+        try require(schedule.warmupSteps >= 0, "schedule.warmup_steps", "expected an integer ≥ 0")
+    }
+
+    /// A stable digest of the configuration, used to check that every rank runs the same one.
+    public var digest: UInt64 {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let bytes = (try? encoder.encode(self)) ?? Data()
+        return fnv1a(bytes)
+    }
+}
+
+/// Run identity, seed and where results go.
+public struct RunSection: Codable, Equatable, Sendable {
+    /// A short name for logs and status.
+    public var name = "thaw-run"
+    /// The output directory: logs, metrics, checkpoints.
+    public var output = "runs/thaw-run"
+    /// The seed for initialization, shuffling, dropout and augmentation.
+    public var seed: UInt64 = 42
+    /// Whether every rank writes its own log file in the output directory.
+    public var logPerRank = false
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, output, seed
+        case logPerRank = "log_per_rank"
+    }
+
+    /// The defaults.
+    public init() {}
+
+    /// Decodes the section, rejecting unknown keys.
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decodeIfPresent(String.self, forKey: .name) ?? name
+        output = try c.decodeIfPresent(String.self, forKey: .output) ?? "runs/\(name)"
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? seed
+        logPerRank = try c.decodeIfPresent(Bool.self, forKey: .logPerRank) ?? logPerRank
+    }
+}
+
+/// The network.
+public struct ModelSection: Codable, Equatable, Sendable {
+    /// The architecture name; `thaw models` lists them.
+    public var architecture = "small-cnn"
+    /// The number of target classes (the new head's width).
+    public var classes = 10
+    /// What frozen groups' batch norm does while training.
+    public var frozenBatchNorm: FrozenBatchNormPolicy = .runningStatistics
+    /// Dropout before the head (0 turns it off).
+    public var headDropout: Float = 0
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case architecture, classes
+        case frozenBatchNorm = "frozen_batch_norm"
+        case headDropout = "head_dropout"
+    }
+
+    /// The defaults.
+    public init() {}
+
+    /// Decodes the section, rejecting unknown keys.
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        architecture = try c.decodeIfPresent(String.self, forKey: .architecture) ?? architecture
+        classes = try c.decodeIfPresent(Int.self, forKey: .classes) ?? classes
+        frozenBatchNorm = try decodeEnum(c, .frozenBatchNorm) ?? frozenBatchNorm
+        headDropout = try c.decodeIfPresent(Float.self, forKey: .headDropout) ?? headDropout
+    }
+}
+
+/// The dataset.
+public struct DataSection: Codable, Equatable, Sendable {
+    /// The dataset name: `fashion-mnist`.
+    public var dataset = "fashion-mnist"
+    /// Where the dataset files are; empty means the dataset's default location.
+    public var directory = ""
+    /// Use only the first N training samples (0 means all).
+    public var trainLimit = 0
+    /// Use only the first N test samples (0 means all).
+    public var testLimit = 0
+    /// Samples held out of the training set for validation (taken from its end).
+    public var validationSize = 0
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case dataset, directory
+        case trainLimit = "train_limit"
+        case testLimit = "test_limit"
+        case validationSize = "validation_size"
+    }
+
+    /// The defaults.
+    public init() {}
+
+    /// Decodes the section, rejecting unknown keys.
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        dataset = try c.decodeIfPresent(String.self, forKey: .dataset) ?? dataset
+        directory = try c.decodeIfPresent(String.self, forKey: .directory) ?? directory
+        trainLimit = try c.decodeIfPresent(Int.self, forKey: .trainLimit) ?? trainLimit
+        testLimit = try c.decodeIfPresent(Int.self, forKey: .testLimit) ?? testLimit
+        validationSize = try c.decodeIfPresent(Int.self, forKey: .validationSize) ?? validationSize
+    }
+}
+
+/// How gradients are exchanged between ranks.
+public enum ExchangeMode: String, Codable, Sendable, CaseIterable {
+    /// One blocking all-reduce of the trainable range after backward: the reference path.
+    case plain
+    /// Non-blocking all-reduces of buckets started during backward, from the head down.
+    case bucketed
+}
+
+/// Epochs, batches and gradient handling.
+public struct TrainingSection: Codable, Equatable, Sendable {
+    /// Passes over the training data.
+    public var epochs = 3
+    /// The global batch size: samples per optimizer step summed over all ranks.
+    public var batchSize = 64
+    /// Micro-batches per step; gradients accumulate and are exchanged once per step.
+    public var accumulationSteps = 1
+    /// Label smoothing ε for the cross-entropy.
+    public var labelSmoothing: Float = 0
+    /// Clip gradients to this global norm (0 turns clipping off).
+    public var gradientClipNorm: Float = 0
+    /// How gradients are exchanged.
+    public var exchange: ExchangeMode = .bucketed
+    /// Target bucket size for the bucketed exchange, in megabytes.
+    public var bucketSizeMegabytes: Double = 4
+    /// Evaluate on the test set after every epoch (otherwise only at the end).
+    public var evaluateEveryEpoch = true
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case epochs, exchange
+        case batchSize = "batch_size"
+        case accumulationSteps = "accumulation_steps"
+        case labelSmoothing = "label_smoothing"
+        case gradientClipNorm = "gradient_clip_norm"
+        case bucketSizeMegabytes = "bucket_size_mb"
+        case evaluateEveryEpoch = "evaluate_every_epoch"
+    }
+
+    /// The defaults.
+    public init() {}
+
+    /// Decodes the section, rejecting unknown keys.
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        epochs = try c.decodeIfPresent(Int.self, forKey: .epochs) ?? epochs
+        batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? batchSize
+        accumulationSteps = try c.decodeIfPresent(Int.self, forKey: .accumulationSteps) ?? accumulationSteps
+        labelSmoothing = try c.decodeIfPresent(Float.self, forKey: .labelSmoothing) ?? labelSmoothing
+        gradientClipNorm = try c.decodeIfPresent(Float.self, forKey: .gradientClipNorm) ?? gradientClipNorm
+        exchange = try decodeEnum(c, .exchange) ?? exchange
+        bucketSizeMegabytes = try c.decodeIfPresent(Double.self, forKey: .bucketSizeMegabytes) ?? bucketSizeMegabytes
+        evaluateEveryEpoch = try c.decodeIfPresent(Bool.self, forKey: .evaluateEveryEpoch) ?? evaluateEveryEpoch
+    }
+}
+
+/// The optimizer kind.
+public enum OptimizerKind: String, Codable, Sendable, CaseIterable {
+    /// Stochastic gradient descent with optional momentum and Nesterov.
+    case sgd
+    /// Adam with decoupled weight decay.
+    case adamw
+}
+
+/// The optimizer.
+public struct OptimizerSection: Codable, Equatable, Sendable {
+    /// The update rule.
+    public var kind: OptimizerKind = .adamw
+    /// The head's learning rate; lower groups get it divided by the discriminative factor.
+    public var learningRate: Float = 1e-3
+    /// Weight decay (decoupled for AdamW, L2 for SGD).
+    public var weightDecay: Float = 0
+    /// SGD momentum.
+    public var momentum: Float = 0.9
+    /// SGD Nesterov momentum.
+    public var nesterov = false
+    /// AdamW β1.
+    public var beta1: Float = 0.9
+    /// AdamW β2.
+    public var beta2: Float = 0.999
+    /// AdamW ε.
+    public var epsilon: Float = 1e-8
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case kind, momentum, nesterov, beta1, beta2, epsilon
+        case learningRate = "learning_rate"
+        case weightDecay = "weight_decay"
+    }
+
+    /// The defaults.
+    public init() {}
+
+    /// Decodes the section, rejecting unknown keys.
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        kind = try decodeEnum(c, .kind) ?? kind
+        learningRate = try c.decodeIfPresent(Float.self, forKey: .learningRate) ?? learningRate
+        weightDecay = try c.decodeIfPresent(Float.self, forKey: .weightDecay) ?? weightDecay
+        momentum = try c.decodeIfPresent(Float.self, forKey: .momentum) ?? momentum
+        nesterov = try c.decodeIfPresent(Bool.self, forKey: .nesterov) ?? nesterov
+        beta1 = try c.decodeIfPresent(Float.self, forKey: .beta1) ?? beta1
+        beta2 = try c.decodeIfPresent(Float.self, forKey: .beta2) ?? beta2
+        epsilon = try c.decodeIfPresent(Float.self, forKey: .epsilon) ?? epsilon
+    }
+}
+
+/// The learning-rate schedule kind.
+public enum ScheduleKind: String, Codable, Sendable, CaseIterable {
+    /// The base rate throughout.
+    case constant
+    /// Linear warmup over `warmup_steps`, then constant.
+    case warmup
+    /// Optional warmup, then cosine decay to `final_fraction` of the base rate.
+    case cosine
+    /// One-cycle: warm up over `peak_fraction` of the run, then anneal.
+    case oneCycle = "one_cycle"
+    /// ULMFiT's slanted triangular schedule.
+    case slantedTriangular = "slanted_triangular"
+}
+
+/// The learning-rate schedule.
+public struct ScheduleSection: Codable, Equatable, Sendable {
+    /// The schedule's shape.
+    public var kind: ScheduleKind = .constant
+    /// Warmup steps for `warmup` and `cosine`.
+    public var warmupSteps = 0
+    /// The final rate as a fraction of the base for `cosine`.
+    public var finalFraction: Float = 0
+    /// Where the peak sits, as a fraction of the run, for `one_cycle` and `slanted_triangular`.
+    public var peakFraction: Float = 0.1
+    /// How much smaller the lowest rate is than the peak, for `slanted_triangular` (ULMFiT's ratio).
+    public var ratio: Float = 32
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case kind, ratio
+        case warmupSteps = "warmup_steps"
+        case finalFraction = "final_fraction"
+        case peakFraction = "peak_fraction"
+    }
+
+    /// The defaults.
+    public init() {}
+
+    /// Decodes the section, rejecting unknown keys.
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        kind = try decodeEnum(c, .kind) ?? kind
+        warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? warmupSteps
+        finalFraction = try c.decodeIfPresent(Float.self, forKey: .finalFraction) ?? finalFraction
+        peakFraction = try c.decodeIfPresent(Float.self, forKey: .peakFraction) ?? peakFraction
+        ratio = try c.decodeIfPresent(Float.self, forKey: .ratio) ?? ratio
+    }
+}
+
+/// How the set of trainable groups changes over the run.
+public enum UnfreezingPolicyKind: String, Codable, Sendable, CaseIterable {
+    /// An explicit table from epoch to trainable groups.
+    case fixed
+    /// ULMFiT style: the head alone, then one more group every `every` epochs.
+    case gradual
+    /// Thaw the next group when validation loss has not improved by `delta` for `patience` epochs.
+    case plateau
+    /// Every group trains from the first epoch (ordinary training).
+    case none
+}
+
+/// Which groups train when, and at what relative rates.
+public struct UnfreezingSection: Codable, Equatable, Sendable {
+    /// The policy.
+    public var policy: UnfreezingPolicyKind = .none
+    /// For `fixed`: epoch (0-based, as a string key) → the groups trainable from that epoch.
+    public var table: [String: [String]] = [:]
+    /// For `gradual` and `plateau`: how many top groups train at the start (1 = the head alone).
+    public var initialGroups = 1
+    /// For `gradual`: thaw one more group every this many epochs.
+    public var every = 1
+    /// For `plateau`: epochs without improvement before thawing.
+    public var patience = 1
+    /// For `plateau`: the improvement in validation loss that counts.
+    public var delta: Float = 0.001
+    /// Each lower group's learning rate is the rate of the group above divided by this (1 = off).
+    public var discriminativeFactor: Float = 2.6
+    /// Warmup steps for groups that were just thawed (0 = none).
+    public var warmupSteps = 0
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case policy, table, every, patience, delta
+        case initialGroups = "initial_groups"
+        case discriminativeFactor = "discriminative_factor"
+        case warmupSteps = "warmup_steps"
+    }
+
+    /// The defaults.
+    public init() {}
+
+    /// Decodes the section, rejecting unknown keys.
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        policy = try decodeEnum(c, .policy) ?? policy
+        table = try c.decodeIfPresent([String: [String]].self, forKey: .table) ?? table
+        initialGroups = try c.decodeIfPresent(Int.self, forKey: .initialGroups) ?? initialGroups
+        every = try c.decodeIfPresent(Int.self, forKey: .every) ?? every
+        patience = try c.decodeIfPresent(Int.self, forKey: .patience) ?? patience
+        delta = try c.decodeIfPresent(Float.self, forKey: .delta) ?? delta
+        discriminativeFactor = try c.decodeIfPresent(Float.self, forKey: .discriminativeFactor) ?? discriminativeFactor
+        warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? warmupSteps
+    }
+}
+
+/// A configuration problem: the file, the key path and what was expected.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    /// The configuration file.
+    public var file: String
+    /// The dotted key path, such as `training.batch_size` (empty for whole-file problems).
+    public var key: String
+    /// What was wrong and what was expected.
+    public var message: String
+
+    /// Creates a configuration error.
+    public init(file: String, key: String, message: String) {
+        self.file = file
+        self.key = key
+        self.message = message
+    }
+
+    init(file: String, decodingError: DecodingError) {
+        func path(_ keys: [any CodingKey]) -> String {
+            keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        self.file = file
+        switch decodingError {
+        case .typeMismatch(let type, let context):
+            key = path(context.codingPath)
+            message = "expected \(describe(type)): \(context.debugDescription)"
+        case .valueNotFound(let type, let context):
+            key = path(context.codingPath)
+            message = "expected \(describe(type)), found nothing"
+        case .keyNotFound(let missing, let context):
+            key = path(context.codingPath + [missing])
+            message = "required key is missing"
+        case .dataCorrupted(let context):
+            key = path(context.codingPath)
+            message = context.debugDescription
+        @unknown default:
+            key = ""
+            message = "\(decodingError)"
+        }
+    }
+
+    /// `file: key: message`.
+    public var description: String {
+        key.isEmpty ? "\(file): \(message)" : "\(file): \(key): \(message)"
+    }
+}
+
+private func describe(_ type: Any.Type) -> String {
+    switch type {
+    case is Int.Type, is UInt64.Type: return "an integer"
+    case is Float.Type, is Double.Type: return "a number"
+    case is Bool.Type: return "true or false"
+    case is String.Type: return "a string"
+    default: return "\(type)"
+    }
+}
+
+/// Any string key, to list every key a mapping holds.
+struct AnyCodingKey: CodingKey {
+    var stringValue: String
+    var intValue: Int?
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { self.stringValue = String(intValue); self.intValue = intValue }
+}
+
+/// Throws a key-naming error for any key of the mapping that `Keys` does not list.
+func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(_ decoder: any Decoder, _ keys: Keys.Type) throws {
+    let all = try decoder.container(keyedBy: AnyCodingKey.self).allKeys.map(\.stringValue)
+    let known = Set(Keys.allCases.map(\.stringValue))
+    if let unknown = all.sorted().first(where: { !known.contains($0) }) {
+        let prefix = decoder.codingPath.map(\.stringValue).joined(separator: ".")
+        throw ConfigError(file: "", key: prefix.isEmpty ? unknown : "\(prefix).\(unknown)",
+                          message: "unknown key; expected one of \(Keys.allCases.map(\.stringValue).sorted().joined(separator: ", "))")
+    }
+}
+
+/// Decodes a string-backed enum, naming the allowed values on failure.
+func decodeEnum<Keys: CodingKey, Value: RawRepresentable & CaseIterable>(
+    _ container: KeyedDecodingContainer<Keys>, _ key: Keys
+) throws -> Value? where Value.RawValue == String {
+    guard let raw = try container.decodeIfPresent(String.self, forKey: key) else { return nil }
+    guard let value = Value(rawValue: raw) else {
+        let path = (container.codingPath + [key]).map(\.stringValue).joined(separator: ".")
+        throw ConfigError(file: "", key: path,
+                          message: "expected one of \(Value.allCases.map(\.rawValue).joined(separator: ", ")), got '\(raw)'")
+    }
+    return value
+}
+
+/// FNV-1a over bytes: a small stable hash for agreement checks (not for security).
+public func fnv1a<Bytes: Sequence>(_ bytes: Bytes, seed: UInt64 = 0xcbf2_9ce4_8422_2325) -> UInt64 where Bytes.Element == UInt8 {
+    var hash = seed
+    for byte in bytes {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x0000_0100_0000_01B3
+    }
+    return hash
+}

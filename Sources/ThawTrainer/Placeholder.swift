@@ -1,1 +1,0 @@
-// ThawTrainer: placeholder until its first file lands.
