@@ -204,14 +204,21 @@ public final class Model {
     ///
     /// - Parameter afterGroup: Called with each group's index as soon as that group's
     ///   parameter gradients are final (used to start bucketed all-reduces early).
-    public func backward(_ outputGradient: Tensor, afterGroup: (Int) -> Void = { _ in }) {
+    public func backward(_ outputGradient: Tensor, afterGroup: (Int) throws -> Void = { _ in }) rethrows {
         var d = outputGradient
         for index in stride(from: groups.count - 1, through: firstTrainableGroup, by: -1) {
             let next = groups[index].body.backward(d, computeInputGradient: index > firstTrainableGroup)
-            afterGroup(index)
+            try afterGroup(index)
             guard let next else { break }
             d = next
         }
+    }
+
+    /// Names, shapes and groups of every parameter and state tensor, one per line.
+    /// Ranks hash this to check that they hold the same architecture.
+    public var layoutDescription: String {
+        (store.parameterEntries.map { "p \($0.group) \($0.name) \($0.shape)" }
+            + store.stateEntries.map { "s \($0.group) \($0.name) \($0.shape)" }).joined(separator: "\n")
     }
 
     /// Every layer in the model, depth first.

@@ -1,0 +1,108 @@
+// Decoding: strict decoding shared by the configuration file and the wire messages.
+//
+// Both are JSON-shaped input from outside, so both reject unknown keys and name the
+// key path and the expected value in every error.
+import Foundation
+
+/// A configuration problem: the file, the key path and what was expected.
+public struct ConfigError: Error, CustomStringConvertible, Equatable {
+    /// The configuration file.
+    public var file: String
+    /// The dotted key path, such as `training.batch_size` (empty for whole-file problems).
+    public var key: String
+    /// What was wrong and what was expected.
+    public var message: String
+
+    /// Creates a configuration error.
+    public init(file: String, key: String, message: String) {
+        self.file = file
+        self.key = key
+        self.message = message
+    }
+
+    /// Translates a decoding error into the key path and what was expected.
+    public init(file: String, decodingError: DecodingError) {
+        func path(_ keys: [any CodingKey]) -> String {
+            keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        }
+        self.file = file
+        switch decodingError {
+        case .typeMismatch(let type, let context):
+            key = path(context.codingPath)
+            message = "expected \(describe(type)): \(context.debugDescription)"
+        case .valueNotFound(let type, let context):
+            key = path(context.codingPath)
+            message = "expected \(describe(type)), found nothing"
+        case .keyNotFound(let missing, let context):
+            key = path(context.codingPath + [missing])
+            message = "required key is missing"
+        case .dataCorrupted(let context):
+            key = path(context.codingPath)
+            message = context.debugDescription
+        @unknown default:
+            key = ""
+            message = "\(decodingError)"
+        }
+    }
+
+    /// `file: key: message`.
+    public var description: String {
+        key.isEmpty ? "\(file): \(message)" : "\(file): \(key): \(message)"
+    }
+}
+
+private func describe(_ type: Any.Type) -> String {
+    switch type {
+    case is Int.Type, is UInt64.Type: return "an integer"
+    case is Float.Type, is Double.Type: return "a number"
+    case is Bool.Type: return "true or false"
+    case is String.Type: return "a string"
+    default: return "\(type)"
+    }
+}
+
+/// Any string key, to list every key a mapping holds.
+public struct AnyCodingKey: CodingKey {
+    /// The key.
+    public var stringValue: String
+    /// The index, for arrays.
+    public var intValue: Int?
+    /// A string key.
+    public init(stringValue: String) { self.stringValue = stringValue }
+    /// An integer key.
+    public init?(intValue: Int) { self.stringValue = String(intValue); self.intValue = intValue }
+}
+
+/// Throws a key-naming error for any key of the mapping that `Keys` does not list.
+public func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(_ decoder: any Decoder, _ keys: Keys.Type) throws {
+    let all = try decoder.container(keyedBy: AnyCodingKey.self).allKeys.map(\.stringValue)
+    let known = Set(Keys.allCases.map(\.stringValue))
+    if let unknown = all.sorted().first(where: { !known.contains($0) }) {
+        let prefix = decoder.codingPath.map(\.stringValue).joined(separator: ".")
+        throw ConfigError(file: "", key: prefix.isEmpty ? unknown : "\(prefix).\(unknown)",
+                          message: "unknown key; expected one of \(Keys.allCases.map(\.stringValue).sorted().joined(separator: ", "))")
+    }
+}
+
+/// Decodes a string-backed enum, naming the allowed values on failure.
+public func decodeEnum<Keys: CodingKey, Value: RawRepresentable & CaseIterable>(
+    _ container: KeyedDecodingContainer<Keys>, _ key: Keys
+) throws -> Value? where Value.RawValue == String {
+    guard let raw = try container.decodeIfPresent(String.self, forKey: key) else { return nil }
+    guard let value = Value(rawValue: raw) else {
+        let path = (container.codingPath + [key]).map(\.stringValue).joined(separator: ".")
+        throw ConfigError(file: "", key: path,
+                          message: "expected one of \(Value.allCases.map(\.rawValue).joined(separator: ", ")), got '\(raw)'")
+    }
+    return value
+}
+
+/// FNV-1a over bytes: a small stable hash for agreement checks (not for security).
+public func fnv1a<Bytes: Sequence>(_ bytes: Bytes, seed: UInt64 = 0xcbf2_9ce4_8422_2325) -> UInt64 where Bytes.Element == UInt8 {
+    var hash = seed
+    for byte in bytes {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x0000_0100_0000_01B3
+    }
+    return hash
+}

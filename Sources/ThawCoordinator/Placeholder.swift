@@ -1,1 +1,0 @@
-// ThawCoordinator: placeholder until its first file lands.

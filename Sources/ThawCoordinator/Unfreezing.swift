@@ -1,0 +1,222 @@
+// Unfreezing: the progressive-unfreezing policies and the versioned training plan.
+//
+// The planner is a pure function of (policy, epoch, validation history). The coordinator
+// runs it and serves its plans; a run without a coordinator runs the same planner on rank 0.
+// Either way rank 0 broadcasts the plan and every rank applies it at the same step.
+import Foundation
+
+/// How the set of trainable groups changes over the run.
+public enum UnfreezingPolicyKind: String, Codable, Sendable, CaseIterable {
+    /// An explicit table from epoch to trainable groups.
+    case fixed
+    /// ULMFiT style: the head alone, then one more group every `every` epochs.
+    case gradual
+    /// Thaw the next group when validation loss has not improved by `delta` for `patience` epochs.
+    case plateau
+    /// Every group trains from the first epoch (ordinary training).
+    case none
+}
+
+/// Which groups train when, and at what relative rates.
+public struct UnfreezingSection: Codable, Equatable, Sendable {
+    /// The policy.
+    public var policy: UnfreezingPolicyKind = .none
+    /// For `fixed`: epoch (0-based, as a string key) → the groups trainable from that epoch.
+    public var table: [String: [String]] = [:]
+    /// For `gradual` and `plateau`: how many top groups train at the start (1 = the head alone).
+    public var initialGroups = 1
+    /// For `gradual`: thaw one more group every this many epochs.
+    public var every = 1
+    /// For `plateau`: epochs without improvement before thawing.
+    public var patience = 1
+    /// For `plateau`: the improvement in validation loss that counts.
+    public var delta: Float = 0.001
+    /// Each lower group's learning rate is the rate of the group above divided by this (1 = off).
+    public var discriminativeFactor: Float = 2.6
+    /// Warmup steps for groups that were just thawed (0 = none).
+    public var warmupSteps = 0
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case policy, table, every, patience, delta
+        case initialGroups = "initial_groups"
+        case discriminativeFactor = "discriminative_factor"
+        case warmupSteps = "warmup_steps"
+    }
+
+    /// The defaults.
+    public init() {}
+
+    /// Decodes the section, rejecting unknown keys.
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        policy = try decodeEnum(c, .policy) ?? policy
+        table = try c.decodeIfPresent([String: [String]].self, forKey: .table) ?? table
+        initialGroups = try c.decodeIfPresent(Int.self, forKey: .initialGroups) ?? initialGroups
+        every = try c.decodeIfPresent(Int.self, forKey: .every) ?? every
+        patience = try c.decodeIfPresent(Int.self, forKey: .patience) ?? patience
+        delta = try c.decodeIfPresent(Float.self, forKey: .delta) ?? delta
+        discriminativeFactor = try c.decodeIfPresent(Float.self, forKey: .discriminativeFactor) ?? discriminativeFactor
+        warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? warmupSteps
+    }
+}
+
+/// What every rank trains during one epoch: agreed, versioned and applied at the same step.
+public struct TrainingPlan: Codable, Equatable, Sendable {
+    /// Increases by one every time the trainable set changes; the first plan is version 1.
+    public var version: Int
+    /// The epoch (0-based) this plan is for.
+    public var epoch: Int
+    /// The trainable groups, input side first; always a top slice of the model's groups.
+    public var trainableGroups: [String]
+    /// The base learning rate of each trainable group, before the schedule's multiplier.
+    public var learningRates: [String: Float]
+    /// What frozen groups' batch norm does (`running_statistics` or `batch_statistics`).
+    public var batchNormPolicy: String
+    /// Warmup steps for the groups thawed by this plan.
+    public var warmupSteps: Int
+    /// Groups that became trainable with this plan (empty when the set did not change).
+    public var newlyThawed: [String]
+
+    enum CodingKeys: String, CodingKey {
+        case version, epoch
+        case trainableGroups = "trainable_groups"
+        case learningRates = "learning_rates"
+        case batchNormPolicy = "batch_norm_policy"
+        case warmupSteps = "warmup_steps"
+        case newlyThawed = "newly_thawed"
+    }
+
+    /// Creates a plan.
+    public init(version: Int, epoch: Int, trainableGroups: [String], learningRates: [String: Float],
+                batchNormPolicy: String, warmupSteps: Int, newlyThawed: [String]) {
+        self.version = version
+        self.epoch = epoch
+        self.trainableGroups = trainableGroups
+        self.learningRates = learningRates
+        self.batchNormPolicy = batchNormPolicy
+        self.warmupSteps = warmupSteps
+        self.newlyThawed = newlyThawed
+    }
+
+    /// A digest of the trainable set and version, compared across ranks before the first
+    /// all-reduce under this plan.
+    public var trainableSetDigest: UInt64 {
+        fnv1a(Array("\(version)|\(trainableGroups.joined(separator: ","))".utf8))
+    }
+}
+
+/// Turns an unfreezing policy into one plan per epoch.
+///
+/// Discriminative rates: the top group trains at the base rate, and each group below trains at
+/// the rate of the group above divided by `discriminative_factor` (ULMFiT uses 2.6).
+public struct UnfreezingPlanner: Codable, Sendable {
+    /// The policy settings from the configuration.
+    public let settings: UnfreezingSection
+    /// The model's groups, input side first.
+    public let groupNames: [String]
+    /// The top group's base learning rate.
+    public let baseLearningRate: Float
+    /// The frozen batch-norm policy to put in every plan.
+    public let batchNormPolicy: String
+    /// The plan handed out last, if any.
+    public private(set) var current: TrainingPlan?
+    /// Validation loss per finished epoch, in order.
+    public private(set) var validationLosses: [Double] = []
+    /// For `plateau`: how many top groups train now.
+    private var plateauCount: Int
+    /// For `plateau`: the epoch at which the count last changed.
+    private var plateauChangedAt = 0
+
+    /// Creates a planner, validating the policy against the model's groups.
+    /// - Throws: ``ConfigError`` naming the `unfreezing` key at fault.
+    public init(settings: UnfreezingSection, groupNames: [String], baseLearningRate: Float, batchNormPolicy: String) throws(ConfigError) {
+        self.settings = settings
+        self.groupNames = groupNames
+        self.baseLearningRate = baseLearningRate
+        self.batchNormPolicy = batchNormPolicy
+        self.plateauCount = min(max(settings.initialGroups, 1), groupNames.count)
+        guard settings.initialGroups >= 1, settings.initialGroups <= groupNames.count else {
+            throw ConfigError(file: "", key: "unfreezing.initial_groups",
+                              message: "expected 1...\(groupNames.count) (the model has groups \(groupNames.joined(separator: ", ")))")
+        }
+        if settings.policy == .fixed {
+            guard settings.table["0"] != nil else {
+                throw ConfigError(file: "", key: "unfreezing.table", message: "the fixed policy needs an entry for epoch 0")
+            }
+            for (epoch, groups) in settings.table {
+                guard let e = Int(epoch), e >= 0 else {
+                    throw ConfigError(file: "", key: "unfreezing.table.\(epoch)", message: "expected a non-negative epoch number as the key")
+                }
+                for group in groups where !groupNames.contains(group) {
+                    throw ConfigError(file: "", key: "unfreezing.table.\(e)",
+                                      message: "unknown group '\(group)'; the model's groups are \(groupNames.joined(separator: ", "))")
+                }
+                let count = Set(groups).count
+                guard count >= 1, Set(groupNames.suffix(count)) == Set(groups) else {
+                    throw ConfigError(file: "", key: "unfreezing.table.\(e)",
+                                      message: "groups must be a top slice of \(groupNames.joined(separator: ", ")) (Thaw unfreezes from the head down)")
+                }
+            }
+        }
+    }
+
+    /// How many top groups train in `epoch` under the policy.
+    func trainableCount(epoch: Int) -> Int {
+        let total = groupNames.count
+        switch settings.policy {
+        case .none:
+            return total
+        case .gradual:
+            return min(total, settings.initialGroups + epoch / settings.every)
+        case .plateau:
+            return plateauCount
+        case .fixed:
+            let key = settings.table.keys.compactMap(Int.init).filter { $0 <= epoch }.max() ?? 0
+            return Set(settings.table[String(key)] ?? []).count
+        }
+    }
+
+    /// Records an epoch's validation loss (drives the `plateau` policy).
+    public mutating func record(validationLoss: Double) {
+        validationLosses.append(validationLoss)
+        guard settings.policy == .plateau, plateauCount < groupNames.count else { return }
+        // Compare the best loss of the last `patience` epochs with the best before them,
+        // counting only epochs since the last thaw.
+        let since = Array(validationLosses.dropFirst(plateauChangedAt))
+        guard since.count > settings.patience else { return }
+        let recent = since.suffix(settings.patience).min() ?? .infinity
+        let before = since.dropLast(settings.patience).min() ?? .infinity
+        if recent > before - Double(settings.delta) {
+            plateauCount += 1
+            plateauChangedAt = validationLosses.count
+        }
+    }
+
+    /// The plan for `epoch`. The version increases only when the trainable set changes.
+    public mutating func plan(forEpoch epoch: Int) -> TrainingPlan {
+        let count = trainableCount(epoch: epoch)
+        let trainable = Array(groupNames.suffix(count))
+        let previous = current?.trainableGroups ?? []
+        let changed = trainable != previous
+        var rates: [String: Float] = [:]
+        var rate = baseLearningRate
+        for group in trainable.reversed() {
+            rates[group] = rate
+            rate /= settings.discriminativeFactor
+        }
+        let plan = TrainingPlan(
+            version: (current?.version ?? 0) + (changed ? 1 : 0), epoch: epoch, trainableGroups: trainable,
+            learningRates: rates, batchNormPolicy: batchNormPolicy, warmupSteps: settings.warmupSteps,
+            newlyThawed: trainable.filter { !previous.contains($0) })
+        current = plan
+        return plan
+    }
+
+    /// The next epoch after `epoch` at which the trainable set is scheduled to change, if known in advance.
+    public func nextChange(after epoch: Int, epochs: Int) -> Int? {
+        guard settings.policy == .gradual || settings.policy == .fixed else { return nil }
+        let now = trainableCount(epoch: epoch)
+        return ((epoch + 1)..<max(epoch + 1, epochs)).first { trainableCount(epoch: $0) != now }
+    }
+}

@@ -1,0 +1,78 @@
+// Metrics: what one epoch produced, and the JSON-lines log every run writes.
+import Foundation
+
+/// Loss and accuracy over a set of samples.
+public struct Evaluation: Codable, Equatable, Sendable {
+    /// Mean loss per real sample.
+    public var loss: Double
+    /// Fraction of real samples classified correctly.
+    public var accuracy: Double
+    /// How many real samples were counted (over all ranks).
+    public var samples: Int
+}
+
+/// One epoch's results.
+public struct EpochRecord: Codable, Equatable, Sendable {
+    /// The epoch (0-based).
+    public var epoch: Int
+    /// The plan version the epoch trained under.
+    public var planVersion: Int
+    /// The trainable groups during the epoch.
+    public var trainableGroups: [String]
+    /// Groups thawed at the start of this epoch.
+    public var newlyThawed: [String]
+    /// Training loss and accuracy (over the real samples of all ranks).
+    public var train: Evaluation
+    /// Validation results, when a validation set exists.
+    public var validation: Evaluation?
+    /// Test results, when evaluated this epoch.
+    public var test: Evaluation?
+    /// Wall-clock seconds of the training part of the epoch.
+    public var seconds: Double
+    /// Gradient bytes each rank sent into all-reduces during the epoch.
+    public var bytesExchanged: Int
+    /// Optimizer steps taken.
+    public var steps: Int
+    /// Training samples per second over all ranks.
+    public var samplesPerSecond: Double
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, train, validation, test, seconds, steps
+        case planVersion = "plan_version"
+        case trainableGroups = "trainable_groups"
+        case newlyThawed = "newly_thawed"
+        case bytesExchanged = "bytes_exchanged"
+        case samplesPerSecond = "samples_per_second"
+    }
+}
+
+/// Appends one JSON object per line to `metrics.jsonl` in the run directory.
+public final class MetricsLog {
+    private let handle: FileHandle?
+    /// The file being written.
+    public let path: String
+
+    /// Opens (creating or truncating) the log. Returns a log that writes nothing when `enabled` is false.
+    public init(directory: String, enabled: Bool) throws {
+        path = (directory as NSString).appendingPathComponent("metrics.jsonl")
+        guard enabled else { handle = nil; return }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: path, contents: nil)
+        guard let handle = FileHandle(forWritingAtPath: path) else {
+            throw TrainingError.io(path: path, message: "cannot open for writing")
+        }
+        self.handle = handle
+    }
+
+    /// Writes one record as a line, with a `kind` field naming it.
+    public func write<Record: Encodable>(kind: String, _ record: Record) {
+        guard let handle else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let body = try? encoder.encode(record), var line = String(data: body, encoding: .utf8) else { return }
+        line = "{\"kind\":\"\(kind)\"," + line.dropFirst()
+        handle.write(Data((line + "\n").utf8))
+    }
+
+    deinit { try? handle?.close() }
+}

@@ -1,0 +1,267 @@
+// Trainer: the data-parallel training loop.
+//
+// Each epoch reads as a straight line:
+//   plan (agreed by every rank) → shard → forward → backward (stops at the boundary)
+//   → all-reduce (trainable range only) → optimizer step → report.
+// Everything clever (buckets and overlap) sits behind `GradientExchange` and can be
+// switched to the plain reference path with `training.exchange: plain`.
+import Foundation
+import ThawCollective
+import ThawCoordinator
+import ThawData
+import ThawKernels
+import ThawNN
+import ThawOptim
+
+/// Something the trainer reports while it runs (rank 0 renders these).
+public enum TrainingEvent {
+    /// A new plan took effect at the start of an epoch.
+    case plan(TrainingPlan)
+    /// An optimizer step finished.
+    case step(epoch: Int, step: Int, steps: Int, loss: Double, samplesPerSecond: Double)
+    /// An epoch finished.
+    case epoch(EpochRecord)
+}
+
+/// Decides the plan for each epoch. The local planner runs on rank 0; the coordinator client
+/// (a later addition) asks the coordinator. Only rank 0's source is consulted.
+public protocol PlanSource: AnyObject {
+    /// The plan for `epoch`, given the validation loss of the previous epoch, if any.
+    func plan(forEpoch epoch: Int, previousValidationLoss: Double?) throws -> TrainingPlan
+}
+
+/// A plan source that runs the unfreezing planner in-process.
+public final class LocalPlanSource: PlanSource {
+    private var planner: UnfreezingPlanner
+
+    /// Creates a local source around a planner.
+    public init(planner: UnfreezingPlanner) { self.planner = planner }
+
+    /// Records the last validation loss, then plans.
+    public func plan(forEpoch epoch: Int, previousValidationLoss: Double?) throws -> TrainingPlan {
+        if let loss = previousValidationLoss { planner.record(validationLoss: loss) }
+        return planner.plan(forEpoch: epoch)
+    }
+}
+
+/// Trains one model replica per rank on its shard of the data.
+public final class Trainer {
+    /// The run's configuration.
+    public let config: TrainingConfig
+    /// This rank's replica.
+    public let model: Model
+    /// The ranks training together.
+    public let collective: any Collective
+    /// The optimizer over the flat buffers.
+    public let optimizer: Optimizer
+    /// Called with progress; only rank 0 should render it.
+    public var onEvent: (TrainingEvent) -> Void = { _ in }
+
+    private let train: any Dataset
+    private let validation: (any Dataset)?
+    private let test: (any Dataset)?
+    private let planSource: PlanSource?
+    private let exchange: GradientExchange
+    private let sampler: ShardedSampler
+    private let schedule: LearningRateSchedule
+    private let microBatchesPerStep: Int
+    private let input: Tensor
+    private let logitsGradient = Tensor(shape: [0])
+    private var labels: [Int32]
+    private var weights: [Float]
+    private var plan: TrainingPlan?
+    private var thawedAtStep: [String: Int] = [:]
+    private var globalStep = 0
+    /// Finished epochs.
+    public private(set) var history: [EpochRecord] = []
+
+    /// Prepares a run: checks that every rank has the same configuration and model layout,
+    /// and makes rank 0's initial parameters everyone's.
+    /// - Parameters:
+    ///   - config: The configuration (identical on every rank).
+    ///   - model: This rank's replica.
+    ///   - train: The training set (each rank reads only its shard).
+    ///   - validation: An optional validation set, evaluated every epoch.
+    ///   - test: An optional test set.
+    ///   - collective: The ranks.
+    ///   - planSource: Where plans come from (consulted on rank 0 only).
+    public init(config: TrainingConfig, model: Model, train: any Dataset, validation: (any Dataset)?, test: (any Dataset)?,
+                collective: any Collective, planSource: PlanSource?) throws {
+        self.config = config
+        self.model = model
+        self.train = train
+        self.validation = validation
+        self.test = test
+        self.collective = collective
+        self.planSource = planSource
+        guard train.sampleShape == model.sampleShape else {
+            throw TrainingError.dataMismatch("data sample shape \(train.sampleShape) does not match the model input \(model.sampleShape)")
+        }
+        guard train.classCount <= config.model.classes else {
+            throw TrainingError.dataMismatch("the data has \(train.classCount) classes but model.classes is \(config.model.classes)")
+        }
+        microBatchesPerStep = config.training.accumulationSteps
+        let microBatch = config.training.batchSize / microBatchesPerStep
+        sampler = ShardedSampler(datasetSize: train.count, worldSize: collective.worldSize, rank: collective.rank,
+                                 globalBatchSize: microBatch, seed: config.run.seed, shuffle: true)
+        let capacity = sampler.localBatchCapacity
+        input = Tensor(shape: [capacity] + model.sampleShape)
+        labels = Array(repeating: 0, count: capacity)
+        weights = Array(repeating: 0, count: capacity)
+        optimizer = Optimizer(config: config.optimizer, parameterCount: model.store.parameterCount, groupCount: model.groups.count)
+        schedule = LearningRateSchedule(config.schedule)
+        exchange = GradientExchange(collective: collective, store: model.store, mode: config.training.exchange,
+                                    bucketBytes: Int(config.training.bucketSizeMegabytes * 1_048_576))
+        model.frozenBatchNormPolicy = config.model.frozenBatchNorm
+
+        try collective.verifyAgreement(on: config.digest, describing: "configuration")
+        try collective.verifyAgreement(on: fnv1a(Array(model.layoutDescription.utf8)), describing: "parameter layout (names, shapes, groups)")
+        try collective.broadcast(UnsafeMutableRawBufferPointer(model.store.parameters), root: 0)
+        try collective.broadcast(UnsafeMutableRawBufferPointer(model.store.state), root: 0)
+    }
+
+    /// Optimizer steps per epoch (the same on every rank by construction).
+    public var stepsPerEpoch: Int { (sampler.stepsPerEpoch + microBatchesPerStep - 1) / microBatchesPerStep }
+
+    /// Runs every epoch and returns their records.
+    public func run() throws -> [EpochRecord] {
+        for epoch in 0..<config.training.epochs {
+            let plan = try agreePlan(epoch: epoch)
+            try apply(plan)
+            var record = try trainEpoch(epoch: epoch, plan: plan)
+            if let validation { record.validation = try evaluate(validation) }
+            if let test, config.training.evaluateEveryEpoch || epoch == config.training.epochs - 1 {
+                record.test = try evaluate(test)
+            }
+            history.append(record)
+            onEvent(.epoch(record))
+        }
+        return history
+    }
+
+    /// Rank 0 obtains the plan and broadcasts it; every rank returns the same plan.
+    func agreePlan(epoch: Int) throws -> TrainingPlan {
+        var bytes: [UInt8] = []
+        if collective.rank == 0 {
+            let plan = try planSource?.plan(forEpoch: epoch, previousValidationLoss: history.last?.validation?.loss)
+                ?? TrainingPlan(version: 1, epoch: epoch, trainableGroups: model.groupNames,
+                                learningRates: Dictionary(uniqueKeysWithValues: model.groupNames.map { ($0, config.optimizer.learningRate) }),
+                                batchNormPolicy: config.model.frozenBatchNorm.rawValue, warmupSteps: 0,
+                                newlyThawed: epoch == 0 ? model.groupNames : [])
+            bytes = Array(try JSONEncoder().encode(plan))
+        }
+        var length = UInt64(bytes.count)
+        try withUnsafeMutableBytes(of: &length) { try collective.broadcast($0, root: 0) }
+        if collective.rank != 0 { bytes = Array(repeating: 0, count: Int(length)) }
+        try bytes.withUnsafeMutableBytes { try collective.broadcast($0, root: 0) }
+        return try JSONDecoder().decode(TrainingPlan.self, from: Data(bytes))
+    }
+
+    /// Applies a plan at an epoch boundary: the new trainable set, fresh optimizer state for
+    /// newly thawed groups, new buckets, and a cross-rank check of the trainable set.
+    func apply(_ plan: TrainingPlan) throws {
+        try model.setTrainableGroups(plan.trainableGroups)
+        if let policy = FrozenBatchNormPolicy(rawValue: plan.batchNormPolicy) { model.frozenBatchNormPolicy = policy }
+        let thawed = plan.newlyThawed.compactMap { model.groupNames.firstIndex(of: $0) }
+        optimizer.initializeState(forNewlyTrainableGroups: thawed, store: model.store)
+        for group in plan.newlyThawed { thawedAtStep[group] = globalStep }
+        exchange.prepare(firstTrainableGroup: model.firstTrainableGroup)
+        try collective.verifyAgreement(on: plan.trainableSetDigest, describing: "trainable set of plan version \(plan.version)")
+        self.plan = plan
+        onEvent(.plan(plan))
+    }
+
+    /// One pass over this rank's shard.
+    func trainEpoch(epoch: Int, plan: TrainingPlan) throws -> EpochRecord {
+        let started = Date()
+        var lossSum = 0.0, correct = 0.0, counted = 0.0, bytes = 0
+        let steps = stepsPerEpoch
+        let trainable = model.trainableRange
+        for step in 0..<steps {
+            model.store.zeroGradients(in: trainable)
+            let micro = (step * microBatchesPerStep)..<min((step + 1) * microBatchesPerStep, sampler.stepsPerEpoch)
+            let normalizer = Float(micro.reduce(0) { $0 + sampler.globalRealCount(epoch: epoch, step: $1) })
+            for samplerStep in micro {
+                let indices = sampler.localBatch(epoch: epoch, step: samplerStep)
+                try assemble(indices, from: train)
+                let logits = try model.forward(input, training: true)
+                let result = lossAndGradient(logits: logits, rows: indices.count, normalizer: normalizer)
+                lossSum += result.lossSum; correct += result.correct; counted += result.weightSum
+                let isLast = samplerStep == micro.upperBound - 1
+                try model.backward(logitsGradient) { group in if isLast { try exchange.groupFinished(group) } }
+            }
+            try exchange.finish(trainableRange: trainable)
+            bytes += exchange.bytesLastStep
+            let gradients = UnsafeMutableBufferPointer(rebasing: model.store.gradients[trainable])
+            guard GradientTools.allFinite(gradients) else {
+                throw TrainingError.nonFinite(what: "gradients", epoch: epoch, step: step)
+            }
+            if config.training.gradientClipNorm > 0 {
+                _ = GradientTools.clipByGlobalNorm(gradients, maxNorm: config.training.gradientClipNorm)
+            }
+            optimizer.step(store: model.store, groups: model.firstTrainableGroup..<model.groups.count,
+                           learningRates: learningRates(plan: plan, totalSteps: steps * config.training.epochs))
+            globalStep += 1
+            if collective.rank == 0 {
+                let elapsed = Date().timeIntervalSince(started)
+                onEvent(.step(epoch: epoch, step: step + 1, steps: steps, loss: counted > 0 ? lossSum / counted : 0,
+                              samplesPerSecond: counted * Double(collective.worldSize) / max(elapsed, 1e-9)))
+            }
+        }
+        var totals = [lossSum, correct, counted]
+        try totals.withUnsafeMutableBufferPointer { try collective.allReduceSum($0) }
+        let seconds = Date().timeIntervalSince(started)
+        let trainEvaluation = Evaluation(loss: totals[0] / max(totals[2], 1), accuracy: totals[1] / max(totals[2], 1), samples: Int(totals[2]))
+        return EpochRecord(epoch: epoch, planVersion: plan.version, trainableGroups: plan.trainableGroups, newlyThawed: plan.newlyThawed,
+                           train: trainEvaluation, validation: nil, test: nil, seconds: seconds, bytesExchanged: bytes,
+                           steps: steps, samplesPerSecond: totals[2] / max(seconds, 1e-9))
+    }
+
+    /// Per-group learning rates for the current step: plan rate × schedule × warmup of newly thawed groups.
+    func learningRates(plan: TrainingPlan, totalSteps: Int) -> [Float] {
+        let multiplier = schedule.multiplier(step: globalStep, totalSteps: totalSteps)
+        return model.groupNames.map { group in
+            guard let base = plan.learningRates[group] else { return 0 }
+            var rate = base * multiplier
+            if plan.warmupSteps > 0, let since = thawedAtStep[group] {
+                rate *= min(1, Float(globalStep - since + 1) / Float(plan.warmupSteps))
+            }
+            return rate
+        }
+    }
+
+    /// Evaluates on a dataset sharded across ranks; every sample counts exactly once.
+    public func evaluate(_ dataset: any Dataset) throws -> Evaluation {
+        let shard = EvaluationShard(datasetSize: dataset.count, worldSize: collective.worldSize, rank: collective.rank,
+                                    batchSize: input.shape[0])
+        var totals = [0.0, 0.0, 0.0]
+        for step in 0..<shard.steps {
+            let indices = shard.batch(step: step)
+            try assemble(indices, from: dataset)
+            let logits = try model.forward(input, training: false)
+            let result = lossAndGradient(logits: logits, rows: indices.count, normalizer: 1, computeGradient: false)
+            totals[0] += result.lossSum; totals[1] += result.correct; totals[2] += result.weightSum
+        }
+        try totals.withUnsafeMutableBufferPointer { try collective.allReduceSum($0) }
+        return Evaluation(loss: totals[0] / max(totals[2], 1), accuracy: totals[1] / max(totals[2], 1), samples: Int(totals[2]))
+    }
+
+    /// Fills the input, label and weight buffers for one local batch (padding gets weight 0).
+    private func assemble(_ indices: [Int?], from dataset: any Dataset) throws {
+        input.resize(to: [indices.count] + model.sampleShape)
+        BatchAssembler.fill(input: input.data, labels: &labels, weights: &weights, indices: indices, from: dataset)
+    }
+
+    private func lossAndGradient(logits: Tensor, rows: Int, normalizer: Float, computeGradient: Bool = true) -> CrossEntropy.Result {
+        let classes = logits.shape.last ?? 1
+        if computeGradient { logitsGradient.resize(to: logits.shape) }
+        return labels.withUnsafeBufferPointer { labels in
+            weights.withUnsafeBufferPointer { weights in
+                CrossEntropy.forwardBackward(
+                    logitsGradient: computeGradient ? logitsGradient.data : nil, logits: logits.data,
+                    labels: labels.baseAddress!, weights: weights.baseAddress!, rows: rows, classes: classes,
+                    labelSmoothing: config.training.labelSmoothing, normalizer: max(normalizer, 1))
+            }
+        }
+    }
+}
