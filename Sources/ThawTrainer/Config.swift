@@ -48,21 +48,39 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         optimizer = OptimizerSection(); schedule = ScheduleSection(); unfreezing = UnfreezingSection()
     }
 
-    /// Loads and validates a YAML or JSON file.
+    /// Loads and validates a YAML or JSON file, then applies `key.path=value` overrides.
+    /// - Parameters:
+    ///   - path: The file; nil means every default.
+    ///   - overrides: Command-line overrides such as `training.epochs=2`; values are read as YAML scalars.
     /// - Throws: ``ConfigError`` naming the file, the key path and what was expected.
-    public static func load(path: String) throws(ConfigError) -> TrainingConfig {
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ConfigError(file: path, key: "", message: "cannot read the file: \(error.localizedDescription)")
+    public static func load(path: String?, overrides: [String] = []) throws(ConfigError) -> TrainingConfig {
+        var text = ""
+        if let path {
+            do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+                throw ConfigError(file: path, key: "", message: "cannot read the file: \(error.localizedDescription)")
+            }
         }
-        return try parse(text, file: path)
+        return try parse(text, file: path ?? "<defaults>", overrides: overrides)
     }
 
-    /// Parses and validates configuration text.
-    public static func parse(_ text: String, file: String = "<config>") throws(ConfigError) -> TrainingConfig {
+    /// Parses and validates configuration text, then applies `key.path=value` overrides.
+    public static func parse(_ text: String, file: String = "<config>", overrides: [String] = []) throws(ConfigError) -> TrainingConfig {
         let config: TrainingConfig
         do {
-            config = try YAMLDecoder().decode(TrainingConfig.self, from: text.isEmpty ? "{}" : text)
+            var source = text
+            if !overrides.isEmpty {
+                var tree = (try Yams.load(yaml: text) as? [String: Any]) ?? [:]
+                for override in overrides {
+                    guard let equals = override.firstIndex(of: "="), equals != override.startIndex else {
+                        throw ConfigError(file: "--set", key: override, message: "expected key.path=value")
+                    }
+                    let path = override[..<equals].split(separator: ".").map(String.init)
+                    let value = try Yams.load(yaml: String(override[override.index(after: equals)...])) ?? ""
+                    tree = setting(tree, path: path[...], to: value)
+                }
+                source = try Yams.dump(object: tree)
+            }
+            config = try YAMLDecoder().decode(TrainingConfig.self, from: source.isEmpty ? "{}" : source)
         } catch let error as DecodingError {
             // Yams wraps errors thrown by our own init(from:) as "not valid YAML"; unwrap them.
             if case .dataCorrupted(let context) = error, let inner = context.underlyingError as? ConfigError {
@@ -76,6 +94,17 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         }
         try config.validate(file: file)
         return config
+    }
+
+    private static func setting(_ tree: [String: Any], path: ArraySlice<String>, to value: Any) -> [String: Any] {
+        var tree = tree
+        guard let key = path.first else { return tree }
+        if path.count == 1 {
+            tree[key] = value
+        } else {
+            tree[key] = setting(tree[key] as? [String: Any] ?? [:], path: path.dropFirst(), to: value)
+        }
+        return tree
     }
 
     /// Checks value ranges and combinations that decoding cannot.

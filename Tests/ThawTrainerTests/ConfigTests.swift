@@ -79,3 +79,21 @@ import ThawNN
         #expect(a.digest == (try TrainingConfig.parse("training: {epochs: 2}")).digest)
     }
 }
+
+@Suite struct ConfigOverrideTests {
+    @Test func overridesReplaceAndAdd() throws {
+        let config = try TrainingConfig.parse("training: {epochs: 2}", overrides: ["training.epochs=5", "optimizer.kind=sgd", "run.name=x"])
+        #expect(config.training.epochs == 5)
+        #expect(config.optimizer.kind == .sgd)
+        #expect(config.run.name == "x")
+    }
+
+    @Test func badOverrideNamesKey() {
+        #expect {
+            try TrainingConfig.parse("", overrides: ["training.epoch=5"])
+        } throws: { error in
+            (error as? ConfigError)?.key == "training.epoch"
+        }
+        #expect(throws: ConfigError.self) { try TrainingConfig.parse("", overrides: ["novalue"]) }
+    }
+}

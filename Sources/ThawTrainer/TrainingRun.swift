@@ -1,0 +1,71 @@
+// TrainingRun: everything `thaw train` does around the loop: join the ranks, load the
+// data, build the model, train, and write the run directory (metrics.jsonl, summary).
+import Foundation
+import ThawCollective
+import ThawCoordinator
+import ThawData
+import ThawKernels
+import ThawNN
+
+/// One `thaw train` invocation on this rank.
+public final class TrainingRun {
+    /// The configuration.
+    public let config: TrainingConfig
+    private let quiet: Bool
+
+    /// Prepares a run.
+    public init(config: TrainingConfig, quiet: Bool) {
+        self.config = config
+        self.quiet = quiet
+    }
+
+    /// Runs training to the end and prints the final table on rank 0.
+    @discardableResult
+    public func execute() throws -> [EpochRecord] {
+        let collective = try MPICollective()
+        defer { collective.finalize() }
+        Gemm.setThreadCount(max(1, ProcessInfo.processInfo.activeProcessorCount / max(collective.worldSize, 1)))
+        let isLeader = collective.rank == 0
+        let printer = ProgressPrinter(quiet: quiet || !isLeader)
+
+        let data = try DatasetCatalog.load(config.data)
+        let model = try ModelZoo.build(config.model, sampleShape: data.train.sampleShape, seed: config.run.seed)
+        if isLeader {
+            printer.line("thaw: \(config.model.architecture) on \(config.data.dataset): \(data.train.count) train, "
+                         + "\(data.validation?.count ?? 0) validation, \(data.test?.count ?? 0) test samples; "
+                         + "\(collective.worldSize) rank(s); \(model.store.parameterCount) parameters in groups "
+                         + model.groupNames.joined(separator: ", "))
+        }
+        let planner = try UnfreezingPlanner(settings: config.unfreezing, groupNames: model.groupNames,
+                                            baseLearningRate: config.optimizer.learningRate,
+                                            batchNormPolicy: config.model.frozenBatchNorm.rawValue)
+        let trainer = try Trainer(config: config, model: model, train: data.train, validation: data.validation, test: data.test,
+                                  collective: collective, planSource: LocalPlanSource(planner: planner))
+        let log = try MetricsLog(directory: config.run.output, enabled: isLeader)
+        trainer.onEvent = { event in
+            printer.handle(event)
+            if case .epoch(let record) = event { log.write(kind: "epoch", record) }
+            if case .plan(let plan) = event { log.write(kind: "plan", plan) }
+        }
+        let history = try trainer.run()
+        if isLeader {
+            printer.line(summaryTable(history))
+            printer.line("thaw: metrics in \(log.path)")
+        }
+        return history
+    }
+
+    /// The final table: accuracy, time and bytes per epoch, and when each group thawed.
+    func summaryTable(_ history: [EpochRecord]) -> String {
+        var lines = ["", "epoch  trainable groups                 train acc  test acc   seconds  exchanged"]
+        for r in history {
+            let groups = r.trainableGroups.joined(separator: ",")
+            lines.append(String(format: "%5d  %-32@ %9@  %8@  %7.1f  %@", r.epoch + 1, String(groups.prefix(32)),
+                                percent(r.train.accuracy), r.test.map { percent($0.accuracy) } ?? "-", r.seconds, bytes(r.bytesExchanged)))
+        }
+        if let final = history.last?.test {
+            lines.append("final test accuracy: \(percent(final.accuracy)) on \(final.samples) samples")
+        }
+        return lines.joined(separator: "\n")
+    }
+}

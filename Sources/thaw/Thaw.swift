@@ -1,0 +1,11 @@
+// thaw: the one executable. Each subcommand lives in its own file.
+import ArgumentParser
+
+/// The `thaw` command and its subcommands.
+@main
+struct Thaw: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "thaw",
+        abstract: "Distributed transfer learning: fine-tune pretrained networks with progressive unfreezing.",
+        subcommands: [TrainCommand.self, ModelsCommand.self, BenchCommand.self, SelfTestCollectiveCommand.self])
+}

@@ -1,0 +1,29 @@
+// thaw train: runs training as one rank (plain process) or as every rank under mpirun.
+import ArgumentParser
+import Foundation
+import ThawTrainer
+
+/// `thaw train --config FILE [--set key=value ...]`.
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train or fine-tune a model. Run it under mpirun for several ranks.")
+
+    @Option(name: .long, help: "The YAML or JSON configuration file (defaults apply when omitted).")
+    var config: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override one configuration key, e.g. --set training.epochs=2.", valueName: "key=value"))
+    var overrides: [String] = []
+
+    @Flag(name: .long, help: "Print only epoch summaries, never a live progress line.")
+    var quiet = false
+
+    func run() throws {
+        do {
+            let configuration = try TrainingConfig.load(path: config, overrides: overrides)
+            try TrainingRun(config: configuration, quiet: quiet).execute()
+        } catch let error as ConfigError {
+            throw ValidationError(error.description)
+        }
+    }
+}

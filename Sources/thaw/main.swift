@@ -1,2 +1,0 @@
-// thaw: placeholder entry point.
-print("thaw")
