@@ -1,6 +1,7 @@
 // SeededDropoutMask: inverted-dropout keep masks drawn from a seeded SplitMix64, used inside the
 // transformer layers (attention probabilities, hidden states). A mask entry is 1/(1−p) with
-// probability 1−p and 0 otherwise, so inference needs no rescaling.
+// probability 1−p and 0 otherwise, so inference needs no rescaling. Also holds `bertInitialized`,
+// the BERT weight initialization the transformer layers apply to their Linear children.
 import ThawKernels
 
 /// A reseedable generator of inverted-dropout masks, owned by one layer.

@@ -97,6 +97,12 @@ public final class TransformerEncoderLayer: Layer {
         self.feedForwardDropout = SeededDropoutMask(probability: hiddenDropout, seed: SplitMix64.mix(seed, 2))
     }
 
+    /// Dropout probability on each block's output before its residual add (HF hidden_dropout_prob).
+    public var hiddenDropoutProbability: Float { attentionOutputDropout.probability }
+
+    /// Dropout probability on the attention probabilities (HF attention_probs_dropout_prob).
+    public var attentionDropoutProbability: Float { attention.dropoutProbability }
+
     /// The attention mask shared with the attention block.
     public var attentionMask: AttentionMask? {
         get { attention.attentionMask }

@@ -90,4 +90,27 @@ import ThawTesting
         #expect(forwardValues(harness, x, mode: .training) == first)
         #expect(first != forwardValues(plain, x, mode: .training))
     }
+
+    @Test func trainsInsideAModelWithOneSharedMask() throws {
+        let mask = AttentionMask()
+        let embedding = Embedding(vocabularySize: 11, dimension: 8)
+        let model = try Model(groups: [
+            LayerGroup("embeddings", [(name: "word", layer: embedding)]),
+            LayerGroup("layer0", [(name: "encoder", layer: makeLayer(mask: mask))]),
+            LayerGroup("head", [(name: "pool", layer: MeanPooling(attentionMask: mask)), (name: "classifier", layer: Linear(8, 3))]),
+        ], sampleShape: [4], seed: 5)
+        #expect(model.outputSampleShape == [3])
+        try model.freeze(groups: ["embeddings"])
+        let ids = Tensor(shape: [2, 4], values: [1, 5, 7, 2, 3, 10, 0, 0])
+        try embedding.validate(ids: ids)
+        try mask.set(Tensor(shape: [2, 4], values: [1, 1, 1, 1, 1, 1, 0, 0]))
+        let logits = try model.forward(ids, training: true)
+        #expect(logits.shape == [2, 3])
+        model.store.zeroGradients(in: 0..<model.store.parameterCount)
+        model.backward(GradientCheck.randomTensor([2, 3], seed: 9))
+        let frozen = model.store.groupRanges[0]
+        #expect(model.store.gradients[frozen].allSatisfy { $0 == 0 })
+        #expect(model.store.gradients[model.trainableRange].contains { $0 != 0 })
+        #expect(model.store.parameterEntries.contains { $0.name == "layer0.encoder.attention_norm.weight" })
+    }
 }
