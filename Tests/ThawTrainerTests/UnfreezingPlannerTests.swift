@@ -1,0 +1,71 @@
+// Tests for the unfreezing planner: each policy, versions, discriminative rates and validation.
+import Testing
+import ThawCoordinator
+
+@Suite struct UnfreezingPlannerTests {
+    let groups = ["stem", "block1", "block2", "head"]
+
+    func planner(_ policy: UnfreezingPolicyKind, configure: (inout UnfreezingSection) -> Void = { _ in }) throws -> UnfreezingPlanner {
+        var settings = UnfreezingSection()
+        settings.policy = policy
+        configure(&settings)
+        return try UnfreezingPlanner(settings: settings, groupNames: groups, baseLearningRate: 0.01, batchNormPolicy: "running_statistics")
+    }
+
+    @Test func gradualThawsOneGroupPerEpochFromTheTop() throws {
+        var p = try planner(.gradual)
+        let plans = (0..<5).map { p.plan(forEpoch: $0) }
+        #expect(plans.map(\.trainableGroups) == [["head"], ["block2", "head"], ["block1", "block2", "head"], groups, groups])
+        #expect(plans.map(\.version) == [1, 2, 3, 4, 4])
+        #expect(plans.map(\.newlyThawed) == [["head"], ["block2"], ["block1"], ["stem"], []])
+    }
+
+    @Test func gradualEveryTwoEpochs() throws {
+        var p = try planner(.gradual) { $0.every = 2 }
+        #expect((0..<4).map { p.plan(forEpoch: $0).trainableGroups.count } == [1, 1, 2, 2])
+        #expect(p.nextChange(after: 0, epochs: 10) == 2)
+    }
+
+    @Test func discriminativeRatesDivideByFactorGoingDown() throws {
+        var p = try planner(.none)
+        let plan = p.plan(forEpoch: 0)
+        #expect(plan.learningRates["head"] == 0.01)
+        #expect(abs((plan.learningRates["block2"] ?? 0) - 0.01 / 2.6) < 1e-9)
+        #expect(abs((plan.learningRates["stem"] ?? 0) - 0.01 / (2.6 * 2.6 * 2.6)) < 1e-9)
+    }
+
+    @Test func fixedTableUsesLatestEntry() throws {
+        var p = try planner(.fixed) { $0.table = ["0": ["head"], "2": ["block1", "block2", "head"]] }
+        #expect((0..<4).map { p.plan(forEpoch: $0).trainableGroups.count } == [1, 1, 3, 3])
+    }
+
+    @Test func fixedTableRejectsGapsAndUnknownGroups() {
+        #expect(throws: ConfigError.self) { try planner(.fixed) { $0.table = ["0": ["block1", "head"]] } }
+        #expect {
+            try planner(.fixed) { $0.table = ["0": ["head"], "1": ["haed"]] }
+        } throws: { error in
+            (error as? ConfigError)?.key == "unfreezing.table.1"
+        }
+        #expect(throws: ConfigError.self) { try planner(.fixed) { $0.table = ["1": ["head"]] } }
+    }
+
+    @Test func plateauThawsAfterPatienceWithoutImprovement() throws {
+        var p = try planner(.plateau) { $0.patience = 2; $0.delta = 0.01 }
+        #expect(p.plan(forEpoch: 0).trainableGroups == ["head"])
+        p.record(validationLoss: 1.0)
+        #expect(p.plan(forEpoch: 1).trainableGroups == ["head"])
+        p.record(validationLoss: 0.9)   // improving
+        #expect(p.plan(forEpoch: 2).trainableGroups == ["head"])
+        p.record(validationLoss: 0.899) // less than delta better than 0.9
+        #expect(p.plan(forEpoch: 3).trainableGroups == ["head"])
+        p.record(validationLoss: 0.905) // two epochs without a δ improvement
+        let plan = p.plan(forEpoch: 4)
+        #expect(plan.trainableGroups == ["block2", "head"])
+        #expect(plan.version == 2)
+    }
+
+    @Test func digestDiffersBetweenTrainableSets() throws {
+        var p = try planner(.gradual)
+        #expect(p.plan(forEpoch: 0).trainableSetDigest != p.plan(forEpoch: 1).trainableSetDigest)
+    }
+}
