@@ -23,16 +23,16 @@ import ThawTesting
         harness.setState("running_mean", try fixture("running_mean_before").data)
         harness.setState("running_var", try fixture("running_var_before").data)
 
-        let y = layer.forward(tensor(try fixture("x")), mode: .training)
+        let y = layer.forward(fixtureTensor(try fixture("x")), mode: .training)
         #expect(relativeError(y.values, try fixture("y").data) <= 1e-4, "training output")
-        let dx = try #require(layer.backward(tensor(try fixture("dy")), computeInputGradient: true))
+        let dx = try #require(layer.backward(fixtureTensor(try fixture("dy")), computeInputGradient: true))
         #expect(relativeError(dx.values, try fixture("dx").data) <= 1e-4, "dx")
         #expect(relativeError(try #require(harness.store.gradient(of: "weight")), try fixture("dweight").data) <= 1e-4, "dweight")
         #expect(relativeError(try #require(harness.store.gradient(of: "bias")), try fixture("dbias").data) <= 1e-4, "dbias")
         #expect(relativeError(state(harness, "running_mean"), try fixture("running_mean_after").data) <= 1e-5, "running_mean")
         #expect(relativeError(state(harness, "running_var"), try fixture("running_var_after").data) <= 1e-5, "running_var")
 
-        let yEval = layer.forward(tensor(try fixture("x_eval")), mode: .inference)
+        let yEval = layer.forward(fixtureTensor(try fixture("x_eval")), mode: .inference)
         #expect(relativeError(yEval.values, try fixture("y_eval").data) <= 1e-4, "eval output")
     }
 

@@ -5,7 +5,7 @@ import ThawNN
 import ThawTesting
 
 /// A tensor holding a fixture entry's values.
-func tensor(_ entry: Fixture.Entry) -> Tensor { Tensor(shape: entry.shape, values: entry.data) }
+func fixtureTensor(_ entry: Fixture.Entry) -> Tensor { Tensor(shape: entry.shape, values: entry.data) }
 
 @Suite struct ConvolutionTests {
     /// Gradient-checks a convolution and returns the report; asserts the expected kernel path.
@@ -57,12 +57,12 @@ func tensor(_ entry: Fixture.Entry) -> Tensor { Tensor(shape: entry.shape, value
         let harness = LayerHarness(conv)
         harness.setParameter("weight", try fixture("\(prefix).weight").data)
         if conv.hasBias { harness.setParameter("bias", try fixture("\(prefix).bias").data) }
-        let x = tensor(try fixture("\(prefix).x"))
+        let x = fixtureTensor(try fixture("\(prefix).x"))
         let y = conv.forward(x, mode: .training)
         let expectedY = try fixture("\(prefix).y")
         #expect(y.shape == expectedY.shape)
         #expect(relativeError(y.values, expectedY.data) <= 1e-4, "\(prefix) y on \(String(describing: conv.algorithm))")
-        let dx = try #require(conv.backward(tensor(try fixture("\(prefix).dy")), computeInputGradient: true))
+        let dx = try #require(conv.backward(fixtureTensor(try fixture("\(prefix).dy")), computeInputGradient: true))
         #expect(relativeError(dx.values, try fixture("\(prefix).dx").data) <= 1e-4, "\(prefix) dx")
         #expect(relativeError(try #require(harness.store.gradient(of: "weight")), try fixture("\(prefix).dweight").data) <= 1e-4, "\(prefix) dweight")
         if conv.hasBias {

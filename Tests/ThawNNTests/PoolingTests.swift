@@ -44,13 +44,13 @@ import ThawTesting
             ("global", GlobalAveragePool()),
         ]
         for (name, layer) in layers {
-            let x = tensor(try fixture("x"))
+            let x = fixtureTensor(try fixture("x"))
             let expected = try fixture("\(name).y")
             #expect(try layer.outputShape(for: x.shape) == expected.shape, "\(name)")
             let y = layer.forward(x, mode: .training)
             #expect(y.shape == expected.shape, "\(name)")
             #expect(relativeError(y.values, expected.data) <= 1e-4, "\(name) y")
-            let dx = try #require(layer.backward(tensor(try fixture("\(name).dy")), computeInputGradient: true))
+            let dx = try #require(layer.backward(fixtureTensor(try fixture("\(name).dy")), computeInputGradient: true))
             #expect(relativeError(dx.values, try fixture("\(name).dx").data) <= 1e-4, "\(name) dx")
         }
     }
