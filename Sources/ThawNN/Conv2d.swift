@@ -1,0 +1,140 @@
+// Conv2d: 2-D convolution over [N, C, H, W] with PyTorch's parameters and defaults.
+import ThawKernels
+
+/// A 2-D convolution. Weight is `[outputChannels, inputChannels / groups, kh, kw]`, bias `[outputChannels]`.
+///
+/// The kernel path is chosen per input: 1×1 stride-1 unpadded convolutions run as a plain GEMM,
+/// depthwise convolutions (groups == inputChannels > 1) as direct loops, everything else through
+/// im2col into a scratch tensor the layer owns and reuses.
+public final class Conv2d: Layer {
+    /// Input channels.
+    public let inputChannels: Int
+    /// Output channels.
+    public let outputChannels: Int
+    /// Kernel extent.
+    public let kernelSize: Size2D
+    /// Step between output positions.
+    public let stride: Size2D
+    /// Zeros added on each side.
+    public let padding: Size2D
+    /// Spacing between kernel taps.
+    public let dilation: Size2D
+    /// Channel groups.
+    public let groups: Int
+    /// Whether there is a bias term.
+    public let hasBias: Bool
+    /// A forced kernel path, or nil to pick the fastest one that applies.
+    public let algorithm: Convolution2D.Algorithm?
+
+    private var weight: ParameterView?
+    private var bias: ParameterView?
+    private let output = Tensor(shape: [0])
+    private let inputGradient = Tensor(shape: [0])
+    private let scratch = Tensor(shape: [0])
+    private var input: Tensor?
+    private var geometry: Convolution2DGeometry?
+
+    /// Creates a convolution.
+    /// - Parameters:
+    ///   - inputChannels: Channels of the input; divisible by `groups`.
+    ///   - outputChannels: Channels of the output; divisible by `groups`.
+    ///   - kernelSize: Kernel extent (an integer for a square kernel).
+    ///   - stride: Step between output positions.
+    ///   - padding: Zeros added on each side.
+    ///   - dilation: Spacing between kernel taps.
+    ///   - groups: Channel groups (`inputChannels` for depthwise).
+    ///   - bias: Whether to add a learned bias.
+    ///   - algorithm: Force a kernel path (for tests and benchmarks); nil picks automatically.
+    public init(
+        _ inputChannels: Int, _ outputChannels: Int, kernelSize: Size2D, stride: Size2D = 1, padding: Size2D = 0,
+        dilation: Size2D = 1, groups: Int = 1, bias: Bool = true, algorithm: Convolution2D.Algorithm? = nil
+    ) {
+        precondition(groups >= 1 && inputChannels % groups == 0 && outputChannels % groups == 0,
+                     "Conv2d: channels \(inputChannels)→\(outputChannels) are not divisible by groups \(groups)")
+        precondition(min(kernelSize.height, kernelSize.width, stride.height, stride.width, dilation.height, dilation.width) >= 1
+                     && min(padding.height, padding.width) >= 0, "Conv2d: kernel, stride and dilation must be ≥ 1, padding ≥ 0")
+        self.inputChannels = inputChannels
+        self.outputChannels = outputChannels
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+        self.groups = groups
+        self.hasBias = bias
+        self.algorithm = algorithm
+    }
+
+    /// Inputs to each output: (inputChannels / groups) · kh · kw.
+    public var fanIn: Int { inputChannels / groups * kernelSize.height * kernelSize.width }
+
+    /// `weight` and optionally `bias`, both uniform in ±1/sqrt(fanIn) like PyTorch.
+    public var parameterSpecs: [ParameterSpec] {
+        var specs = [ParameterSpec("weight", shape: [outputChannels, inputChannels / groups, kernelSize.height, kernelSize.width],
+                                   initializer: .uniformFanIn(fanIn))]
+        if hasBias { specs.append(ParameterSpec("bias", shape: [outputChannels], initializer: .uniformFanIn(fanIn))) }
+        return specs
+    }
+
+    /// Binds weight and bias views.
+    public func bind(parameters: [ParameterView], state: [StateView]) {
+        weight = parameters[0]
+        bias = hasBias ? parameters[1] : nil
+    }
+
+    /// `[N, inputChannels, H, W]` → `[N, outputChannels, OH, OW]`.
+    public func outputShape(for inputShape: [Int]) throws(ShapeError) -> [Int] {
+        let expected = "[N, \(inputChannels), H, W] with H, W large enough for kernel \(kernelSize), "
+            + "padding \(padding), dilation \(dilation)"
+        guard inputShape.count == 4, inputShape[1] == inputChannels else {
+            throw ShapeError(layer: "Conv2d", shape: inputShape, expected: expected)
+        }
+        let g = geometry(for: inputShape)
+        guard g.outputHeight > 0, g.outputWidth > 0 else { throw ShapeError(layer: "Conv2d", shape: inputShape, expected: expected) }
+        if let algorithm, !Convolution2D.supports(algorithm, g) {
+            throw ShapeError(layer: "Conv2d", shape: inputShape, expected: "a geometry the forced \(algorithm) path supports")
+        }
+        return [inputShape[0], outputChannels, g.outputHeight, g.outputWidth]
+    }
+
+    /// The kernel geometry for an input shape `[N, C, H, W]`.
+    public func geometry(for inputShape: [Int]) -> Convolution2DGeometry {
+        Convolution2DGeometry(
+            batch: inputShape[0], inputChannels: inputChannels, inputHeight: inputShape[2], inputWidth: inputShape[3],
+            outputChannels: outputChannels, kernel: kernelSize, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    }
+
+    /// The kernel path used for `geometry`.
+    public func algorithm(for geometry: Convolution2DGeometry) -> Convolution2D.Algorithm {
+        algorithm ?? Convolution2D.algorithm(for: geometry)
+    }
+
+    /// y = conv(x, weight) + bias.
+    public func forward(_ x: Tensor, mode: LayerMode) -> Tensor {
+        guard let weight else { preconditionFailure("Conv2d used before bind") }
+        precondition(x.shape.count == 4 && x.shape[1] == inputChannels, "Conv2d: input shape \(x.shape), expected [N, \(inputChannels), H, W]")
+        let g = geometry(for: x.shape)
+        let path = algorithm(for: g)
+        scratch.resize(to: [Convolution2D.scratchCount(path, g)])
+        output.resize(to: [g.batch, outputChannels, g.outputHeight, g.outputWidth])
+        Convolution2D.forward(output: output.data, input: x.data, weight: weight.value, bias: bias.map { UnsafePointer($0.value) },
+                              geometry: g, algorithm: path, scratch: scratch.data)
+        input = mode == .training ? x : nil
+        geometry = mode == .training ? g : nil
+        return output
+    }
+
+    /// dWeight += dY ⋆ x, dBias += Σ dY, dX = convᵀ(dY, weight).
+    public func backward(_ dY: Tensor, computeInputGradient: Bool) -> Tensor? {
+        guard let weight, let x = input, let g = geometry else { preconditionFailure("Conv2d.backward without a training forward") }
+        let path = algorithm(for: g)
+        scratch.resize(to: [Convolution2D.scratchCount(path, g)])
+        Convolution2D.backwardWeights(dWeight: weight.gradient, dBias: bias?.gradient, dOutput: dY.data, input: x.data,
+                                      geometry: g, algorithm: path, scratch: scratch.data)
+        guard computeInputGradient else { return nil }
+        inputGradient.resize(to: x.shape)
+        inputGradient.zero()
+        Convolution2D.backwardData(dInput: inputGradient.data, dOutput: dY.data, weight: weight.value,
+                                   geometry: g, algorithm: path, scratch: scratch.data)
+        return inputGradient
+    }
+}

@@ -1,0 +1,177 @@
+// Pooling layers: MaxPool2d, AvgPool2d (PyTorch defaults: floor mode, padding counted in the
+// average) and GlobalAveragePool ([N, C, H, W] → [N, C], i.e. adaptive_avg_pool2d((1, 1)) then flatten).
+import ThawKernels
+
+/// Max pooling over `[N, C, H, W]`, remembering each window's argmax for backward.
+public final class MaxPool2d: Layer {
+    /// Window extent.
+    public let kernelSize: Size2D
+    /// Step between windows.
+    public let stride: Size2D
+    /// Implicit −∞ padding on each side.
+    public let padding: Size2D
+
+    private let output = Tensor(shape: [0])
+    private let inputGradient = Tensor(shape: [0])
+    private var indices: [Int32] = []
+    private var geometry: Pooling2DGeometry?
+
+    /// Creates a max-pooling layer.
+    /// - Parameters:
+    ///   - kernelSize: Window extent.
+    ///   - stride: Step between windows; nil means `kernelSize`, as in PyTorch.
+    ///   - padding: Implicit padding; at most half the kernel, as PyTorch requires.
+    public init(kernelSize: Size2D, stride: Size2D? = nil, padding: Size2D = 0) {
+        let stride = stride ?? kernelSize
+        precondition(min(kernelSize.height, kernelSize.width, stride.height, stride.width) >= 1, "MaxPool2d: kernel and stride must be ≥ 1")
+        precondition(padding.height >= 0 && padding.width >= 0 && 2 * padding.height <= kernelSize.height && 2 * padding.width <= kernelSize.width,
+                     "MaxPool2d: padding \(padding) must be between 0 and half the kernel \(kernelSize)")
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.padding = padding
+    }
+
+    /// `[N, C, H, W]` → `[N, C, OH, OW]`.
+    public func outputShape(for inputShape: [Int]) throws(ShapeError) -> [Int] {
+        try poolOutputShape("MaxPool2d", inputShape, kernelSize, stride, padding)
+    }
+
+    /// y = max over each window.
+    public func forward(_ x: Tensor, mode: LayerMode) -> Tensor {
+        let g = poolGeometry("MaxPool2d", x.shape, kernelSize, stride, padding)
+        output.resize(to: [g.batch, g.channels, g.outputHeight, g.outputWidth])
+        if mode == .training {
+            if indices.count < g.outputCount { indices = [Int32](repeating: 0, count: g.outputCount) }
+            indices.withUnsafeMutableBufferPointer { Pooling2D.maxForward(output: output.data, indices: $0.baseAddress, input: x.data, geometry: g) }
+            geometry = g
+        } else {
+            Pooling2D.maxForward(output: output.data, indices: nil, input: x.data, geometry: g)
+            geometry = nil
+        }
+        return output
+    }
+
+    /// Routes each output gradient to its window's maximum.
+    public func backward(_ dY: Tensor, computeInputGradient: Bool) -> Tensor? {
+        guard let g = geometry else { preconditionFailure("MaxPool2d.backward without a training forward") }
+        guard computeInputGradient else { return nil }
+        inputGradient.resize(to: [g.batch, g.channels, g.inputHeight, g.inputWidth])
+        inputGradient.zero()
+        indices.withUnsafeBufferPointer { index in
+            guard let base = index.baseAddress else { return }
+            Pooling2D.maxBackward(dInput: inputGradient.data, dOutput: dY.data, indices: base, geometry: g)
+        }
+        return inputGradient
+    }
+}
+
+/// Average pooling over `[N, C, H, W]`; zero padding counts in the divisor (`count_include_pad=True`).
+public final class AvgPool2d: Layer {
+    /// Window extent.
+    public let kernelSize: Size2D
+    /// Step between windows.
+    public let stride: Size2D
+    /// Implicit zero padding on each side.
+    public let padding: Size2D
+
+    private let output = Tensor(shape: [0])
+    private let inputGradient = Tensor(shape: [0])
+    private var geometry: Pooling2DGeometry?
+
+    /// Creates an average-pooling layer.
+    /// - Parameters:
+    ///   - kernelSize: Window extent.
+    ///   - stride: Step between windows; nil means `kernelSize`, as in PyTorch.
+    ///   - padding: Implicit zero padding; at most half the kernel, as PyTorch requires.
+    public init(kernelSize: Size2D, stride: Size2D? = nil, padding: Size2D = 0) {
+        let stride = stride ?? kernelSize
+        precondition(min(kernelSize.height, kernelSize.width, stride.height, stride.width) >= 1, "AvgPool2d: kernel and stride must be ≥ 1")
+        precondition(padding.height >= 0 && padding.width >= 0 && 2 * padding.height <= kernelSize.height && 2 * padding.width <= kernelSize.width,
+                     "AvgPool2d: padding \(padding) must be between 0 and half the kernel \(kernelSize)")
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.padding = padding
+    }
+
+    /// `[N, C, H, W]` → `[N, C, OH, OW]`.
+    public func outputShape(for inputShape: [Int]) throws(ShapeError) -> [Int] {
+        try poolOutputShape("AvgPool2d", inputShape, kernelSize, stride, padding)
+    }
+
+    /// y = mean over each (padded) window.
+    public func forward(_ x: Tensor, mode: LayerMode) -> Tensor {
+        let g = poolGeometry("AvgPool2d", x.shape, kernelSize, stride, padding)
+        output.resize(to: [g.batch, g.channels, g.outputHeight, g.outputWidth])
+        Pooling2D.averageForward(output: output.data, input: x.data, geometry: g)
+        geometry = mode == .training ? g : nil
+        return output
+    }
+
+    /// Spreads each output gradient evenly over its window.
+    public func backward(_ dY: Tensor, computeInputGradient: Bool) -> Tensor? {
+        guard let g = geometry else { preconditionFailure("AvgPool2d.backward without a training forward") }
+        guard computeInputGradient else { return nil }
+        inputGradient.resize(to: [g.batch, g.channels, g.inputHeight, g.inputWidth])
+        inputGradient.zero()
+        Pooling2D.averageBackward(dInput: inputGradient.data, dOutput: dY.data, geometry: g)
+        return inputGradient
+    }
+}
+
+/// The mean of each channel plane: `[N, C, H, W]` → `[N, C]`.
+///
+/// This is torchvision's `adaptive_avg_pool2d(x, (1, 1))` followed by `flatten(1)`, so a classifier
+/// `Linear(C, classes)` can follow directly.
+public final class GlobalAveragePool: Layer {
+    private let output = Tensor(shape: [0])
+    private let inputGradient = Tensor(shape: [0])
+    private var inputShape: [Int]?
+
+    /// Creates a global average pool.
+    public init() {}
+
+    /// `[N, C, H, W]` → `[N, C]`.
+    public func outputShape(for inputShape: [Int]) throws(ShapeError) -> [Int] {
+        guard inputShape.count == 4, inputShape[2] > 0, inputShape[3] > 0 else {
+            throw ShapeError(layer: "GlobalAveragePool", shape: inputShape, expected: "[N, C, H, W] with H, W ≥ 1")
+        }
+        return [inputShape[0], inputShape[1]]
+    }
+
+    /// y[n, c] = mean of x[n, c, :, :].
+    public func forward(_ x: Tensor, mode: LayerMode) -> Tensor {
+        precondition(x.shape.count == 4, "GlobalAveragePool: input shape \(x.shape), expected [N, C, H, W]")
+        output.resize(to: [x.shape[0], x.shape[1]])
+        Pooling2D.globalAverageForward(output: output.data, input: x.data, planes: x.shape[0] * x.shape[1], planeSize: x.shape[2] * x.shape[3])
+        inputShape = mode == .training ? x.shape : nil
+        return output
+    }
+
+    /// dX[n, c, h, w] = dY[n, c] / (H·W).
+    public func backward(_ dY: Tensor, computeInputGradient: Bool) -> Tensor? {
+        guard let shape = inputShape else { preconditionFailure("GlobalAveragePool.backward without a training forward") }
+        guard computeInputGradient else { return nil }
+        inputGradient.resize(to: shape)
+        inputGradient.zero()
+        Pooling2D.globalAverageBackward(dInput: inputGradient.data, dOutput: dY.data, planes: shape[0] * shape[1], planeSize: shape[2] * shape[3])
+        return inputGradient
+    }
+}
+
+/// The output shape of a 2-D pooling, or a ShapeError naming the layer.
+private func poolOutputShape(_ layer: String, _ shape: [Int], _ kernel: Size2D, _ stride: Size2D, _ padding: Size2D) throws(ShapeError) -> [Int] {
+    guard shape.count == 4 else { throw ShapeError(layer: layer, shape: shape, expected: "[N, C, H, W]") }
+    let g = Pooling2DGeometry(batch: shape[0], channels: shape[1], inputHeight: shape[2], inputWidth: shape[3],
+                              kernel: kernel, stride: stride, padding: padding)
+    guard g.outputHeight > 0, g.outputWidth > 0 else {
+        throw ShapeError(layer: layer, shape: shape, expected: "[N, C, H, W] with H, W + 2·padding \(padding) ≥ kernel \(kernel)")
+    }
+    return [shape[0], shape[1], g.outputHeight, g.outputWidth]
+}
+
+/// The pooling geometry for an input shape (a wrong rank is a programming error here).
+private func poolGeometry(_ layer: String, _ shape: [Int], _ kernel: Size2D, _ stride: Size2D, _ padding: Size2D) -> Pooling2DGeometry {
+    precondition(shape.count == 4, "\(layer): input shape \(shape), expected [N, C, H, W]")
+    return Pooling2DGeometry(batch: shape[0], channels: shape[1], inputHeight: shape[2], inputWidth: shape[3],
+                             kernel: kernel, stride: stride, padding: padding)
+}
