@@ -1,0 +1,114 @@
+// GemmBenchmark: each convolution and linear layer's forward+backward throughput as a
+// ratio to raw cblas_sgemm running the same matrix shapes, measured in the same run.
+//
+// A layer's useful work is the GEMMs its math needs (for a convolution through im2col,
+// per sample and group: forward M×N×K, input gradient K×N×M, weight gradient M×K×N).
+// The raw baseline runs exactly those sgemm calls on preallocated buffers, so the ratio
+// shows what im2col, bias, layout and bookkeeping cost on top of OpenBLAS.
+import Foundation
+import ThawKernels
+import ThawNN
+
+/// One row of the GEMM benchmark.
+public struct GemmBenchmarkRow: Sendable {
+    /// The layer's path in the model, such as `block1.conv`.
+    public var layer: String
+    /// The GEMM shapes (m, n, k) and how many times each runs per forward+backward.
+    public var shapes: [(m: Int, n: Int, k: Int, count: Int)]
+    /// Floating-point operations of those GEMMs.
+    public var flops: Double
+    /// Median seconds of the layer's forward+backward.
+    public var layerSeconds: Double
+    /// Median seconds of the raw sgemm calls.
+    public var rawSeconds: Double
+    /// Layer GFLOP/s.
+    public var layerGigaflops: Double { flops / layerSeconds / 1e9 }
+    /// Raw sgemm GFLOP/s on the same shapes.
+    public var rawGigaflops: Double { flops / rawSeconds / 1e9 }
+    /// Layer throughput ÷ raw throughput (goal ≥ 0.7).
+    public var ratio: Double { rawSeconds / layerSeconds }
+}
+
+/// Measures every GEMM-backed layer of a model.
+public enum GemmBenchmark {
+    /// Runs the benchmark.
+    /// - Parameters:
+    ///   - model: The model; its parameters are used as they are.
+    ///   - batch: The batch size.
+    ///   - repetitions: Timed repetitions per measurement; the median is reported.
+    public static func run(model: Model, batch: Int, repetitions: Int) throws -> [GemmBenchmarkRow] {
+        var rows: [GemmBenchmarkRow] = []
+        var shape = [batch] + model.sampleShape
+        for group in model.groups {
+            for child in group.body.namedLayers {
+                let inputShape = shape
+                shape = try child.layer.outputShape(for: shape)
+                guard let shapes = gemmShapes(child.layer, inputShape: inputShape) else { continue }
+                let input = Tensor(shape: inputShape)
+                var generator = SplitMix64(seed: 1)
+                for i in 0..<input.count { input.data[i] = generator.nextUniform() }
+                let upstream = Tensor(shape: shape)
+                upstream.fill(0.01)
+                let layerTime = median(repetitions) {
+                    _ = child.layer.forward(input, mode: .training)
+                    _ = child.layer.backward(upstream, computeInputGradient: true)
+                }
+                let rawTime = rawGemmTime(shapes, repetitions: repetitions)
+                let flops = shapes.reduce(0.0) { $0 + 2 * Double($1.m) * Double($1.n) * Double($1.k) * Double($1.count) }
+                rows.append(GemmBenchmarkRow(layer: "\(group.name).\(child.name)", shapes: shapes, flops: flops,
+                                             layerSeconds: layerTime, rawSeconds: rawTime))
+            }
+        }
+        return rows
+    }
+
+    /// The GEMMs a layer's forward+backward needs, or nil for layers that do not use GEMM.
+    static func gemmShapes(_ layer: any Layer, inputShape: [Int]) -> [(m: Int, n: Int, k: Int, count: Int)]? {
+        if let linear = layer as? Linear {
+            let rows = inputShape.dropLast().reduce(1, *)
+            let (i, o) = (linear.inputDimensions, linear.outputDimensions)
+            return [(rows, o, i, 1), (rows, i, o, 1), (o, i, rows, 1)]
+        }
+        if let conv = layer as? Conv2d {
+            let g = conv.geometry(for: inputShape)
+            guard conv.algorithm(for: g) != .depthwise else { return nil }
+            let m = g.outputChannelsPerGroup
+            let n = g.outputHeight * g.outputWidth
+            let k = g.inputChannelsPerGroup * g.kernel.height * g.kernel.width
+            let count = g.batch * g.groups
+            return [(m, n, k, count), (k, n, m, count), (m, k, n, count)]
+        }
+        return nil
+    }
+
+    static func rawGemmTime(_ shapes: [(m: Int, n: Int, k: Int, count: Int)], repetitions: Int) -> Double {
+        let largest = shapes.map { max($0.m * $0.k, $0.k * $0.n, $0.m * $0.n) }.max() ?? 1
+        let a = UnsafeMutablePointer<Float>.allocate(capacity: largest)
+        let b = UnsafeMutablePointer<Float>.allocate(capacity: largest)
+        let c = UnsafeMutablePointer<Float>.allocate(capacity: largest)
+        defer { a.deallocate(); b.deallocate(); c.deallocate() }
+        a.initialize(repeating: 0.5, count: largest)
+        b.initialize(repeating: 0.25, count: largest)
+        c.initialize(repeating: 0, count: largest)
+        return median(repetitions) {
+            for s in shapes {
+                for _ in 0..<s.count {
+                    Gemm.multiply(.none, .none, m: s.m, n: s.n, k: s.k, a: a, b: b, beta: 1, c: c)
+                }
+            }
+        }
+    }
+
+    /// The median wall time of `body` over `repetitions` runs, after one warm-up run.
+    public static func median(_ repetitions: Int, _ body: () -> Void) -> Double {
+        body()
+        var times: [Double] = []
+        for _ in 0..<max(1, repetitions) {
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        times.sort()
+        return times[times.count / 2]
+    }
+}
