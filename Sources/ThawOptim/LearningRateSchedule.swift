@@ -68,8 +68,9 @@ public enum LearningRateSchedule: Sendable, Equatable, Codable {
             let span = lastStep - peakStep
             return Float(Self.cosineAnneal(from: 1, to: minimum, fraction: span > 0 ? (s - peakStep) / span : 1))
         case .slantedTriangular(let cutFraction, let ratio):
+            // ⌊T·cutFraction⌋ in Float, so 10 × 0.7 gives 7 as written in the config, not 6.
+            let cut = max(1, Double((Float(total) * cutFraction).rounded(.down)))
             let fraction = Double(cutFraction)
-            let cut = max(1, (total * fraction).rounded(.down))
             let p = t < cut ? t / cut : max(0, 1 - (t - cut) / (cut * (1 / fraction - 1)))
             return Float((1 + p * (Double(ratio) - 1)) / Double(ratio))
         }
@@ -122,6 +123,13 @@ public struct ScheduleError: Error, CustomStringConvertible, Equatable {
     public var value: Double
     /// What was expected instead.
     public var expected: String
+
+    /// Creates a schedule error.
+    public init(parameter: String, value: Double, expected: String) {
+        self.parameter = parameter
+        self.value = value
+        self.expected = expected
+    }
 
     /// One line naming the parameter.
     public var description: String { "learning-rate schedule \(parameter) = \(value) is invalid: expected \(expected)" }
