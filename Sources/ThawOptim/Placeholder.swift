@@ -1,1 +1,0 @@
-// ThawOptim: placeholder until its first file lands.
