@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "ThawKernelsTests", dependencies: ["ThawKernels", "ThawTesting"]),
         .testTarget(name: "ThawNNTests", dependencies: ["ThawNN", "ThawTesting"]),
         .testTarget(name: "ThawDataTests", dependencies: ["ThawData"]),
-        .testTarget(name: "ThawOptimTests", dependencies: ["ThawOptim"]),
+        .testTarget(name: "ThawOptimTests", dependencies: ["ThawOptim", "ThawTesting"]),
         .testTarget(name: "ThawCollectiveTests", dependencies: ["ThawCollective"]),
         .testTarget(name: "ThawTrainerTests", dependencies: ["ThawTrainer", "thaw"]),
     ]

@@ -67,8 +67,8 @@ public final class Trainer {
     private let microBatchesPerStep: Int
     private let input: Tensor
     private let logitsGradient = Tensor(shape: [0])
-    private var labels: [Int32]
-    private var weights: [Float]
+    private let labels: UnsafeMutableBufferPointer<Int32>
+    private let weights: UnsafeMutableBufferPointer<Float>
     private var plan: TrainingPlan?
     private var thawedAtStep: [String: Int] = [:]
     private var globalStep = 0
@@ -106,10 +106,13 @@ public final class Trainer {
                                  globalBatchSize: microBatch, seed: config.run.seed, shuffle: true)
         let capacity = sampler.localBatchCapacity
         input = Tensor(shape: [capacity] + model.sampleShape)
-        labels = Array(repeating: 0, count: capacity)
-        weights = Array(repeating: 0, count: capacity)
-        optimizer = Optimizer(config: config.optimizer, parameterCount: model.store.parameterCount, groupCount: model.groups.count)
+        labels = .allocate(capacity: capacity)
+        labels.initialize(repeating: 0)
+        weights = .allocate(capacity: capacity)
+        weights.initialize(repeating: 0)
+        optimizer = try Optimizer(rule: UpdateRule(config.optimizer), weightDecay: Double(config.optimizer.weightDecay), store: model.store)
         schedule = LearningRateSchedule(config.schedule)
+        do { try schedule.validate() } catch { throw ConfigError(file: "", key: "schedule", message: error.description) }
         exchange = GradientExchange(collective: collective, store: model.store, mode: config.training.exchange,
                                     bucketBytes: Int(config.training.bucketSizeMegabytes * 1_048_576))
         model.frozenBatchNormPolicy = config.model.frozenBatchNorm
@@ -118,6 +121,11 @@ public final class Trainer {
         try collective.verifyAgreement(on: fnv1a(Array(model.layoutDescription.utf8)), describing: "parameter layout (names, shapes, groups)")
         try collective.broadcast(UnsafeMutableRawBufferPointer(model.store.parameters), root: 0)
         try collective.broadcast(UnsafeMutableRawBufferPointer(model.store.state), root: 0)
+    }
+
+    deinit {
+        labels.deallocate()
+        weights.deallocate()
     }
 
     /// Optimizer steps per epoch (the same on every rank by construction).
@@ -232,11 +240,11 @@ public final class Trainer {
 
     /// Evaluates on a dataset sharded across ranks; every sample counts exactly once.
     public func evaluate(_ dataset: any Dataset) throws -> Evaluation {
-        let shard = EvaluationShard(datasetSize: dataset.count, worldSize: collective.worldSize, rank: collective.rank,
-                                    batchSize: input.shape[0])
+        let shard = EvaluationSharder(datasetSize: dataset.count, worldSize: collective.worldSize, rank: collective.rank,
+                                      localBatchCapacity: sampler.localBatchCapacity)
         var totals = [0.0, 0.0, 0.0]
-        for step in 0..<shard.steps {
-            let indices = shard.batch(step: step)
+        for step in 0..<shard.stepCount {
+            let indices = shard.localBatch(step: step)
             try assemble(indices, from: dataset)
             let logits = try model.forward(input, training: false)
             let result = lossAndGradient(logits: logits, rows: indices.count, normalizer: 1, computeGradient: false)
@@ -249,19 +257,15 @@ public final class Trainer {
     /// Fills the input, label and weight buffers for one local batch (padding gets weight 0).
     private func assemble(_ indices: [Int?], from dataset: any Dataset) throws {
         input.resize(to: [indices.count] + model.sampleShape)
-        BatchAssembler.fill(input: input.data, labels: &labels, weights: &weights, indices: indices, from: dataset)
+        BatchAssembler.fill(from: dataset, indices: indices, features: input.data, labels: labels, weights: weights)
     }
 
     private func lossAndGradient(logits: Tensor, rows: Int, normalizer: Float, computeGradient: Bool = true) -> CrossEntropy.Result {
         let classes = logits.shape.last ?? 1
         if computeGradient { logitsGradient.resize(to: logits.shape) }
-        return labels.withUnsafeBufferPointer { labels in
-            weights.withUnsafeBufferPointer { weights in
-                CrossEntropy.forwardBackward(
-                    logitsGradient: computeGradient ? logitsGradient.data : nil, logits: logits.data,
-                    labels: labels.baseAddress!, weights: weights.baseAddress!, rows: rows, classes: classes,
-                    labelSmoothing: config.training.labelSmoothing, normalizer: max(normalizer, 1))
-            }
-        }
+        return CrossEntropy.forwardBackward(
+            logitsGradient: computeGradient ? logitsGradient.data : nil, logits: logits.data,
+            labels: labels.baseAddress!, weights: weights.baseAddress!, rows: rows, classes: classes,
+            labelSmoothing: config.training.labelSmoothing, normalizer: max(normalizer, 1))
     }
 }
