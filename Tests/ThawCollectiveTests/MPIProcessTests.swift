@@ -105,7 +105,12 @@ func spawnProcessGroup(_ arguments: [String], hangGuardSeconds: Double) throws -
     posix_spawnattr_setpgroup(&attributes, 0)
 
     let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-    let envp: [UnsafeMutablePointer<CChar>?] = ProcessInfo.processInfo.environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+    // MPI_Init in this process (MPISingleRankTests) exports OMPI_/PMIX_ variables describing a
+    // singleton job; a child mpirun that inherits them believes it runs inside that job and fails.
+    let inherited = ProcessInfo.processInfo.environment.filter { key, _ in
+        !["OMPI_", "PMIX_", "OPAL_", "ORTE_"].contains { key.hasPrefix($0) }
+    }
+    let envp: [UnsafeMutablePointer<CChar>?] = inherited.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer {
         for pointer in argv { free(pointer) }
         for pointer in envp { free(pointer) }
