@@ -16,3 +16,4 @@ static inline void *thaw_mpi_in_place(void) { return MPI_IN_PLACE; }
 static inline MPI_Status *thaw_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
 static inline MPI_Request thaw_mpi_request_null(void) { return MPI_REQUEST_NULL; }
 static inline MPI_Errhandler thaw_mpi_errors_return(void) { return MPI_ERRORS_RETURN; }
+static inline int thaw_mpi_max_error_string(void) { return MPI_MAX_ERROR_STRING; }

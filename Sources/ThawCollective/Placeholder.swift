@@ -1,1 +1,0 @@
-// ThawCollective: placeholder until its first file lands.

@@ -1,0 +1,42 @@
+// BatchAssembler: copies the samples of a local batch into caller-owned batch buffers.
+//
+// A local batch is a list of dataset indices with nil padding (from ShardedSampler or
+// EvaluationSharder). Row i of the feature buffer gets sample indices[i]; its weight is 1.
+// Padding rows are zero-filled, get label 0 (a valid class, so loss kernels never index out of
+// range) and weight 0, so they add nothing to losses, gradients or metrics.
+
+/// Fills batch buffers from a dataset and a padded list of indices.
+public enum BatchAssembler {
+    /// Copies the samples at `indices` into `features`, `labels` and `weights`, row by row.
+    /// - Parameters:
+    ///   - dataset: Where the samples come from.
+    ///   - indices: One entry per row: a dataset index, or nil for a padding row.
+    ///   - features: Room for `indices.count * dataset.sampleSize` values, laid out [row, sampleShape...].
+    ///   - labels: Room for `indices.count` labels.
+    ///   - weights: Room for `indices.count` weights: 1 for a real row, 0 for padding.
+    /// - Returns: The number of real (non-padding) rows.
+    @discardableResult
+    public static func fill(
+        from dataset: some Dataset, indices: [Int?], features: UnsafeMutablePointer<Float>,
+        labels: UnsafeMutableBufferPointer<Int32>, weights: UnsafeMutableBufferPointer<Float>
+    ) -> Int {
+        precondition(labels.count >= indices.count && weights.count >= indices.count,
+                     "label and weight buffers hold \(labels.count) and \(weights.count), need \(indices.count)")
+        let sampleSize = dataset.sampleSize
+        var realCount = 0
+        for (row, index) in indices.enumerated() {
+            let destination = features + row * sampleSize
+            if let index {
+                dataset.copySample(index, into: destination)
+                labels[row] = dataset.label(index)
+                weights[row] = 1
+                realCount += 1
+            } else {
+                destination.update(repeating: 0, count: sampleSize)
+                labels[row] = 0
+                weights[row] = 0
+            }
+        }
+        return realCount
+    }
+}

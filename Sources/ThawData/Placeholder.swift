@@ -1,1 +1,0 @@
-// ThawData: placeholder until its first file lands.

@@ -1,0 +1,57 @@
+// Tests for FashionMNIST against the files of the Debian package dataset-fashion-mnist.
+import Testing
+import ThawData
+
+@Suite struct FashionMNISTTests {
+    @Test func testSplitHasKnownLabels() throws {
+        let test = try FashionMNIST.load(.test)
+        #expect(test.count == 10_000)
+        #expect(test.sampleShape == [1, 28, 28])
+        #expect(test.classCount == 10)
+        #expect((0..<10).map { test.label($0) } == [9, 2, 1, 1, 6, 1, 4, 6, 5, 7])
+        // Pixel 0 of every image is black: (0 - mean) / std.
+        #expect(abs(test.sample(0)[0] - (-0.2860 / 0.3530)) < 1e-6)
+        // Every class appears 1,000 times in the test split.
+        var counts = [Int](repeating: 0, count: 10)
+        for label in test.labels { counts[Int(label)] += 1 }
+        #expect(counts == [Int](repeating: 1000, count: 10))
+    }
+
+    @Test func trainSplitIsNormalized() throws {
+        let train = try FashionMNIST.load(.train)
+        #expect(train.count == 60_000)
+        #expect(train.features.count == 60_000 * 784)
+        var sum = 0.0
+        var squares = 0.0
+        train.features.withUnsafeBufferPointer { values in
+            for value in values {
+                sum += Double(value)
+                squares += Double(value) * Double(value)
+            }
+        }
+        let mean = sum / Double(train.features.count)
+        let variance = squares / Double(train.features.count) - mean * mean
+        // The documented constants are the training set's statistics to 4 digits.
+        #expect(abs(mean) < 1e-3)
+        #expect(abs(variance.squareRoot() - 1) < 1e-3)
+    }
+
+    @Test func missingFolderGivesHint() throws {
+        let error = try #require(throws: DataError.self) { try FashionMNIST.load(.test, directory: "/nonexistent/fashion") }
+        #expect(error.kind == .notFound)
+        #expect(error.file == "/nonexistent/fashion")
+        #expect(error.description.contains("apt-get install dataset-fashion-mnist"))
+    }
+
+    @Test func normalizeMapsBlackAndWhite() {
+        let values = FashionMNIST.normalize([0, 255])
+        #expect(abs(values[0] - (0 - 0.2860) / 0.3530) < 1e-6)
+        #expect(abs(values[1] - (1 - 0.2860) / 0.3530) < 1e-6)
+    }
+
+    @Test func folderWithoutFilesNamesTheFile() throws {
+        let error = try #require(throws: DataError.self) { try FashionMNIST.load(.train, directory: "/tmp") }
+        #expect(error.kind == .notFound)
+        #expect(error.file == "/tmp/train-images-idx3-ubyte.gz")
+    }
+}
