@@ -204,7 +204,7 @@ public final class Model {
     ///
     /// - Parameter afterGroup: Called with each group's index as soon as that group's
     ///   parameter gradients are final (used to start bucketed all-reduces early).
-    public func backward(_ outputGradient: Tensor, afterGroup: (Int) throws -> Void = { _ in }) rethrows {
+    public func backward(_ outputGradient: Tensor, afterGroup: (Int) throws -> Void) rethrows {
         var d = outputGradient
         for index in stride(from: groups.count - 1, through: firstTrainableGroup, by: -1) {
             let next = groups[index].body.backward(d, computeInputGradient: index > firstTrainableGroup)
@@ -212,6 +212,11 @@ public final class Model {
             guard let next else { break }
             d = next
         }
+    }
+
+    /// Backpropagates through the trainable groups without a per-group callback.
+    public func backward(_ outputGradient: Tensor) {
+        backward(outputGradient, afterGroup: { _ in })
     }
 
     /// Names, shapes and groups of every parameter and state tensor, one per line.

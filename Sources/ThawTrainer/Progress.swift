@@ -23,7 +23,7 @@ public final class ProgressPrinter {
     public func line(_ text: String) {
         if live { print("\r\u{1B}[2K", terminator: "") }
         print(text)
-        fflush(stdout)
+        fflush(nil)
     }
 
     /// Renders one event.
@@ -38,7 +38,7 @@ public final class ProgressPrinter {
             let text = "epoch \(epoch + 1) step \(step)/\(steps)  loss \(String(format: "%.4f", loss))  \(Int(rate)) samples/s"
             if live {
                 print("\r\u{1B}[2K" + bar(step, steps) + " " + text, terminator: "")
-                fflush(stdout)
+                fflush(nil)
             } else if step == steps || step * 10 / steps != lastPlainStep {
                 lastPlainStep = step * 10 / steps
                 line("  " + text)

@@ -23,7 +23,7 @@ public final class TrainingRun {
     @discardableResult
     public func execute() throws -> [EpochRecord] {
         let collective = try MPICollective()
-        defer { collective.finalize() }
+        defer { try? collective.finalize() }
         Gemm.setThreadCount(max(1, ProcessInfo.processInfo.activeProcessorCount / max(collective.worldSize, 1)))
         let isLeader = collective.rank == 0
         let printer = ProgressPrinter(quiet: quiet || !isLeader)

@@ -1,5 +1,6 @@
 // Tests for configuration parsing: defaults, key-naming errors, unknown keys and ranges.
 import Testing
+import ThawCoordinator
 import ThawNN
 @testable import ThawTrainer
 
