@@ -72,7 +72,8 @@ public final class GradientExchange {
     /// Completes the exchange: waits for every bucket, or runs the one plain all-reduce.
     /// - Parameter trainableRange: The range to sum on the plain path.
     public func finish(trainableRange: Range<Int>) throws {
-        bytesLastStep = trainableRange.count * MemoryLayout<Float>.stride
+        // A single rank exchanges nothing.
+        bytesLastStep = collective.worldSize > 1 ? trainableRange.count * MemoryLayout<Float>.stride : 0
         switch mode {
         case .plain:
             guard !trainableRange.isEmpty else { return }

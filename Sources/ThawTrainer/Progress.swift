@@ -7,16 +7,35 @@ import ThawCoordinator
 import Glibc
 #endif
 
+/// How progress is shown.
+public enum ProgressStyle: String, CaseIterable, Sendable {
+    /// A live line when standard output is a terminal, plain lines otherwise.
+    case auto
+    /// One line redrawn in place (for terminals).
+    case live
+    /// About ten plain lines per epoch (for logs and CI).
+    case lines
+    /// Epoch summaries only.
+    case quiet
+}
+
 /// Renders training events for people.
 public final class ProgressPrinter {
     private let live: Bool
     private let quiet: Bool
     private var lastPlainStep = -1
 
-    /// Creates a printer; a live line is used only when standard output is a terminal.
-    public init(quiet: Bool) {
-        self.quiet = quiet
-        self.live = !quiet && isatty(STDOUT_FILENO) != 0
+    /// Creates a printer.
+    ///
+    /// Note that under mpirun each rank's standard output is a pseudo-terminal even when mpirun's
+    /// own output is a file, so launch scripts pass an explicit style.
+    public init(style: ProgressStyle) {
+        quiet = style == .quiet
+        switch style {
+        case .auto: live = isatty(STDOUT_FILENO) != 0
+        case .live: live = true
+        case .lines, .quiet: live = false
+        }
     }
 
     /// Prints one line immediately (standard output is flushed so logs interleave correctly).

@@ -11,12 +11,12 @@ import ThawNN
 public final class TrainingRun {
     /// The configuration.
     public let config: TrainingConfig
-    private let quiet: Bool
+    private let progress: ProgressStyle
 
     /// Prepares a run.
-    public init(config: TrainingConfig, quiet: Bool) {
+    public init(config: TrainingConfig, progress: ProgressStyle) {
         self.config = config
-        self.quiet = quiet
+        self.progress = progress
     }
 
     /// Runs training to the end and prints the final table on rank 0.
@@ -26,7 +26,7 @@ public final class TrainingRun {
         defer { try? collective.finalize() }
         Gemm.setThreadCount(max(1, ProcessInfo.processInfo.activeProcessorCount / max(collective.worldSize, 1)))
         let isLeader = collective.rank == 0
-        let printer = ProgressPrinter(quiet: quiet || !isLeader)
+        let printer = ProgressPrinter(style: progress)
 
         let data = try DatasetCatalog.load(config.data)
         let model = try ModelZoo.build(config.model, sampleShape: data.train.sampleShape, seed: config.run.seed)
@@ -42,11 +42,11 @@ public final class TrainingRun {
         let trainer = try Trainer(config: config, model: model, train: data.train, validation: data.validation, test: data.test,
                                   collective: collective, planSource: LocalPlanSource(planner: planner))
         let log = try MetricsLog(directory: config.run.output, enabled: isLeader)
-        trainer.onEvent = { event in
+        if isLeader { trainer.onEvent = { event in
             printer.handle(event)
             if case .epoch(let record) = event { log.write(kind: "epoch", record) }
             if case .plan(let plan) = event { log.write(kind: "plan", plan) }
-        }
+        } }
         let history = try trainer.run()
         if isLeader {
             printer.line(summaryTable(history))
@@ -57,11 +57,13 @@ public final class TrainingRun {
 
     /// The final table: accuracy, time and bytes per epoch, and when each group thawed.
     func summaryTable(_ history: [EpochRecord]) -> String {
-        var lines = ["", "epoch  trainable groups                 train acc  test acc   seconds  exchanged"]
+        func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text : text + String(repeating: " ", count: width - text.count) }
+        var lines = ["", "epoch  trainable groups                  train acc  test acc   seconds  exchanged"]
         for r in history {
-            let groups = r.trainableGroups.joined(separator: ",")
-            lines.append(String(format: "%5d  %-32@ %9@  %8@  %7.1f  %@", r.epoch + 1, String(groups.prefix(32)),
-                                percent(r.train.accuracy), r.test.map { percent($0.accuracy) } ?? "-", r.seconds, bytes(r.bytesExchanged)))
+            let thawed = r.newlyThawed.isEmpty || r.epoch == 0 ? "" : " (+\(r.newlyThawed.joined(separator: ",")))"
+            lines.append(pad(String(format: "%5d", r.epoch + 1), 7) + pad(r.trainableGroups.joined(separator: ",") + thawed, 34)
+                         + pad(percent(r.train.accuracy), 11) + pad(r.test.map { percent($0.accuracy) } ?? "-", 10)
+                         + pad(String(format: "%7.1f", r.seconds), 9) + bytes(r.bytesExchanged))
         }
         if let final = history.last?.test {
             lines.append("final test accuracy: \(percent(final.accuracy)) on \(final.samples) samples")

@@ -16,13 +16,16 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("set"), help: ArgumentHelp("Override one configuration key, e.g. --set training.epochs=2.", valueName: "key=value"))
     var overrides: [String] = []
 
-    @Flag(name: .long, help: "Print only epoch summaries, never a live progress line.")
-    var quiet = false
+    @Option(help: "Progress display: auto, live, lines or quiet. Under mpirun, auto sees a terminal; launch scripts pass lines when logging.")
+    var progress: String = "auto"
 
     func run() throws {
         do {
             let configuration = try TrainingConfig.load(path: config, overrides: overrides)
-            try TrainingRun(config: configuration, quiet: quiet).execute()
+            guard let style = ProgressStyle(rawValue: progress) else {
+                throw ValidationError("--progress: expected one of \(ProgressStyle.allCases.map(\.rawValue).joined(separator: ", ")), got '\(progress)'")
+            }
+            try TrainingRun(config: configuration, progress: style).execute()
         } catch let error as ConfigError {
             throw ValidationError(error.description)
         }
