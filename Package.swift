@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "ThawNNTests", dependencies: ["ThawNN", "ThawTesting"]),
         .testTarget(name: "ThawDataTests", dependencies: ["ThawData"]),
         .testTarget(name: "ThawOptimTests", dependencies: ["ThawOptim", "ThawTesting"]),
-        .testTarget(name: "ThawCollectiveTests", dependencies: ["ThawCollective"]),
-        .testTarget(name: "ThawTrainerTests", dependencies: ["ThawTrainer", "thaw"]),
+        .testTarget(name: "ThawCollectiveTests", dependencies: ["ThawCollective", "ThawTesting"]),
+        .testTarget(name: "ThawTrainerTests", dependencies: ["ThawTrainer", "ThawTesting", "thaw"]),
     ]
 )

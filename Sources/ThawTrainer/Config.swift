@@ -205,8 +205,16 @@ public struct ModelSection: Codable, Equatable, Sendable {
 
 /// The dataset.
 public struct DataSection: Codable, Equatable, Sendable {
-    /// The dataset name: `fashion-mnist`.
+    /// The dataset name: `fashion-mnist`, or `npy` for your own arrays.
     public var dataset = "fashion-mnist"
+    /// For `npy`: the training features, float32 or uint8, shaped [N, ...sample shape].
+    public var trainFeatures = ""
+    /// For `npy`: the training labels, int64 or uint8, shaped [N].
+    public var trainLabels = ""
+    /// For `npy`: the test features (optional).
+    public var testFeatures = ""
+    /// For `npy`: the test labels (optional).
+    public var testLabels = ""
     /// Where the dataset files are; empty means the dataset's default location.
     public var directory = ""
     /// Use only the first N training samples (0 means all).
@@ -218,6 +226,10 @@ public struct DataSection: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case dataset, directory
+        case trainFeatures = "train_features"
+        case trainLabels = "train_labels"
+        case testFeatures = "test_features"
+        case testLabels = "test_labels"
         case trainLimit = "train_limit"
         case testLimit = "test_limit"
         case validationSize = "validation_size"
@@ -232,6 +244,10 @@ public struct DataSection: Codable, Equatable, Sendable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         dataset = try c.decodeIfPresent(String.self, forKey: .dataset) ?? dataset
         directory = try c.decodeIfPresent(String.self, forKey: .directory) ?? directory
+        trainFeatures = try c.decodeIfPresent(String.self, forKey: .trainFeatures) ?? trainFeatures
+        trainLabels = try c.decodeIfPresent(String.self, forKey: .trainLabels) ?? trainLabels
+        testFeatures = try c.decodeIfPresent(String.self, forKey: .testFeatures) ?? testFeatures
+        testLabels = try c.decodeIfPresent(String.self, forKey: .testLabels) ?? testLabels
         trainLimit = try c.decodeIfPresent(Int.self, forKey: .trainLimit) ?? trainLimit
         testLimit = try c.decodeIfPresent(Int.self, forKey: .testLimit) ?? testLimit
         validationSize = try c.decodeIfPresent(Int.self, forKey: .validationSize) ?? validationSize

@@ -14,7 +14,7 @@ public struct DatasetSplits {
 /// Loads the dataset a configuration names.
 public enum DatasetCatalog {
     /// The dataset names `data.dataset` accepts.
-    public static let names = ["fashion-mnist"]
+    public static let names = ["fashion-mnist", "npy"]
 
     /// Loads and splits the dataset.
     /// - Throws: ``DataError`` naming the file, or ``TrainingError`` for an unknown name or bad sizes.
@@ -25,6 +25,14 @@ public enum DatasetCatalog {
             let fullTrain = try FashionMNIST.load(.train, directory: directory)
             let test = try FashionMNIST.load(.test, directory: directory)
             return try split(train: fullTrain, test: test, section)
+        case "npy":
+            guard !section.trainFeatures.isEmpty, !section.trainLabels.isEmpty else {
+                throw TrainingError.dataMismatch("data.train_features and data.train_labels: the npy dataset needs both paths")
+            }
+            let train = try loadArrays(features: section.trainFeatures, labels: section.trainLabels)
+            guard !section.testFeatures.isEmpty else { return try split(train: train, test: nil as InMemoryDataset?, section) }
+            let test = try loadArrays(features: section.testFeatures, labels: section.testLabels)
+            return try split(train: train, test: test, section)
         default:
             throw TrainingError.unknown(key: "data.dataset", value: section.dataset, choices: names)
         }
@@ -32,14 +40,33 @@ public enum DatasetCatalog {
 
     /// Applies `validation_size`, `train_limit` and `test_limit`: validation is the end of the
     /// training file, so the training limit never overlaps it.
-    static func split(train: some Dataset, test: some Dataset, _ section: DataSection) throws -> DatasetSplits {
+    /// Loads a features array [N, ...] and a labels array [N] into memory.
+    static func loadArrays(features: String, labels: String) throws -> InMemoryDataset {
+        let x = try NPYReader.read(features)
+        let y = try NPYReader.read(labels)
+        guard x.shape.count >= 2 else {
+            throw DataError(file: features, kind: .sizeMismatch, detail: "features have shape \(x.shape); expected [N, ...sample shape]")
+        }
+        guard let labelValues = y.integerValues(), y.shape == [x.shape[0]] else {
+            throw DataError(file: labels, kind: .sizeMismatch, detail: "labels must be integers shaped [\(x.shape[0])]; got \(y.dataType) \(y.shape)")
+        }
+        if let bad = labelValues.firstIndex(where: { $0 < 0 || $0 > Int64(Int32.max) }) {
+            throw DataError(file: labels, kind: .badValue, detail: "label \(labelValues[bad]) at index \(bad) is negative or too large")
+        }
+        let classCount = Int(labelValues.max() ?? 0) + 1
+        return InMemoryDataset(features: x.floatValues(), labels: labelValues.map { Int32($0) },
+                               sampleShape: Array(x.shape.dropFirst()), classCount: classCount)
+    }
+
+    static func split<Train: Dataset, Test: Dataset>(train: Train, test: Test?, _ section: DataSection) throws -> DatasetSplits {
         guard section.validationSize < train.count else {
             throw TrainingError.dataMismatch("data.validation_size (\(section.validationSize)) must be smaller than the \(train.count) training samples")
         }
         let trainCount = train.count - section.validationSize
         let trainIndices = Array(0..<(section.trainLimit > 0 ? min(section.trainLimit, trainCount) : trainCount))
         let validation: (any Dataset)? = section.validationSize > 0 ? train.subset(Array(trainCount..<train.count)) : nil
-        let testSet: any Dataset = section.testLimit > 0 ? test.prefix(min(section.testLimit, test.count)) : test
+        var testSet: (any Dataset)? = test
+        if let test, section.testLimit > 0 { testSet = test.prefix(min(section.testLimit, test.count)) }
         return DatasetSplits(train: train.subset(trainIndices), validation: validation, test: testSet)
     }
 }

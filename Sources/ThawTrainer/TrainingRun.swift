@@ -20,10 +20,24 @@ public final class TrainingRun {
     }
 
     /// Runs training to the end and prints the final table on rank 0.
+    ///
+    /// With several ranks, an error on any rank is printed with the rank and then aborts the whole
+    /// job, so no other rank is left waiting in a collective.
     @discardableResult
     public func execute() throws -> [EpochRecord] {
         let collective = try MPICollective()
-        defer { try? collective.finalize() }
+        do {
+            let history = try train(collective)
+            try? collective.finalize()
+            return history
+        } catch {
+            guard collective.worldSize > 1 else { throw error }
+            FileHandle.standardError.write(Data("thaw: rank \(collective.rank) of \(collective.worldSize): error: \(error)\n".utf8))
+            collective.abort(code: 1)
+        }
+    }
+
+    private func train(_ collective: MPICollective) throws -> [EpochRecord] {
         Gemm.setThreadCount(max(1, ProcessInfo.processInfo.activeProcessorCount / max(collective.worldSize, 1)))
         let isLeader = collective.rank == 0
         let printer = ProgressPrinter(style: progress)
@@ -49,10 +63,23 @@ public final class TrainingRun {
         } }
         let history = try trainer.run()
         if isLeader {
+            let weights = (config.run.output as NSString).appendingPathComponent("model.safetensors")
+            try saveWeights(model, to: weights)
             printer.line(summaryTable(history))
+            printer.line("thaw: weights in \(weights)")
             printer.line("thaw: metrics in \(log.path)")
         }
         return history
+    }
+
+    /// Writes every parameter and state tensor under Thaw's names.
+    func saveWeights(_ model: Model, to path: String) throws {
+        let store = model.store
+        let tensors = (store.parameterEntries.map { ($0, store.parameters) } + store.stateEntries.map { ($0, store.state) }).map { entry, buffer in
+            (name: entry.name, shape: entry.shape, values: UnsafeBufferPointer(rebasing: buffer[entry.range]))
+        }
+        try SafeTensors.write(tensors, metadata: ["format": "thaw", "architecture": config.model.architecture,
+                                                  "groups": model.groupNames.joined(separator: ",")], to: path)
     }
 
     /// The final table: accuracy, time and bytes per epoch, and when each group thawed.

@@ -10,6 +10,7 @@
 // so no --mca btl selection is passed.
 import Foundation
 import Testing
+import ThawTesting
 
 #if canImport(Glibc)
 import Glibc
@@ -41,112 +42,11 @@ import Darwin
     }
 
     private func runSelfTest(ranks: Int, extraArguments: [String]) throws -> SpawnResult {
-        let thaw = try #require(thawExecutable(), "no thaw executable next to the test binary; run `swift build` first")
+        let thaw = try #require(thawExecutablePath(), "no thaw executable next to the test binary; run `swift build` first")
         let mpirun = "/usr/bin/mpirun"
         try #require(FileManager.default.isExecutableFile(atPath: mpirun), "mpirun missing: apt-get install openmpi-bin")
         let arguments = [mpirun, "--allow-run-as-root", "--oversubscribe", "-np", String(ranks), thaw, "selftest-collective"] + extraArguments
         return try spawnProcessGroup(arguments, hangGuardSeconds: 120)
     }
-
-    /// The `thaw` executable in the build folder that holds this test binary.
-    private func thawExecutable() -> String? {
-        var candidates: [URL] = []
-        if let executable = Bundle.main.executableURL {
-            candidates.append(executable.resolvingSymlinksInPath().deletingLastPathComponent())
-        }
-        candidates.append(URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent())
-        for directory in candidates {
-            // On Linux the test binary sits in the build folder; on macOS it is inside an .xctest bundle.
-            var folder = directory
-            for _ in 0..<4 {
-                let path = folder.appendingPathComponent("thaw").path
-                if FileManager.default.isExecutableFile(atPath: path) { return path }
-                folder.deleteLastPathComponent()
-            }
-        }
-        return nil
-    }
 }
 
-/// How a spawned process group ended.
-struct SpawnResult {
-    /// The exit code, or 128 + signal number if it was killed by a signal.
-    var exitCode: Int32
-    /// Standard output and standard error, interleaved.
-    var output: String
-    /// Whether the hang guard expired and the group was killed.
-    var timedOut: Bool
-}
-
-/// Runs `arguments` in a new process group, collecting its output; kills the whole group if it
-/// is still running after `hangGuardSeconds`, and kills any leftover members once it has exited.
-func spawnProcessGroup(_ arguments: [String], hangGuardSeconds: Double) throws -> SpawnResult {
-    let outputPath = FileManager.default.temporaryDirectory
-        .appendingPathComponent("thaw-spawn-\(getpid())-\(UUID().uuidString).log").path
-    defer { unlink(outputPath) }
-
-    #if canImport(Glibc)
-    var actions = posix_spawn_file_actions_t()
-    var attributes = posix_spawnattr_t()
-    #else
-    var actions: posix_spawn_file_actions_t?
-    var attributes: posix_spawnattr_t?
-    #endif
-    posix_spawn_file_actions_init(&actions)
-    posix_spawnattr_init(&attributes)
-    defer {
-        posix_spawn_file_actions_destroy(&actions)
-        posix_spawnattr_destroy(&attributes)
-    }
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-    posix_spawn_file_actions_adddup2(&actions, 1, 2)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
-    posix_spawnattr_setpgroup(&attributes, 0)
-
-    let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-    // MPI_Init in this process (MPISingleRankTests) exports OMPI_/PMIX_ variables describing a
-    // singleton job; a child mpirun that inherits them believes it runs inside that job and fails.
-    let inherited = ProcessInfo.processInfo.environment.filter { key, _ in
-        !["OMPI_", "PMIX_", "OPAL_", "ORTE_"].contains { key.hasPrefix($0) }
-    }
-    let envp: [UnsafeMutablePointer<CChar>?] = inherited.map { strdup("\($0.key)=\($0.value)") } + [nil]
-    defer {
-        for pointer in argv { free(pointer) }
-        for pointer in envp { free(pointer) }
-    }
-    var pid: pid_t = 0
-    let spawnCode = posix_spawn(&pid, arguments[0], &actions, &attributes, argv, envp)
-    guard spawnCode == 0 else {
-        throw SpawnError(command: arguments.joined(separator: " "), code: spawnCode)
-    }
-
-    var status: Int32 = 0
-    var timedOut = false
-    let deadline = Date().addingTimeInterval(hangGuardSeconds)
-    while true {
-        let waited = waitpid(pid, &status, WNOHANG)
-        if waited == pid { break }
-        if waited < 0 && errno != EINTR { break }
-        if Date() > deadline {
-            timedOut = true
-            kill(-pid, SIGKILL)
-            _ = waitpid(pid, &status, 0)
-            break
-        }
-        usleep(20_000)
-    }
-    kill(-pid, SIGKILL)  // Anything left of the group (ESRCH when it is already empty).
-
-    let signal = status & 0x7f
-    let exitCode = signal == 0 ? (status >> 8) & 0xff : 128 + signal
-    let output = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
-    return SpawnResult(exitCode: exitCode, output: output, timedOut: timedOut)
-}
-
-/// posix_spawn failed.
-struct SpawnError: Error, CustomStringConvertible {
-    var command: String
-    var code: Int32
-    var description: String { "could not spawn \(command): \(String(cString: strerror(code)))" }
-}

@@ -1,0 +1,167 @@
+// End-to-end data-parallel tests with real processes: `thaw train` as one plain process
+// versus `mpirun -np 2` and `-np 3` on the same global batch must give the same parameters;
+// the bytes exchanged must equal 4 × the trainable parameters per step; a configuration
+// mismatch between ranks must stop every rank with an error naming it.
+import Foundation
+import Testing
+import ThawData
+import ThawTesting
+
+/// A scratch run directory with seeded synthetic data as NPY files, removed at the end.
+final class ScratchRun {
+    let directory: String
+
+    init(samples: Int = 61, features: Int = 6, classes: Int = 3, seed: UInt64 = 5) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("thaw-test-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var generator = ShuffleGenerator(seed: seed)
+        var x: [Float] = []
+        var y: [Int64] = []
+        for _ in 0..<samples {
+            let label = Int64(generator.next(below: classes))
+            y.append(label)
+            for f in 0..<features {
+                let noise = Float(generator.next() >> 40) / Float(1 << 24) - 0.5
+                x.append(noise + (f % classes == Int(label) ? 1 : 0))
+            }
+        }
+        try writeNPY(path("x.npy"), descriptor: "<f4", shape: [samples, features], bytes: x.withUnsafeBytes { Array($0) })
+        try writeNPY(path("y.npy"), descriptor: "<i8", shape: [samples], bytes: y.withUnsafeBytes { Array($0) })
+    }
+
+    deinit { try? FileManager.default.removeItem(atPath: directory) }
+
+    func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
+
+    /// Writes a config for the MLP on this data; `extra` is appended YAML.
+    func writeConfig(name: String, extra: String) throws -> String {
+        let text = """
+            run: {name: \(name), output: \(path(name)), seed: 9}
+            model: {architecture: mlp, classes: 3}
+            data: {dataset: npy, train_features: \(path("x.npy")), train_labels: \(path("y.npy"))}
+            optimizer: {kind: sgd, learning_rate: 0.05, momentum: 0.9}
+            \(extra)
+            """
+        let file = path("\(name).yaml")
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
+    private func writeNPY(_ path: String, descriptor: String, shape: [Int], bytes: [UInt8]) throws {
+        let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
+        var header = "{'descr': '\(descriptor)', 'fortran_order': False, 'shape': \(shapeText), }"
+        while (10 + header.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        var data: [UInt8] = [0x93] + Array("NUMPY".utf8) + [1, 0, UInt8(header.count & 0xff), UInt8(header.count >> 8)]
+        data += Array(header.utf8) + bytes
+        try Data(data).write(to: URL(fileURLWithPath: path))
+    }
+}
+
+/// Runs `thaw train` with `ranks` processes (1 = a plain process, no mpirun).
+func runTraining(config: String, ranks: Int, extraArguments: [String] = [], mpirunPrefix: [String] = []) throws -> SpawnResult {
+    let thaw = try #require(thawExecutablePath(), "no thaw executable next to the test binary")
+    let command = [thaw, "train", "--config", config, "--progress", "quiet"] + extraArguments
+    let arguments = ranks == 1 && mpirunPrefix.isEmpty
+        ? command
+        : ["/usr/bin/mpirun", "--allow-run-as-root", "--oversubscribe", "-np", String(ranks)] + mpirunPrefix + command
+    return try spawnProcessGroup(arguments, hangGuardSeconds: 180)
+}
+
+func readWeights(_ path: String) throws -> [String: SafeTensor] {
+    try SafeTensors.read(path).tensors
+}
+
+func maximumRelativeDifference(_ a: [String: SafeTensor], _ b: [String: SafeTensor]) -> Double {
+    var worst = 0.0
+    for (name, tensor) in a {
+        guard let other = b[name] else { return .infinity }
+        worst = max(worst, relativeError(tensor.values, other.values))
+    }
+    return a.count == b.count ? worst : .infinity
+}
+
+/// The epoch lines of a run's metrics.jsonl.
+func epochRecords(_ directory: String) throws -> [[String: Any]] {
+    let text = try String(contentsOfFile: (directory as NSString).appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+    return text.split(separator: "\n").compactMap {
+        (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+    }.filter { $0["kind"] as? String == "epoch" }
+}
+
+@Suite(.serialized) struct DistributedTrainingTests {
+    /// One rank with global batch B, then N ranks with the same B, for each exchange path.
+    @Test(arguments: ["plain", "bucketed"])
+    func ranksMatchOneProcess(exchange: String) throws {
+        let scratch = try ScratchRun()
+        // A tiny bucket size forces several buckets on the bucketed path.
+        let extra = "training: {epochs: 2, batch_size: 12, exchange: \(exchange), bucket_size_mb: 0.01}"
+        let single = try runTraining(config: try scratch.writeConfig(name: "one", extra: extra), ranks: 1)
+        try #require(single.exitCode == 0, "single process failed:\n\(single.output)")
+        let reference = try readWeights(scratch.path("one/model.safetensors"))
+        for ranks in [2, 3] {
+            let name = "ranks\(ranks)"
+            let run = try runTraining(config: try scratch.writeConfig(name: name, extra: extra), ranks: ranks)
+            try #require(run.exitCode == 0 && !run.timedOut, "\(ranks) ranks failed:\n\(run.output)")
+            let weights = try readWeights(scratch.path("\(name)/model.safetensors"))
+            let difference = maximumRelativeDifference(weights, reference)
+            #expect(difference < 1e-5, "\(ranks) ranks (\(exchange)) differ from one process by \(difference)")
+        }
+    }
+
+    /// With a frozen prefix, only the trainable range is exchanged: exactly 4 bytes per trainable
+    /// parameter per step, and frozen parameters stay bit-identical to their initial values.
+    @Test func frozenPrefixMatchesAndSendsOnlyTrainableBytes() throws {
+        let scratch = try ScratchRun()
+        let extra = """
+            training: {epochs: 2, batch_size: 12, exchange: bucketed, bucket_size_mb: 0.01}
+            unfreezing: {policy: fixed, table: {"0": [head], "1": [hidden2, head]}}
+            """
+        let single = try runTraining(config: try scratch.writeConfig(name: "one", extra: extra), ranks: 1)
+        try #require(single.exitCode == 0, "single process failed:\n\(single.output)")
+        let run = try runTraining(config: try scratch.writeConfig(name: "two", extra: extra), ranks: 2)
+        try #require(run.exitCode == 0 && !run.timedOut, "2 ranks failed:\n\(run.output)")
+        let reference = try readWeights(scratch.path("one/model.safetensors"))
+        let weights = try readWeights(scratch.path("two/model.safetensors"))
+        #expect(maximumRelativeDifference(weights, reference) < 1e-5)
+
+        // Parameter counts per group from the saved shapes.
+        func count(_ prefix: String) -> Int {
+            weights.filter { $0.key.hasPrefix(prefix + ".") }.values.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        }
+        let records = try epochRecords(scratch.path("two"))
+        try #require(records.count == 2)
+        let steps = try #require(records[0]["steps"] as? Int)
+        #expect(steps == 6)   // ceil(61 / 12)
+        #expect(records[0]["bytes_exchanged"] as? Int == steps * 4 * count("head"))
+        #expect(records[1]["bytes_exchanged"] as? Int == steps * 4 * (count("head") + count("hidden2")))
+        #expect(count("hidden1") > 0)
+
+        // The frozen group never moved: it equals a run with zero epochs... i.e. its initial values,
+        // which every run derives from the same seed.
+        let initial = try runTraining(config: try scratch.writeConfig(name: "init", extra: extra), ranks: 1,
+                                      extraArguments: ["--set", "training.epochs=1", "--set", "optimizer.learning_rate=1e-30"])
+        try #require(initial.exitCode == 0, "\(initial.output)")
+        let untouched = try readWeights(scratch.path("init/model.safetensors"))
+        for name in weights.keys where name.hasPrefix("hidden1.") {
+            #expect(weights[name]?.values == untouched[name]?.values, "frozen \(name) changed")
+        }
+    }
+
+    /// Ranks started with different configurations stop with an error naming the mismatch.
+    @Test func configurationMismatchStopsEveryRank() throws {
+        let scratch = try ScratchRun()
+        let config = try scratch.writeConfig(name: "bad", extra: "training: {epochs: 1, batch_size: 12}")
+        let thaw = try #require(thawExecutablePath())
+        let started = Date()
+        let result = try spawnProcessGroup([
+            "/usr/bin/mpirun", "--allow-run-as-root", "--oversubscribe",
+            "-np", "1", thaw, "train", "--config", config, "--progress", "quiet", ":",
+            "-np", "1", thaw, "train", "--config", config, "--progress", "quiet", "--set", "training.epochs=2",
+        ], hangGuardSeconds: 120)
+        #expect(!result.timedOut, "the mismatch hung:\n\(result.output)")
+        #expect(result.exitCode != 0)
+        #expect(result.output.contains("ranks disagree on configuration"), "output:\n\(result.output)")
+        #expect(Date().timeIntervalSince(started) < 60)
+    }
+}
