@@ -76,3 +76,40 @@ public final class MetricsLog {
 
     deinit { try? handle?.close() }
 }
+
+/// A per-rank text log, `rank-R.log` in the run directory, written when `run.log_per_rank` is true.
+/// It records every plan, every step's local loss and every epoch summary as this rank saw them.
+public final class RankLog {
+    private let handle: FileHandle?
+    private let rank: Int
+
+    /// Opens the rank's log, or does nothing when `enabled` is false.
+    public init(directory: String, rank: Int, enabled: Bool) throws {
+        self.rank = rank
+        guard enabled else { handle = nil; return }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = (directory as NSString).appendingPathComponent("rank-\(rank).log")
+        FileManager.default.createFile(atPath: path, contents: nil)
+        guard let handle = FileHandle(forWritingAtPath: path) else {
+            throw TrainingError.io(path: path, message: "cannot open for writing")
+        }
+        self.handle = handle
+    }
+
+    /// Appends one line for an event.
+    public func record(_ event: TrainingEvent) {
+        guard let handle else { return }
+        let text: String
+        switch event {
+        case .plan(let plan):
+            text = "plan v\(plan.version) epoch \(plan.epoch + 1): trainable \(plan.trainableGroups.joined(separator: ","))"
+        case .step(let epoch, let step, let steps, let loss, _):
+            text = "epoch \(epoch + 1) step \(step)/\(steps) local loss \(loss)"
+        case .epoch(let record):
+            text = "epoch \(record.epoch + 1) done: train loss \(record.train.loss) bytes \(record.bytesExchanged)"
+        }
+        handle.write(Data("rank \(rank): \(text)\n".utf8))
+    }
+
+    deinit { try? handle?.close() }
+}

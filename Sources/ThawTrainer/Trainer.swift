@@ -54,7 +54,7 @@ public final class Trainer {
     public let collective: any Collective
     /// The optimizer over the flat buffers.
     public let optimizer: Optimizer
-    /// Called with progress; only rank 0 should render it.
+    /// Called with progress on every rank; only rank 0 renders it for people.
     public var onEvent: (TrainingEvent) -> Void = { _ in }
 
     private let train: any Dataset
@@ -210,11 +210,9 @@ public final class Trainer {
             optimizer.step(store: model.store, groups: model.firstTrainableGroup..<model.groups.count,
                            learningRates: learningRates(plan: plan, totalSteps: steps * config.training.epochs))
             globalStep += 1
-            if collective.rank == 0 {
-                let elapsed = Date().timeIntervalSince(started)
-                onEvent(.step(epoch: epoch, step: step + 1, steps: steps, loss: counted > 0 ? lossSum / counted : 0,
-                              samplesPerSecond: counted * Double(collective.worldSize) / max(elapsed, 1e-9)))
-            }
+            let elapsed = Date().timeIntervalSince(started)
+            onEvent(.step(epoch: epoch, step: step + 1, steps: steps, loss: counted > 0 ? lossSum / counted : 0,
+                          samplesPerSecond: counted * Double(collective.worldSize) / max(elapsed, 1e-9)))
         }
         var totals = [lossSum, correct, counted]
         try totals.withUnsafeMutableBufferPointer { try collective.allReduceSum($0) }

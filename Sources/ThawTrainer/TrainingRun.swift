@@ -56,11 +56,14 @@ public final class TrainingRun {
         let trainer = try Trainer(config: config, model: model, train: data.train, validation: data.validation, test: data.test,
                                   collective: collective, planSource: LocalPlanSource(planner: planner))
         let log = try MetricsLog(directory: config.run.output, enabled: isLeader)
-        if isLeader { trainer.onEvent = { event in
+        let rankLog = try RankLog(directory: config.run.output, rank: collective.rank, enabled: config.run.logPerRank)
+        trainer.onEvent = { event in
+            rankLog.record(event)
+            guard isLeader else { return }
             printer.handle(event)
             if case .epoch(let record) = event { log.write(kind: "epoch", record) }
             if case .plan(let plan) = event { log.write(kind: "plan", plan) }
-        } }
+        }
         let history = try trainer.run()
         if isLeader {
             let weights = (config.run.output as NSString).appendingPathComponent("model.safetensors")
