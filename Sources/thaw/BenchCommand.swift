@@ -37,8 +37,8 @@ struct GemmBenchCommand: ParsableCommand {
         print("GEMM benchmark: \(architecture), batch \(batch), \(threads) OpenBLAS thread(s), median of \(repetitions)")
         print("layer                      GFLOP      layer GFLOP/s   sgemm GFLOP/s   ratio (goal >= 0.7)")
         for row in rows {
-            print(String(format: "%-26@ %9.3f  %14.1f  %14.1f   %6.2f", row.layer as NSString, row.flops / 1e9,
-                         row.layerGigaflops, row.rawGigaflops, row.ratio))
+            let name = row.layer.count >= 26 ? row.layer : row.layer + String(repeating: " ", count: 26 - row.layer.count)
+            print(name + String(format: " %9.3f  %14.1f  %14.1f   %6.2f", row.flops / 1e9, row.layerGigaflops, row.rawGigaflops, row.ratio))
         }
         let total = rows.reduce(0.0) { $0 + $1.flops }
         let layerTime = rows.reduce(0.0) { $0 + $1.layerSeconds }
