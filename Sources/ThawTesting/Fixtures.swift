@@ -11,8 +11,12 @@ public struct Fixture {
     public struct Entry: Decodable {
         /// The tensor's shape.
         public var shape: [Int]
-        /// Row-major values.
-        public var data: [Float]
+        /// Row-major values as written (schedules and optimizer references need Double).
+        public var doubleData: [Double]
+        /// Row-major values as Float.
+        public var data: [Float] { doubleData.map { Float($0) } }
+
+        enum CodingKeys: String, CodingKey { case shape, doubleData = "data" }
     }
 
     /// The tensors by name.
@@ -30,6 +34,12 @@ public struct Fixture {
         path = file.path
         tensors = try JSONDecoder().decode([String: Entry].self, from: Data(contentsOf: file))
     }
+
+    /// The values of one tensor as Float.
+    public func floats(_ name: String) throws -> [Float] { try self(name).data }
+
+    /// The values of one tensor as written, in Double.
+    public func doubles(_ name: String) throws -> [Double] { try self(name).doubleData }
 
     /// The tensor with the given name; fails the caller's expectations with a clear message if absent.
     public func callAsFunction(_ name: String) throws -> Entry {

@@ -1,6 +1,7 @@
 // Tests for GradientTools: global-norm clipping against torch.nn.utils.clip_grad_norm_,
 // Double accumulation, and NaN/Inf detection.
 import Testing
+import ThawTesting
 import ThawNN
 import ThawOptim
 

@@ -2,6 +2,7 @@
 // when a group is thawed, frozen ranges left untouched, and checkpoint hooks.
 import Foundation
 import Testing
+import ThawTesting
 import ThawNN
 @testable import ThawOptim
 

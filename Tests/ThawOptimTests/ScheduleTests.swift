@@ -3,6 +3,7 @@
 // discriminative rates and Codable round trips.
 import Foundation
 import Testing
+import ThawTesting
 import ThawNN
 import ThawOptim
 

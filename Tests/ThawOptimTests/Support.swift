@@ -1,60 +1,11 @@
-// Support: the reference-fixture reader and a small three-group store for the optimizer tests.
-//
-// ThawOptimTests depends on ThawOptim only, so this mirrors ThawTesting.Fixture's format
-// ({"name": {"shape": [...], "data": [...]}}) instead of importing it.
+// Support: a small three-group store for the optimizer tests; fixtures come from ThawTesting.
 import Foundation
 import ThawNN
+import ThawTesting
 
-/// Named reference tensors from `Tests/Fixtures/<name>.json`.
-struct FixtureFile {
-    struct Entry: Decodable {
-        var shape: [Int]
-        var data: [Double]
-    }
+/// The optimizer tests read the shared fixture format through ThawTesting.
+typealias FixtureFile = Fixture
 
-    struct Missing: Error, CustomStringConvertible {
-        var path: String
-        var tensor: String
-        var description: String { "\(path): no tensor named '\(tensor)'" }
-    }
-
-    let tensors: [String: Entry]
-    let path: String
-
-    init(named name: String, filePath: String = #filePath) throws {
-        var url = URL(fileURLWithPath: filePath)
-        while url.path != "/" && !FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) {
-            url.deleteLastPathComponent()
-        }
-        let file = url.appendingPathComponent("Tests/Fixtures/\(name).json")
-        path = file.path
-        tensors = try JSONDecoder().decode([String: Entry].self, from: Data(contentsOf: file))
-    }
-
-    /// The values of one tensor as Float.
-    func floats(_ name: String) throws -> [Float] { try doubles(name).map { Float($0) } }
-
-    /// The values of one tensor as written (schedules are stored in Double).
-    func doubles(_ name: String) throws -> [Double] {
-        guard let entry = tensors[name] else { throw Missing(path: path, tensor: name) }
-        return entry.data
-    }
-}
-
-/// The largest difference relative to the reference's scale: max |a−b| / max(1e-6, max |b|)
-/// (ThawTesting's definition).
-func relativeError(_ actual: [Float], _ expected: [Float]) -> Double {
-    precondition(actual.count == expected.count, "sizes differ: \(actual.count) vs \(expected.count)")
-    var diff = 0.0
-    var scale = 1e-6
-    for (a, b) in zip(actual, expected) {
-        diff = max(diff, abs(Double(a) - Double(b)))
-        scale = max(scale, abs(Double(b)))
-    }
-    return diff / scale
-}
-
-/// Group indices of the test store.
 enum TestGroup {
     static let stem = 0
     static let body = 1
