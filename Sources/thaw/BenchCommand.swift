@@ -1,7 +1,9 @@
 // thaw bench: benchmarks that print ratios measured in the same run.
 import ArgumentParser
 import Foundation
+import ThawCollective
 import ThawKernels
+import ThawNN
 import ThawTrainer
 
 /// `thaw bench gemm`: each layer's GEMM throughput against raw cblas_sgemm.
@@ -9,7 +11,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks; every figure is a ratio against a baseline measured in the same run.",
-        subcommands: [GemmBenchCommand.self])
+        subcommands: [GemmBenchCommand.self, ExchangeBenchCommand.self])
 }
 
 /// Per-layer GEMM throughput ÷ raw cblas_sgemm on the same shapes.
@@ -45,5 +47,50 @@ struct GemmBenchCommand: ParsableCommand {
         let rawTime = rows.reduce(0.0) { $0 + $1.rawSeconds }
         print(String(format: "all GEMM layers: %.1f GFLOP/s vs sgemm %.1f GFLOP/s, ratio %.2f", total / layerTime / 1e9,
                      total / rawTime / 1e9, rawTime / layerTime))
+    }
+}
+
+/// Exchange throughput ÷ raw MPI_Allreduce, and step time ÷ max(compute, communication).
+struct ExchangeBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "exchange",
+        abstract: "Run under mpirun -np 2: gradient exchange vs raw MPI_Allreduce on the same bytes, and step time vs max(compute, communication).")
+
+    @Option(help: "Architecture name (see `thaw models`).") var architecture = "small-cnn"
+    @Option(help: "Input sample shape, comma separated (C,H,W).") var sampleShape = "1,28,28"
+    @Option(help: "Per-rank batch size.") var batch = 64
+    @Option(help: "Bucket size in megabytes for the bucketed path.") var bucketMegabytes = 0.5
+    @Option(help: "Timed repetitions per measurement (median reported).") var repetitions = 21
+    @Option(help: "Also measure a synthetic model of this many million trainable parameters (0 = skip).") var syntheticMillions = 4.0
+
+    func run() throws {
+        let collective = try MPICollective()
+        defer { try? collective.finalize() }
+        Gemm.setThreadCount(1)
+        let shape = sampleShape.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        var section = ModelSection()
+        section.architecture = architecture
+        let model = try ModelZoo.build(section, sampleShape: shape, seed: 1)
+        let bucketBytes = Int(bucketMegabytes * 1_048_576)
+        let result = try ExchangeBenchmark.run(model: model, collective: collective, batch: batch, bucketBytes: bucketBytes, repetitions: repetitions)
+        var synthetic: ExchangeBenchmarkResult?
+        if syntheticMillions > 0 {
+            // Four equal linear groups: a large trainable range with little compute.
+            let width = Int((syntheticMillions * 1e6 / 4).squareRoot())
+            let groups = (0..<4).map { LayerGroup("g\($0)", [(name: "fc", layer: Linear(width, width, bias: false))]) }
+            let wide = try Model(groups: groups, sampleShape: [width], seed: 1)
+            synthetic = try ExchangeBenchmark.run(model: wide, collective: collective, batch: 8, bucketBytes: bucketBytes, repetitions: repetitions)
+        }
+        guard collective.rank == 0 else { return }
+        print("Exchange benchmark: \(collective.worldSize) ranks, median of \(repetitions), rank 0's clock")
+        for (name, r) in [("\(architecture) batch \(batch)/rank", result)] + (synthetic.map { [("synthetic linear", $0)] } ?? []) {
+            let megabytes = Double(r.trainableParameters * 4) / 1e6
+            print(String(format: "%@: %d trainable parameters (%.2f MB), %d bucket(s)", name, r.trainableParameters, megabytes, r.buckets))
+            print(String(format: "  raw MPI_Allreduce    %8.3f ms  %6.2f GB/s", r.rawSeconds * 1e3, megabytes / 1e3 / r.rawSeconds))
+            print(String(format: "  thaw plain           %8.3f ms  %6.2f GB/s   ratio %.2f (goal >= 0.9)", r.plainSeconds * 1e3, megabytes / 1e3 / r.plainSeconds, r.plainRatio))
+            print(String(format: "  thaw bucketed        %8.3f ms  %6.2f GB/s   ratio %.2f", r.bucketedSeconds * 1e3, megabytes / 1e3 / r.bucketedSeconds, r.bucketedRatio))
+            print(String(format: "  compute (fwd+bwd)    %8.3f ms", r.computeSeconds * 1e3))
+            print(String(format: "  overlapped step      %8.3f ms   step / max(compute, comm) = %.2f (goal <= 1.15)", r.stepSeconds * 1e3, r.overlapRatio))
+        }
     }
 }

@@ -1,0 +1,98 @@
+// ExchangeBenchmark: Thaw's gradient exchange against raw MPI_Allreduce on the same bytes,
+// and one training step against max(compute, communication), measured in the same run.
+//
+// Run it under mpirun with 2 or more ranks. Every timed repetition starts after a barrier,
+// and every figure is the median over repetitions, as seen by rank 0.
+import Foundation
+import ThawCollective
+import ThawKernels
+import ThawNN
+
+/// The results of the exchange benchmark.
+public struct ExchangeBenchmarkResult: Sendable {
+    /// Trainable parameters exchanged per step.
+    public var trainableParameters: Int
+    /// Median seconds of raw MPI_Allreduce of the same number of floats.
+    public var rawSeconds: Double
+    /// Median seconds of Thaw's plain exchange (one all-reduce of the trainable range).
+    public var plainSeconds: Double
+    /// Median seconds of Thaw's bucketed exchange with no computation to overlap.
+    public var bucketedSeconds: Double
+    /// Number of buckets on the bucketed path.
+    public var buckets: Int
+    /// Median seconds of forward + backward without any exchange.
+    public var computeSeconds: Double
+    /// Median seconds of forward + backward with the bucketed, overlapped exchange.
+    public var stepSeconds: Double
+
+    /// Plain exchange throughput ÷ raw all-reduce throughput (goal ≥ 0.9).
+    public var plainRatio: Double { rawSeconds / plainSeconds }
+    /// Bucketed exchange throughput ÷ raw all-reduce throughput.
+    public var bucketedRatio: Double { rawSeconds / bucketedSeconds }
+    /// Step time ÷ max(compute, communication) (goal ≤ 1.15).
+    public var overlapRatio: Double { stepSeconds / max(computeSeconds, plainSeconds) }
+}
+
+/// Measures gradient exchange and overlap for one model on the current MPI job.
+public enum ExchangeBenchmark {
+    /// Runs the benchmark.
+    /// - Parameters:
+    ///   - model: The model; every group trains.
+    ///   - collective: The MPI job (2 or more ranks for meaningful figures).
+    ///   - batch: The per-rank batch size.
+    ///   - bucketBytes: The bucket size for the bucketed path.
+    ///   - repetitions: Timed repetitions; medians are reported.
+    public static func run(model: Model, collective: any Collective, batch: Int, bucketBytes: Int,
+                           repetitions: Int) throws -> ExchangeBenchmarkResult {
+        let store = model.store
+        let range = model.trainableRange
+        let plain = GradientExchange(collective: collective, store: store, mode: .plain, bucketBytes: bucketBytes)
+        let bucketed = GradientExchange(collective: collective, store: store, mode: .bucketed, bucketBytes: bucketBytes)
+        plain.prepare(firstTrainableGroup: model.firstTrainableGroup)
+        bucketed.prepare(firstTrainableGroup: model.firstTrainableGroup)
+
+        let raw = UnsafeMutableBufferPointer<Float>.allocate(capacity: range.count)
+        defer { raw.deallocate() }
+        raw.initialize(repeating: 0)
+
+        func timed(_ body: () throws -> Void) throws -> Double {
+            var times: [Double] = []
+            try body()  // warm-up
+            for _ in 0..<max(1, repetitions) {
+                try collective.barrier()
+                let start = DispatchTime.now().uptimeNanoseconds
+                try body()
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+            // Rank 0's median; every rank reports its own, rank 0 prints.
+            return times.sorted()[times.count / 2]
+        }
+
+        let rawSeconds = try timed { _ = RawMPI.allReduceSum(raw) }
+        let plainSeconds = try timed { try plain.finish(trainableRange: range) }
+        let bucketedSeconds = try timed {
+            for group in stride(from: model.groups.count - 1, through: model.firstTrainableGroup, by: -1) {
+                try bucketed.groupFinished(group)
+            }
+            try bucketed.finish(trainableRange: range)
+        }
+
+        let input = Tensor(shape: [batch] + model.sampleShape)
+        var generator = SplitMix64(seed: UInt64(collective.rank) + 1)
+        for i in 0..<input.count { input.data[i] = generator.nextUniform() }
+        let upstream = Tensor(shape: [batch] + model.outputSampleShape)
+        upstream.fill(1 / Float(batch))
+        let computeSeconds = try timed {
+            _ = try model.forward(input, training: true)
+            model.backward(upstream)
+        }
+        let stepSeconds = try timed {
+            _ = try model.forward(input, training: true)
+            try model.backward(upstream) { try bucketed.groupFinished($0) }
+            try bucketed.finish(trainableRange: range)
+        }
+        return ExchangeBenchmarkResult(
+            trainableParameters: range.count, rawSeconds: rawSeconds, plainSeconds: plainSeconds,
+            bucketedSeconds: bucketedSeconds, buckets: bucketed.buckets.count, computeSeconds: computeSeconds, stepSeconds: stepSeconds)
+    }
+}
