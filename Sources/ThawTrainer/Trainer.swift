@@ -76,7 +76,7 @@ public final class Trainer {
     public private(set) var history: [EpochRecord] = []
 
     /// Prepares a run: checks that every rank has the same configuration and model layout,
-    /// and makes rank 0's initial parameters everyone's.
+    /// and makes rank 0's initial parameters, batch-norm state and optimizer state everyone's.
     /// - Parameters:
     ///   - config: The configuration (identical on every rank).
     ///   - model: This rank's replica.
@@ -121,6 +121,7 @@ public final class Trainer {
         try collective.verifyAgreement(on: fnv1a(Array(model.layoutDescription.utf8)), describing: "parameter layout (names, shapes, groups)")
         try collective.broadcast(UnsafeMutableRawBufferPointer(model.store.parameters), root: 0)
         try collective.broadcast(UnsafeMutableRawBufferPointer(model.store.state), root: 0)
+        for buffer in optimizer.stateBuffers { try collective.broadcast(UnsafeMutableRawBufferPointer(buffer.values), root: 0) }
     }
 
     deinit {
