@@ -38,7 +38,7 @@ final class ScratchRun {
         let text = """
             run: {name: \(name), output: \(path(name)), seed: 9}
             model: {architecture: mlp, classes: 3}
-            data: {dataset: npy, train_features: \(path("x.npy")), train_labels: \(path("y.npy"))}
+            data: {dataset: npy, train_features: \(path("x.npy")), train_labels: \(path("y.npy")), test_features: \(path("x.npy")), test_labels: \(path("y.npy"))}
             optimizer: {kind: sgd, learning_rate: 0.05, momentum: 0.9}
             \(extra)
             """
@@ -106,6 +106,13 @@ func epochRecords(_ directory: String) throws -> [[String: Any]] {
             let weights = try readWeights(scratch.path("\(name)/model.safetensors"))
             let difference = maximumRelativeDifference(weights, reference)
             #expect(difference < 1e-5, "\(ranks) ranks (\(exchange)) differ from one process by \(difference)")
+            // Evaluation is sharded across ranks, yet counts each of the 61 samples exactly once.
+            let mine = try #require(try epochRecords(scratch.path(name)).last?["test"] as? [String: Any])
+            let theirs = try #require(try epochRecords(scratch.path("one")).last?["test"] as? [String: Any])
+            #expect(mine["samples"] as? Int == 61)
+            #expect(mine["accuracy"] as? Double == theirs["accuracy"] as? Double)
+            let loss = try #require(mine["loss"] as? Double), referenceLoss = try #require(theirs["loss"] as? Double)
+            #expect(abs(loss - referenceLoss) < 1e-5 * max(1, abs(referenceLoss)))
         }
     }
 
