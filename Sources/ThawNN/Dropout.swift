@@ -5,7 +5,7 @@ import ThawKernels
 ///
 /// Masks come from a SplitMix64 generator owned by the layer. Trainers make masks reproducible by
 /// calling `reseed(_:)` with a value derived from (seed, rank, step), for example with `SplitMix64.mix`.
-public final class Dropout: Layer {
+public final class Dropout: Layer, RandomLayer {
     /// The drop probability p in [0, 1].
     public let probability: Float
 

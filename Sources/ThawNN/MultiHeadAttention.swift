@@ -19,7 +19,7 @@
 import ThawKernels
 
 /// Multi-head self-attention with query, key, value and output projections.
-public final class MultiHeadAttention: Layer {
+public final class MultiHeadAttention: Layer, RandomLayer {
     /// The model width D.
     public let hiddenSize: Int
     /// The number of heads H.

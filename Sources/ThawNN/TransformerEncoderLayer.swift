@@ -19,7 +19,7 @@
 import ThawKernels
 
 /// A BERT encoder layer: self-attention and a GELU feed-forward block, each with a residual and LayerNorm.
-public final class TransformerEncoderLayer: Layer {
+public final class TransformerEncoderLayer: Layer, RandomLayer {
     /// The self-attention block (HF `attention.self` and `attention.output.dense`).
     public let attention: MultiHeadAttention
     /// The LayerNorm after the attention residual (HF `attention.output.LayerNorm`).

@@ -24,9 +24,11 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var schedule: ScheduleSection
     /// Which groups train when.
     public var unfreezing: UnfreezingSection
+    /// When checkpoints are written and how many are kept.
+    public var checkpoint: CheckpointSection
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case run, model, data, training, optimizer, schedule, unfreezing
+        case run, model, data, training, optimizer, schedule, unfreezing, checkpoint
     }
 
     /// Decodes every section; missing sections take their defaults.
@@ -40,12 +42,14 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         optimizer = try c.decodeIfPresent(OptimizerSection.self, forKey: .optimizer) ?? OptimizerSection()
         schedule = try c.decodeIfPresent(ScheduleSection.self, forKey: .schedule) ?? ScheduleSection()
         unfreezing = try c.decodeIfPresent(UnfreezingSection.self, forKey: .unfreezing) ?? UnfreezingSection()
+        checkpoint = try c.decodeIfPresent(CheckpointSection.self, forKey: .checkpoint) ?? CheckpointSection()
     }
 
     /// A configuration with every default.
     public init() {
         run = RunSection(); model = ModelSection(); data = DataSection(); training = TrainingSection()
         optimizer = OptimizerSection(); schedule = ScheduleSection(); unfreezing = UnfreezingSection()
+        checkpoint = CheckpointSection()
     }
 
     /// Loads and validates a YAML or JSON file, then applies `key.path=value` overrides.
@@ -131,6 +135,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require(unfreezing.every >= 1, "unfreezing.every", "expected an integer ≥ 1")
         try require(unfreezing.patience >= 1, "unfreezing.patience", "expected an integer ≥ 1")
         try require(schedule.warmupSteps >= 0, "schedule.warmup_steps", "expected an integer ≥ 0")
+        try require(checkpoint.everyEpochs >= 0, "checkpoint.every_epochs", "expected an integer ≥ 0 (0 turns checkpoints off)")
+        try require(checkpoint.keepLast >= 1, "checkpoint.keep_last", "expected an integer ≥ 1")
     }
 
     /// A stable digest of the configuration, used to check that every rank runs the same one.
@@ -169,6 +175,34 @@ public struct RunSection: Codable, Equatable, Sendable {
         output = try c.decodeIfPresent(String.self, forKey: .output) ?? "runs/\(name)"
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? seed
         logPerRank = try c.decodeIfPresent(Bool.self, forKey: .logPerRank) ?? logPerRank
+    }
+}
+
+/// When checkpoints are written and how many are kept.
+public struct CheckpointSection: Codable, Equatable, Sendable {
+    /// Write a checkpoint every this many epochs, and after the last (0 = never).
+    public var everyEpochs = 1
+    /// How many epoch checkpoints to keep (the newest).
+    public var keepLast = 3
+    /// Also keep `best.safetensors`: the epoch with the lowest validation loss (training loss without a validation set).
+    public var keepBest = true
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case everyEpochs = "every_epochs"
+        case keepLast = "keep_last"
+        case keepBest = "keep_best"
+    }
+
+    /// The defaults.
+    public init() {}
+
+    /// Decodes the section, rejecting unknown keys.
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        everyEpochs = try c.decodeIfPresent(Int.self, forKey: .everyEpochs) ?? everyEpochs
+        keepLast = try c.decodeIfPresent(Int.self, forKey: .keepLast) ?? keepLast
+        keepBest = try c.decodeIfPresent(Bool.self, forKey: .keepBest) ?? keepBest
     }
 }
 

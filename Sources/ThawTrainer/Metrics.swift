@@ -52,15 +52,17 @@ public final class MetricsLog {
     /// The file being written.
     public let path: String
 
-    /// Opens (creating or truncating) the log. Returns a log that writes nothing when `enabled` is false.
-    public init(directory: String, enabled: Bool) throws {
+    /// Opens the log: a new run truncates it, a resumed run appends to it so no earlier line is lost.
+    /// Returns a log that writes nothing when `enabled` is false.
+    public init(directory: String, enabled: Bool, append: Bool = false) throws {
         path = (directory as NSString).appendingPathComponent("metrics.jsonl")
         guard enabled else { handle = nil; return }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: path, contents: nil)
+        if !append || !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
         guard let handle = FileHandle(forWritingAtPath: path) else {
             throw TrainingError.io(path: path, message: "cannot open for writing")
         }
+        handle.seekToEndOfFile()
         self.handle = handle
     }
 

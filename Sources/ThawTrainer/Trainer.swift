@@ -32,7 +32,8 @@ public protocol PlanSource: AnyObject {
 
 /// A plan source that runs the unfreezing planner in-process.
 public final class LocalPlanSource: PlanSource {
-    private var planner: UnfreezingPlanner
+    /// The planner, with its state (saved in checkpoints).
+    public private(set) var planner: UnfreezingPlanner
 
     /// Creates a local source around a planner.
     public init(planner: UnfreezingPlanner) { self.planner = planner }
@@ -56,6 +57,8 @@ public final class Trainer {
     public let optimizer: Optimizer
     /// Called with progress on every rank; only rank 0 renders it for people.
     public var onEvent: (TrainingEvent) -> Void = { _ in }
+    /// Called on every rank after each finished epoch (rank 0 writes checkpoints here).
+    public var afterEpoch: (Trainer) throws -> Void = { _ in }
 
     private let train: any Dataset
     private let validation: (any Dataset)?
@@ -85,8 +88,9 @@ public final class Trainer {
     ///   - test: An optional test set.
     ///   - collective: The ranks.
     ///   - planSource: Where plans come from (consulted on rank 0 only).
+    ///   - checkpoint: A checkpoint to resume from; only rank 0 needs it (its state is broadcast).
     public init(config: TrainingConfig, model: Model, train: any Dataset, validation: (any Dataset)?, test: (any Dataset)?,
-                collective: any Collective, planSource: PlanSource?) throws {
+                collective: any Collective, planSource: PlanSource?, checkpoint: Checkpoint? = nil) throws {
         self.config = config
         self.model = model
         self.train = train
@@ -119,9 +123,25 @@ public final class Trainer {
 
         try collective.verifyAgreement(on: config.digest, describing: "configuration")
         try collective.verifyAgreement(on: fnv1a(Array(model.layoutDescription.utf8)), describing: "parameter layout (names, shapes, groups)")
+        if collective.rank == 0, let checkpoint {
+            try checkpoint.restore(into: model)
+            try checkpoint.restore(into: optimizer)
+        }
         try collective.broadcast(UnsafeMutableRawBufferPointer(model.store.parameters), root: 0)
         try collective.broadcast(UnsafeMutableRawBufferPointer(model.store.state), root: 0)
         for buffer in optimizer.stateBuffers { try collective.broadcast(UnsafeMutableRawBufferPointer(buffer.values), root: 0) }
+        // Every rank learns whether there is a checkpoint, and its metadata, from rank 0.
+        let resumed: CheckpointMetadata? = try broadcastJSON(collective.rank == 0 ? checkpoint?.metadata : nil)
+        if let resumed {
+            history = resumed.history
+            globalStep = resumed.globalStep
+            plan = resumed.plan
+            thawedAtStep = resumed.thawedAtStep
+            if let plan = resumed.plan { try model.setTrainableGroups(plan.trainableGroups) }
+            do { try optimizer.restoreGroupState(stepCounts: resumed.optimizerStepCounts, hasState: resumed.optimizerHasState) } catch {
+                throw TrainingError.io(path: "checkpoint", message: "optimizer state: \(error)")
+            }
+        }
     }
 
     deinit {
@@ -132,11 +152,13 @@ public final class Trainer {
     /// Optimizer steps per epoch (the same on every rank by construction).
     public var stepsPerEpoch: Int { (sampler.stepsPerEpoch + microBatchesPerStep - 1) / microBatchesPerStep }
 
-    /// Runs every epoch and returns their records.
+    /// Runs every remaining epoch (all of them, or those after a resumed checkpoint) and returns
+    /// the records of every epoch.
     public func run() throws -> [EpochRecord] {
-        for epoch in 0..<config.training.epochs {
+        for epoch in history.count..<config.training.epochs {
             let plan = try agreePlan(epoch: epoch)
             try apply(plan)
+            model.reseedRandomLayers(seed: SplitMix64.mix(config.run.seed, UInt64(epoch), UInt64(collective.rank)))
             var record = try trainEpoch(epoch: epoch, plan: plan)
             if let validation { record.validation = try evaluate(validation) }
             if let test, config.training.evaluateEveryEpoch || epoch == config.training.epochs - 1 {
@@ -144,26 +166,47 @@ public final class Trainer {
             }
             history.append(record)
             onEvent(.epoch(record))
+            try afterEpoch(self)
         }
         return history
     }
 
+    /// The non-tensor state a checkpoint needs to continue this run exactly.
+    public func checkpointMetadata() -> CheckpointMetadata {
+        CheckpointMetadata(
+            epochsCompleted: history.count, globalStep: globalStep, configDigest: hex(config.digest),
+            layoutDigest: hex(fnv1a(Array(model.layoutDescription.utf8))), worldSize: collective.worldSize,
+            architecture: config.model.architecture, plan: plan, planner: (planSource as? LocalPlanSource)?.planner,
+            thawedAtStep: thawedAtStep, optimizerStepCounts: optimizer.stepCounts, optimizerHasState: optimizer.hasState,
+            history: history)
+    }
+
+    /// Rank 0's value, JSON-encoded and broadcast; every rank returns the same value (nil if rank 0 had none).
+    func broadcastJSON<Value: Codable>(_ value: Value?) throws -> Value? {
+        var bytes: [UInt8] = []
+        if collective.rank == 0, let value { bytes = Array(try JSONEncoder().encode(value)) }
+        var length = UInt64(bytes.count)
+        try withUnsafeMutableBytes(of: &length) { try collective.broadcast($0, root: 0) }
+        guard length > 0 else { return nil }
+        if collective.rank != 0 { bytes = Array(repeating: 0, count: Int(length)) }
+        try bytes.withUnsafeMutableBytes { try collective.broadcast($0, root: 0) }
+        return try JSONDecoder().decode(Value.self, from: Data(bytes))
+    }
+
     /// Rank 0 obtains the plan and broadcasts it; every rank returns the same plan.
     func agreePlan(epoch: Int) throws -> TrainingPlan {
-        var bytes: [UInt8] = []
+        var proposal: TrainingPlan?
         if collective.rank == 0 {
-            let plan = try planSource?.plan(forEpoch: epoch, previousValidationLoss: history.last?.validation?.loss)
+            proposal = try planSource?.plan(forEpoch: epoch, previousValidationLoss: history.last?.validation?.loss)
                 ?? TrainingPlan(version: 1, epoch: epoch, trainableGroups: model.groupNames,
                                 learningRates: Dictionary(uniqueKeysWithValues: model.groupNames.map { ($0, config.optimizer.learningRate) }),
                                 batchNormPolicy: config.model.frozenBatchNorm.rawValue, warmupSteps: 0,
-                                newlyThawed: epoch == 0 ? model.groupNames : [])
-            bytes = Array(try JSONEncoder().encode(plan))
+                                newlyThawed: plan == nil ? model.groupNames : [])
         }
-        var length = UInt64(bytes.count)
-        try withUnsafeMutableBytes(of: &length) { try collective.broadcast($0, root: 0) }
-        if collective.rank != 0 { bytes = Array(repeating: 0, count: Int(length)) }
-        try bytes.withUnsafeMutableBytes { try collective.broadcast($0, root: 0) }
-        return try JSONDecoder().decode(TrainingPlan.self, from: Data(bytes))
+        guard let agreed = try broadcastJSON(proposal) else {
+            throw TrainingError.dataMismatch("rank 0 produced no plan for epoch \(epoch)")
+        }
+        return agreed
     }
 
     /// Applies a plan at an epoch boundary: the new trainable set, fresh optimizer state for

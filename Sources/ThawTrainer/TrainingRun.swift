@@ -12,11 +12,17 @@ public final class TrainingRun {
     /// The configuration.
     public let config: TrainingConfig
     private let progress: ProgressStyle
+    private let resume: String?
 
     /// Prepares a run.
-    public init(config: TrainingConfig, progress: ProgressStyle) {
+    /// - Parameters:
+    ///   - config: The configuration.
+    ///   - progress: How rank 0 shows progress.
+    ///   - resume: A checkpoint path, or `latest` for the newest in the run directory, or nil.
+    public init(config: TrainingConfig, progress: ProgressStyle, resume: String? = nil) {
         self.config = config
         self.progress = progress
+        self.resume = resume
     }
 
     /// Runs training to the end and prints the final table on rank 0.
@@ -50,12 +56,31 @@ public final class TrainingRun {
                          + "\(collective.worldSize) rank(s); \(model.store.parameterCount) parameters in groups "
                          + model.groupNames.joined(separator: ", "))
         }
-        let planner = try UnfreezingPlanner(settings: config.unfreezing, groupNames: model.groupNames,
+        // Only rank 0 reads the checkpoint; the trainer broadcasts its state to the other ranks.
+        var checkpoint: Checkpoint?
+        if isLeader, let resume {
+            let path = try Checkpoint.resolve(resume, runDirectory: config.run.output)
+            let loaded = try Checkpoint.load(path)
+            checkpoint = loaded
+            printer.line("thaw: resuming from \(path): \(loaded.metadata.epochsCompleted) epoch(s) done, "
+                         + "written by \(loaded.metadata.worldSize) rank(s), now \(collective.worldSize)")
+            if loaded.metadata.configDigest != hex(config.digest) {
+                printer.line("thaw: note: the configuration differs from the one that wrote the checkpoint")
+            }
+        }
+        var planner = try UnfreezingPlanner(settings: config.unfreezing, groupNames: model.groupNames,
                                             baseLearningRate: config.optimizer.learningRate,
                                             batchNormPolicy: config.model.frozenBatchNorm.rawValue)
+        if let saved = checkpoint?.metadata.planner { planner = saved }
         let trainer = try Trainer(config: config, model: model, train: data.train, validation: data.validation, test: data.test,
-                                  collective: collective, planSource: LocalPlanSource(planner: planner))
-        let log = try MetricsLog(directory: config.run.output, enabled: isLeader)
+                                  collective: collective, planSource: LocalPlanSource(planner: planner), checkpoint: checkpoint)
+        if isLeader && config.checkpoint.everyEpochs > 0 {
+            let writer = CheckpointWriter(settings: config.checkpoint, runDirectory: config.run.output, epochs: config.training.epochs)
+            trainer.afterEpoch = { trainer in
+                if let path = try writer.afterEpoch(trainer) { printer.line("thaw: checkpoint \(path)") }
+            }
+        }
+        let log = try MetricsLog(directory: config.run.output, enabled: isLeader, append: checkpoint != nil)
         let rankLog = try RankLog(directory: config.run.output, rank: collective.rank, enabled: config.run.logPerRank)
         trainer.onEvent = { event in
             rankLog.record(event)
@@ -99,5 +124,39 @@ public final class TrainingRun {
             lines.append("final test accuracy: \(percent(final.accuracy)) on \(final.samples) samples")
         }
         return lines.joined(separator: "\n")
+    }
+}
+
+/// Writes checkpoints after epochs on rank 0: every N epochs and after the last, keeping the newest
+/// K and the best by validation loss (training loss without a validation set).
+final class CheckpointWriter {
+    private let settings: CheckpointSection
+    private let directory: String
+    private let epochs: Int
+
+    init(settings: CheckpointSection, runDirectory: String, epochs: Int) {
+        self.settings = settings
+        self.directory = (runDirectory as NSString).appendingPathComponent("checkpoints")
+        self.epochs = epochs
+    }
+
+    /// Writes the checkpoint due after the trainer's last epoch, if one is due; returns its path.
+    func afterEpoch(_ trainer: Trainer) throws -> String? {
+        let metadata = trainer.checkpointMetadata()
+        let done = metadata.epochsCompleted
+        guard done % settings.everyEpochs == 0 || done == epochs else { return nil }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = (directory as NSString).appendingPathComponent(String(format: "epoch-%04d.safetensors", done))
+        try Checkpoint.write(model: trainer.model, optimizer: trainer.optimizer, metadata: metadata, to: path)
+        Checkpoint.prune(directory: directory, keep: settings.keepLast)
+        // Best is judged over the whole history, so it survives a resume.
+        let losses = metadata.history.map { $0.validation?.loss ?? $0.train.loss }
+        if settings.keepBest, let loss = losses.last, let best = losses.min() {
+            if loss <= best {
+                try Checkpoint.write(model: trainer.model, optimizer: trainer.optimizer, metadata: metadata,
+                                     to: (directory as NSString).appendingPathComponent("best.safetensors"))
+            }
+        }
+        return path
     }
 }

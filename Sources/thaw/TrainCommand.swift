@@ -19,13 +19,16 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Progress display: auto, live, lines or quiet. Under mpirun, auto sees a terminal; launch scripts pass lines when logging.")
     var progress: String = "auto"
 
+    @Option(help: ArgumentHelp("Resume from a checkpoint file, or `latest` for the newest in the run's checkpoints/ directory.", valueName: "path|latest"))
+    var resume: String?
+
     func run() throws {
         do {
             let configuration = try TrainingConfig.load(path: config, overrides: overrides)
             guard let style = ProgressStyle(rawValue: progress) else {
                 throw ValidationError("--progress: expected one of \(ProgressStyle.allCases.map(\.rawValue).joined(separator: ", ")), got '\(progress)'")
             }
-            try TrainingRun(config: configuration, progress: style).execute()
+            try TrainingRun(config: configuration, progress: style, resume: resume).execute()
         } catch let error as ConfigError {
             throw ValidationError(error.description)
         }

@@ -11,7 +11,9 @@ import ThawTesting
 final class ScratchRun {
     let directory: String
 
-    init(samples: Int = 61, features: Int = 6, classes: Int = 3, seed: UInt64 = 5) throws {
+    /// Writes `samples` seeded samples of `sampleShape` (flattened features carry the class signal).
+    init(samples: Int = 61, sampleShape: [Int] = [6], classes: Int = 3, seed: UInt64 = 5) throws {
+        let features = sampleShape.reduce(1, *)
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("thaw-test-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var generator = ShuffleGenerator(seed: seed)
@@ -25,7 +27,7 @@ final class ScratchRun {
                 x.append(noise + (f % classes == Int(label) ? 1 : 0))
             }
         }
-        try writeNPY(path("x.npy"), descriptor: "<f4", shape: [samples, features], bytes: x.withUnsafeBytes { Array($0) })
+        try writeNPY(path("x.npy"), descriptor: "<f4", shape: [samples] + sampleShape, bytes: x.withUnsafeBytes { Array($0) })
         try writeNPY(path("y.npy"), descriptor: "<i8", shape: [samples], bytes: y.withUnsafeBytes { Array($0) })
     }
 
@@ -33,11 +35,11 @@ final class ScratchRun {
 
     func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
 
-    /// Writes a config for the MLP on this data; `extra` is appended YAML.
-    func writeConfig(name: String, extra: String) throws -> String {
+    /// Writes a config for the MLP (or another architecture) on this data; `extra` is appended YAML.
+    func writeConfig(name: String, extra: String, model: String = "{architecture: mlp, classes: 3}") throws -> String {
         let text = """
             run: {name: \(name), output: \(path(name)), seed: 9}
-            model: {architecture: mlp, classes: 3}
+            model: \(model)
             data: {dataset: npy, train_features: \(path("x.npy")), train_labels: \(path("y.npy")), test_features: \(path("x.npy")), test_labels: \(path("y.npy"))}
             optimizer: {kind: sgd, learning_rate: 0.05, momentum: 0.9}
             \(extra)
