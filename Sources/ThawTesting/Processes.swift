@@ -109,6 +109,12 @@ public struct SpawnError: Error, CustomStringConvertible {
     public var command: String
     /// The posix_spawn error code.
     public var code: Int32
+    /// Creates the error for a command and a code.
+    public init(command: String, code: Int32) {
+        self.command = command
+        self.code = code
+    }
+
     /// One line naming the command and the error.
     public var description: String { "could not spawn \(command): \(String(cString: strerror(code)))" }
 }
