@@ -255,7 +255,12 @@ public enum Convolution2D {
                         }
                         let source = plane + (oh * SH + rowOffset) * W + columnOffset
                         for ow in 0..<cols.lowerBound { out[ow] = 0 }
-                        for ow in cols { out[ow] = source[ow * SW] }
+                        if SW == 1 {
+                            // Stride 1: the valid run is one contiguous copy.
+                            (out + cols.lowerBound).update(from: source + cols.lowerBound, count: cols.count)
+                        } else {
+                            for ow in cols { out[ow] = source[ow * SW] }
+                        }
                         for ow in cols.upperBound..<OW { out[ow] = 0 }
                     }
                 }
@@ -289,7 +294,11 @@ public enum Convolution2D {
                     for oh in rows {
                         let column = source + oh * OW
                         let target = plane + (oh * SH + rowOffset) * W + columnOffset
-                        for ow in cols { target[ow * SW] += column[ow] }
+                        if SW == 1 {
+                            for ow in cols { target[ow] += column[ow] }
+                        } else {
+                            for ow in cols { target[ow * SW] += column[ow] }
+                        }
                     }
                 }
             }
@@ -316,6 +325,56 @@ public enum Convolution2D {
                               beta: bias == nil ? 0 : 1, c: out)
             }
         }
+    }
+
+    /// The number of floats `forwardIm2colKeepingColumns` stores: every image's and group's column matrix.
+    public static func keptColumnsCount(_ g: Convolution2DGeometry) -> Int {
+        g.batch * g.groups * g.inputChannelsPerGroup * g.kernel.height * g.kernel.width * g.outputHeight * g.outputWidth
+    }
+
+    /// Training forward on the im2col path that keeps every image's columns (in `columns`, sized by
+    /// ``keptColumnsCount(_:)``) so that `backwardWeightsFromColumns` does not unfold the input again.
+    /// It runs the same GEMMs as `forwardIm2col`.
+    public static func forwardIm2colKeepingColumns(
+        output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, geometry g: Convolution2DGeometry, columns: UnsafeMutablePointer<Float>
+    ) {
+        // Legend: as in `forwardIm2col`.
+        let (N, G) = (g.batch, g.groups)
+        let (C, O) = (g.inputChannelsPerGroup, g.outputChannelsPerGroup)
+        let K = C * g.kernel.height * g.kernel.width
+        let P = g.outputHeight * g.outputWidth
+        let planeIn = g.inputHeight * g.inputWidth
+        for n in 0..<N {
+            for group in 0..<G {
+                let slot = columns + (n * G + group) * K * P
+                im2col(columns: slot, input: input + (n * g.inputChannels + group * C) * planeIn, channels: C, geometry: g)
+                let out = output + (n * g.outputChannels + group * O) * P
+                fillBias(out, bias: bias.map { $0 + group * O }, channels: O, positions: P)
+                Gemm.multiply(.none, .none, m: O, n: P, k: K, a: weight + group * O * K, b: slot,
+                              beta: bias == nil ? 0 : 1, c: out)
+            }
+        }
+    }
+
+    /// Backward-weights from the columns kept by `forwardIm2colKeepingColumns` (accumulates, with the bias).
+    public static func backwardWeightsFromColumns(
+        dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, dOutput: UnsafePointer<Float>,
+        columns: UnsafePointer<Float>, geometry g: Convolution2DGeometry
+    ) {
+        // Legend: as in `forwardIm2col`.
+        let (N, G) = (g.batch, g.groups)
+        let O = g.outputChannelsPerGroup
+        let K = g.inputChannelsPerGroup * g.kernel.height * g.kernel.width
+        let P = g.outputHeight * g.outputWidth
+        for n in 0..<N {
+            for group in 0..<G {
+                Gemm.multiply(.none, .transposed, m: O, n: K, k: P,
+                              a: dOutput + (n * g.outputChannels + group * O) * P, b: columns + (n * G + group) * K * P,
+                              beta: 1, c: dWeight + group * O * K)
+            }
+        }
+        if let dBias { backwardBias(dBias: dBias, dOutput: dOutput, geometry: g) }
     }
 
     /// Reference backward-data: per image and group, columns = Wᵀ·dOutput, then `col2im`.

@@ -2,9 +2,10 @@
 // ratio to raw cblas_sgemm running the same matrix shapes, measured in the same run.
 //
 // A layer's useful work is the GEMMs its math needs (for a convolution through im2col,
-// per sample and group: forward M×N×K, input gradient K×N×M, weight gradient M×K×N).
-// The raw baseline runs exactly those sgemm calls on preallocated buffers, so the ratio
-// shows what im2col, bias, layout and bookkeeping cost on top of OpenBLAS.
+// per sample and group: forward W·cols, input gradient Wᵀ·dY, weight gradient dY·colsᵀ).
+// The raw baseline runs exactly those sgemm calls, with the same shapes AND transpose flags,
+// on preallocated buffers, so the ratio shows what im2col, bias, layout and bookkeeping cost
+// on top of OpenBLAS.
 import Foundation
 import ThawKernels
 import ThawNN
@@ -13,8 +14,8 @@ import ThawNN
 public struct GemmBenchmarkRow: Sendable {
     /// The layer's path in the model, such as `block1.conv`.
     public var layer: String
-    /// The GEMM shapes (m, n, k) and how many times each runs per forward+backward.
-    public var shapes: [(m: Int, n: Int, k: Int, count: Int)]
+    /// The GEMM calls (transposes, m, n, k) and how many times each runs per forward+backward.
+    public var shapes: [GemmCall]
     /// Floating-point operations of those GEMMs.
     public var flops: Double
     /// Median seconds of the layer's forward+backward.
@@ -27,6 +28,22 @@ public struct GemmBenchmarkRow: Sendable {
     public var rawGigaflops: Double { flops / rawSeconds / 1e9 }
     /// Layer throughput ÷ raw throughput (goal ≥ 0.7).
     public var ratio: Double { rawSeconds / layerSeconds }
+}
+
+/// One kind of GEMM call a layer makes: `C[m×n] += op(A)[m×k] · op(B)[k×n]`, `count` times.
+public struct GemmCall: Sendable {
+    /// Whether A is transposed.
+    public var transposeA: Transpose
+    /// Whether B is transposed.
+    public var transposeB: Transpose
+    /// Rows of C.
+    public var m: Int
+    /// Columns of C.
+    public var n: Int
+    /// The shared dimension.
+    public var k: Int
+    /// How many times it runs.
+    public var count: Int
 }
 
 /// Measures every GEMM-backed layer of a model.
@@ -63,25 +80,32 @@ public enum GemmBenchmark {
     }
 
     /// The GEMMs a layer's forward+backward needs, or nil for layers that do not use GEMM.
-    static func gemmShapes(_ layer: any Layer, inputShape: [Int]) -> [(m: Int, n: Int, k: Int, count: Int)]? {
+    static func gemmShapes(_ layer: any Layer, inputShape: [Int]) -> [GemmCall]? {
         if let linear = layer as? Linear {
+            // Linear: y = x·Wᵀ, dX = dY·W, dW = dYᵀ·x.
             let rows = inputShape.dropLast().reduce(1, *)
             let (i, o) = (linear.inputDimensions, linear.outputDimensions)
-            return [(rows, o, i, 1), (rows, i, o, 1), (o, i, rows, 1)]
+            return [GemmCall(transposeA: .none, transposeB: .transposed, m: rows, n: o, k: i, count: 1),
+                    GemmCall(transposeA: .none, transposeB: .none, m: rows, n: i, k: o, count: 1),
+                    GemmCall(transposeA: .transposed, transposeB: .none, m: o, n: i, k: rows, count: 1)]
         }
         if let conv = layer as? Conv2d {
             let g = conv.geometry(for: inputShape)
-            guard conv.algorithm(for: g) != .depthwise else { return nil }
+            let path = conv.algorithm(for: g)
+            guard path != .depthwise else { return nil }
+            // im2col: y = W·cols, dCols = Wᵀ·dY, dW = dY·colsᵀ; pointwise: the same with cols = x.
             let m = g.outputChannelsPerGroup
             let n = g.outputHeight * g.outputWidth
             let k = g.inputChannelsPerGroup * g.kernel.height * g.kernel.width
             let count = g.batch * g.groups
-            return [(m, n, k, count), (k, n, m, count), (m, k, n, count)]
+            return [GemmCall(transposeA: .none, transposeB: .none, m: m, n: n, k: k, count: count),
+                    GemmCall(transposeA: .transposed, transposeB: .none, m: k, n: n, k: m, count: count),
+                    GemmCall(transposeA: .none, transposeB: .transposed, m: m, n: k, k: n, count: count)]
         }
         return nil
     }
 
-    static func rawGemmTime(_ shapes: [(m: Int, n: Int, k: Int, count: Int)], repetitions: Int) -> Double {
+    static func rawGemmTime(_ shapes: [GemmCall], repetitions: Int) -> Double {
         let largest = shapes.map { max($0.m * $0.k, $0.k * $0.n, $0.m * $0.n) }.max() ?? 1
         let a = UnsafeMutablePointer<Float>.allocate(capacity: largest)
         let b = UnsafeMutablePointer<Float>.allocate(capacity: largest)
@@ -93,7 +117,7 @@ public enum GemmBenchmark {
         return median(repetitions) {
             for s in shapes {
                 for _ in 0..<s.count {
-                    Gemm.multiply(.none, .none, m: s.m, n: s.n, k: s.k, a: a, b: b, beta: 1, c: c)
+                    Gemm.multiply(s.transposeA, s.transposeB, m: s.m, n: s.n, k: s.k, a: a, b: b, beta: 1, c: c)
                 }
             }
         }
