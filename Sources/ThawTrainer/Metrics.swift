@@ -85,17 +85,21 @@ public final class RankLog {
     private let handle: FileHandle?
     private let rank: Int
 
-    /// Opens the rank's log, or does nothing when `enabled` is false.
-    public init(directory: String, rank: Int, enabled: Bool) throws {
+    /// Opens the rank's log (appending, so a resumed run keeps the earlier lines) and writes which
+    /// host and process the rank is, or does nothing when `enabled` is false.
+    public init(directory: String, rank: Int, worldSize: Int, enabled: Bool) throws {
         self.rank = rank
         guard enabled else { handle = nil; return }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = (directory as NSString).appendingPathComponent("rank-\(rank).log")
-        FileManager.default.createFile(atPath: path, contents: nil)
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
         guard let handle = FileHandle(forWritingAtPath: path) else {
             throw TrainingError.io(path: path, message: "cannot open for writing")
         }
+        handle.seekToEndOfFile()
         self.handle = handle
+        let process = ProcessInfo.processInfo
+        handle.write(Data("rank \(rank): started as rank \(rank) of \(worldSize) on \(process.hostName), pid \(process.processIdentifier)\n".utf8))
     }
 
     /// Appends one line for an event.

@@ -81,7 +81,8 @@ public final class TrainingRun {
             }
         }
         let log = try MetricsLog(directory: config.run.output, enabled: isLeader, append: checkpoint != nil)
-        let rankLog = try RankLog(directory: config.run.output, rank: collective.rank, enabled: config.run.logPerRank)
+        let rankLog = try RankLog(directory: config.run.output, rank: collective.rank, worldSize: collective.worldSize,
+                                  enabled: config.run.logPerRank)
         trainer.onEvent = { event in
             rankLog.record(event)
             guard isLeader else { return }
