@@ -37,12 +37,8 @@ public struct SpawnResult {
     public var timedOut: Bool
 }
 
-/// Runs `arguments` in a new process group, collecting its output; kills the whole group if it
-/// is still running after `hangGuardSeconds`, and kills any leftover members once it has exited.
-public func spawnProcessGroup(_ arguments: [String], hangGuardSeconds: Double) throws -> SpawnResult {
-    let outputPath = FileManager.default.temporaryDirectory
-        .appendingPathComponent("thaw-spawn-\(getpid())-\(UUID().uuidString).log").path
-    defer { unlink(outputPath) }
+/// Starts `arguments` in a new process group with output to `outputPath` and no standard input.
+func startProcessGroup(_ arguments: [String], outputPath: String) throws -> pid_t {
 
     #if canImport(Glibc)
     var actions = posix_spawn_file_actions_t()
@@ -60,8 +56,17 @@ public func spawnProcessGroup(_ arguments: [String], hangGuardSeconds: Double) t
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
     posix_spawn_file_actions_adddup2(&actions, 1, 2)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+    // A new process group, an empty signal mask and default signal handlers: the test process may
+    // block or ignore signals, and the child must still stop on SIGTERM/SIGINT.
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
     posix_spawnattr_setpgroup(&attributes, 0)
+    var noSignals = sigset_t()
+    sigemptyset(&noSignals)
+    posix_spawnattr_setsigmask(&attributes, &noSignals)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    for signal in [SIGTERM, SIGINT, SIGHUP, SIGPIPE] { sigaddset(&defaults, signal) }
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
 
     let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
     // MPI_Init in this process (MPISingleRankTests) exports OMPI_/PMIX_ variables describing a
@@ -79,6 +84,16 @@ public func spawnProcessGroup(_ arguments: [String], hangGuardSeconds: Double) t
     guard spawnCode == 0 else {
         throw SpawnError(command: arguments.joined(separator: " "), code: spawnCode)
     }
+    return pid
+}
+
+/// Runs `arguments` in a new process group, collecting its output; kills the whole group if it
+/// is still running after `hangGuardSeconds`, and kills any leftover members once it has exited.
+public func spawnProcessGroup(_ arguments: [String], hangGuardSeconds: Double) throws -> SpawnResult {
+    let outputPath = FileManager.default.temporaryDirectory
+        .appendingPathComponent("thaw-spawn-\(getpid())-\(UUID().uuidString).log").path
+    defer { unlink(outputPath) }
+    let pid = try startProcessGroup(arguments, outputPath: outputPath)
 
     var status: Int32 = 0
     var timedOut = false
@@ -117,4 +132,57 @@ public struct SpawnError: Error, CustomStringConvertible {
 
     /// One line naming the command and the error.
     public var description: String { "could not spawn \(command): \(String(cString: strerror(code)))" }
+}
+
+/// A process group running in the background for the length of a test (a coordinator, say).
+/// It is killed, with everything it started, by `stop()` or when the object goes away.
+public final class BackgroundProcess {
+    private let pid: pid_t
+    private let outputPath: String
+    private var stopped = false
+
+    /// Starts `arguments` in its own process group.
+    public init(_ arguments: [String]) throws {
+        outputPath = FileManager.default.temporaryDirectory
+            .appendingPathComponent("thaw-background-\(getpid())-\(UUID().uuidString).log").path
+        pid = try startProcessGroup(arguments, outputPath: outputPath)
+    }
+
+    deinit {
+        stop()
+        unlink(outputPath)
+    }
+
+    /// Everything it has printed so far.
+    public var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+    /// Whether it is still running.
+    public var isRunning: Bool {
+        var status: Int32 = 0
+        return !stopped && waitpid(pid, &status, WNOHANG) == 0
+    }
+
+    /// Sends `signal` to the whole group.
+    public func signal(_ signal: Int32) { kill(-pid, signal) }
+
+    /// Waits up to `seconds` for it to exit by itself; returns whether it did.
+    public func waitForExit(seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        var status: Int32 = 0
+        while Date() < deadline {
+            let waited = waitpid(pid, &status, WNOHANG)
+            if waited == pid || (waited < 0 && errno == ECHILD) { stopped = true; return true }
+            usleep(20_000)
+        }
+        return false
+    }
+
+    /// Kills the whole group and reaps it (idempotent).
+    public func stop() {
+        guard !stopped else { return }
+        stopped = true
+        kill(-pid, SIGKILL)
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
+    }
 }

@@ -30,6 +30,19 @@ public protocol PlanSource: AnyObject {
     func plan(forEpoch epoch: Int, previousValidationLoss: Double?) throws -> TrainingPlan
 }
 
+/// A plan source that asks the coordinator (rank 0 only).
+public final class CoordinatorPlanSource: PlanSource {
+    private let client: CoordinatorClient
+
+    /// Creates a source around a connected client.
+    public init(client: CoordinatorClient) { self.client = client }
+
+    /// Requests the plan, retrying while the coordinator is unreachable.
+    public func plan(forEpoch epoch: Int, previousValidationLoss: Double?) throws -> TrainingPlan {
+        try client.requestPlan(epoch: epoch, previousValidationLoss: previousValidationLoss)
+    }
+}
+
 /// A plan source that runs the unfreezing planner in-process.
 public final class LocalPlanSource: PlanSource {
     /// The planner, with its state (saved in checkpoints).
@@ -149,6 +162,9 @@ public final class Trainer {
         weights.deallocate()
     }
 
+    /// Gradient bytes this rank sent in the last step (4 × trainable parameters with several ranks).
+    public var bytesExchangedPerStep: Int { exchange.bytesLastStep }
+
     /// Optimizer steps per epoch (the same on every rank by construction).
     public var stepsPerEpoch: Int { (sampler.stepsPerEpoch + microBatchesPerStep - 1) / microBatchesPerStep }
 
@@ -214,9 +230,13 @@ public final class Trainer {
     func apply(_ plan: TrainingPlan) throws {
         try model.setTrainableGroups(plan.trainableGroups)
         if let policy = FrozenBatchNormPolicy(rawValue: plan.batchNormPolicy) { model.frozenBatchNormPolicy = policy }
-        let thawed = plan.newlyThawed.compactMap { model.groupNames.firstIndex(of: $0) }
-        optimizer.initializeState(forNewlyTrainableGroups: thawed, store: model.store)
-        for group in plan.newlyThawed { thawedAtStep[group] = globalStep }
+        // Newly thawed means: not trainable under the previous agreed plan. Deriving it here (rather
+        // than trusting the plan's own list) keeps optimizer state intact across a resume or a
+        // restarted coordinator.
+        let previous = Set(self.plan?.trainableGroups ?? [])
+        let newlyThawed = plan.trainableGroups.filter { !previous.contains($0) }
+        optimizer.initializeState(forNewlyTrainableGroups: newlyThawed.compactMap { model.groupNames.firstIndex(of: $0) }, store: model.store)
+        for group in newlyThawed { thawedAtStep[group] = globalStep }
         exchange.prepare(firstTrainableGroup: model.firstTrainableGroup)
         try collective.verifyAgreement(on: plan.trainableSetDigest, describing: "trainable set of plan version \(plan.version)")
         self.plan = plan

@@ -13,16 +13,20 @@ public final class TrainingRun {
     public let config: TrainingConfig
     private let progress: ProgressStyle
     private let resume: String?
+    private let coordinator: String?
+    private var client: CoordinatorClient?
 
     /// Prepares a run.
     /// - Parameters:
     ///   - config: The configuration.
     ///   - progress: How rank 0 shows progress.
     ///   - resume: A checkpoint path, or `latest` for the newest in the run directory, or nil.
-    public init(config: TrainingConfig, progress: ProgressStyle, resume: String? = nil) {
+    ///   - coordinator: The coordinator's address (`tcp://HOST:PORT`), or nil to plan in-process.
+    public init(config: TrainingConfig, progress: ProgressStyle, resume: String? = nil, coordinator: String? = nil) {
         self.config = config
         self.progress = progress
         self.resume = resume
+        self.coordinator = coordinator
     }
 
     /// Runs training to the end and prints the final table on rank 0.
@@ -37,6 +41,8 @@ public final class TrainingRun {
             try? collective.finalize()
             return history
         } catch {
+            client?.report(.failed(EndMessage(rank: collective.rank, reason: "\(error)")))
+            client?.stop()
             guard collective.worldSize > 1 else { throw error }
             FileHandle.standardError.write(Data("thaw: rank \(collective.rank) of \(collective.worldSize): error: \(error)\n".utf8))
             collective.abort(code: 1)
@@ -72,25 +78,58 @@ public final class TrainingRun {
                                             baseLearningRate: config.optimizer.learningRate,
                                             batchNormPolicy: config.model.frozenBatchNorm.rawValue)
         if let saved = checkpoint?.metadata.planner { planner = saved }
+        var planSource: PlanSource = LocalPlanSource(planner: planner)
+        if let coordinator {
+            let process = ProcessInfo.processInfo
+            let hello = HelloMessage(runName: config.run.name, rank: collective.rank, worldSize: collective.worldSize,
+                                     host: process.hostName, pid: Int(process.processIdentifier),
+                                     configHash: hex(config.digest), groups: model.groupNames)
+            let connected = try CoordinatorClient(address: coordinator, hello: hello)
+            client = connected
+            planSource = CoordinatorPlanSource(client: connected)
+            if isLeader { printer.line("thaw: coordinator \(coordinator), run \(connected.runID)") }
+        }
         let trainer = try Trainer(config: config, model: model, train: data.train, validation: data.validation, test: data.test,
-                                  collective: collective, planSource: LocalPlanSource(planner: planner), checkpoint: checkpoint)
-        if isLeader && config.checkpoint.everyEpochs > 0 {
-            let writer = CheckpointWriter(settings: config.checkpoint, runDirectory: config.run.output, epochs: config.training.epochs)
-            trainer.afterEpoch = { trainer in
-                if let path = try writer.afterEpoch(trainer) { printer.line("thaw: checkpoint \(path)") }
+                                  collective: collective, planSource: planSource, checkpoint: checkpoint)
+        let writer = isLeader && config.checkpoint.everyEpochs > 0
+            ? CheckpointWriter(settings: config.checkpoint, runDirectory: config.run.output, epochs: config.training.epochs) : nil
+        let client = self.client
+        trainer.afterEpoch = { trainer in
+            let path = try writer?.afterEpoch(trainer)
+            if let path { printer.line("thaw: checkpoint \(path)") }
+            if isLeader, let client, let record = trainer.history.last {
+                client.report(.epochReport(rank: 0, summary: EpochSummary(
+                    epoch: record.epoch, planVersion: record.planVersion, trainableGroups: record.trainableGroups,
+                    trainLoss: record.train.loss, trainAccuracy: record.train.accuracy, validationLoss: record.validation?.loss,
+                    validationAccuracy: record.validation?.accuracy, testAccuracy: record.test?.accuracy, seconds: record.seconds,
+                    bytesExchanged: record.bytesExchanged, checkpointPath: path)))
             }
         }
         let log = try MetricsLog(directory: config.run.output, enabled: isLeader, append: checkpoint != nil)
         let rankLog = try RankLog(directory: config.run.output, rank: collective.rank, worldSize: collective.worldSize,
                                   enabled: config.run.logPerRank)
+        var steps = 0
+        var lastProgress = -Double.infinity
         trainer.onEvent = { event in
             rankLog.record(event)
+            if let client, case .step(let epoch, let step, _, let loss, let rate) = event {
+                steps += 1
+                client.setStep(steps)
+                let now = Coordinator.clock()
+                if isLeader && now - lastProgress >= 1 {
+                    lastProgress = now
+                    client.report(.progress(ProgressMessage(rank: 0, epoch: epoch, step: step, loss: loss, samplesPerSecond: rate,
+                                                            bytesExchangedPerStep: trainer.bytesExchangedPerStep)))
+                }
+            }
             guard isLeader else { return }
             printer.handle(event)
             if case .epoch(let record) = event { log.write(kind: "epoch", record) }
             if case .plan(let plan) = event { log.write(kind: "plan", plan) }
         }
         let history = try trainer.run()
+        client?.report(.finished(EndMessage(rank: collective.rank, reason: nil)))
+        client?.stop()
         if isLeader {
             let weights = (config.run.output as NSString).appendingPathComponent("model.safetensors")
             try saveWeights(model, to: weights)

@@ -22,13 +22,16 @@ struct TrainCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Resume from a checkpoint file, or `latest` for the newest in the run's checkpoints/ directory.", valueName: "path|latest"))
     var resume: String?
 
+    @Option(help: ArgumentHelp("Take plans from the coordinator at this address and report to it.", valueName: "tcp://host:port"))
+    var coordinator: String?
+
     func run() throws {
         do {
             let configuration = try TrainingConfig.load(path: config, overrides: overrides)
             guard let style = ProgressStyle(rawValue: progress) else {
                 throw ValidationError("--progress: expected one of \(ProgressStyle.allCases.map(\.rawValue).joined(separator: ", ")), got '\(progress)'")
             }
-            try TrainingRun(config: configuration, progress: style, resume: resume).execute()
+            try TrainingRun(config: configuration, progress: style, resume: resume, coordinator: coordinator).execute()
         } catch let error as ConfigError {
             throw ValidationError(error.description)
         }

@@ -1,0 +1,246 @@
+// Coordinator: the process that plans unfreezing, watches every rank and answers status.
+//
+// It serves one ROUTER socket; workers and status clients are REQ sockets, so every request
+// gets exactly one reply. `handle(_:now:)` is the whole protocol and is tested without sockets;
+// `serve` is the loop around it. With a state file, everything but liveness is saved after
+// every change (temporary file, fsync, rename), and a restarted coordinator continues the same run.
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the coordinator needs from the configuration.
+public struct CoordinatorSettings: Codable, Sendable {
+    /// The unfreezing policy.
+    public var unfreezing: UnfreezingSection
+    /// The head's base learning rate.
+    public var baseLearningRate: Float
+    /// The frozen batch-norm policy name.
+    public var batchNormPolicy: String
+    /// The run's epochs (for `next_change`).
+    public var epochs: Int
+    /// Seconds without a heartbeat after which a rank counts as dead and the run as failed.
+    public var heartbeatTimeout: Double
+
+    /// Creates settings.
+    public init(unfreezing: UnfreezingSection, baseLearningRate: Float, batchNormPolicy: String, epochs: Int, heartbeatTimeout: Double = 10) {
+        self.unfreezing = unfreezing
+        self.baseLearningRate = baseLearningRate
+        self.batchNormPolicy = batchNormPolicy
+        self.epochs = epochs
+        self.heartbeatTimeout = heartbeatTimeout
+    }
+}
+
+/// The coordinator's durable state (everything but liveness, which restarts fresh).
+struct CoordinatorState: Codable {
+    var runID: String
+    var state = "waiting"
+    var worldSize = 0
+    var configHash: String?
+    var hellos: [Int: HelloMessage] = [:]
+    var planner: UnfreezingPlanner?
+    var plan: TrainingPlan?
+    var history: [EpochSummary] = []
+    var ended: [Int: String] = [:]
+    var error: String?
+    var checkpoint: CheckpointStatus?
+}
+
+/// The coordinator: plans, liveness and status for one run.
+public final class Coordinator {
+    private let settings: CoordinatorSettings
+    private let statePath: String?
+    private var state: CoordinatorState
+    private var lastHeartbeat: [Int: Double] = [:]
+    private var steps: [Int: Int] = [:]
+    private var progress: ProgressMessage?
+
+    /// Creates a coordinator, continuing the run in `statePath` if that file exists.
+    /// - Throws: When the state file exists but cannot be read.
+    public init(settings: CoordinatorSettings, statePath: String?) throws {
+        self.settings = settings
+        self.statePath = statePath
+        if let statePath, let data = FileManager.default.contents(atPath: statePath) {
+            do { state = try JSONDecoder().decode(CoordinatorState.self, from: data) } catch {
+                throw MessageError(field: "", message: "\(statePath): unreadable coordinator state (\(error)); move it away to start a new run")
+            }
+        } else {
+            state = CoordinatorState(runID: Self.newRunID())
+        }
+    }
+
+    /// The run's id.
+    public var runID: String { state.runID }
+
+    /// Whether the run has ended (finished or failed).
+    public var hasEnded: Bool { state.state == "finished" || state.state == "failed" }
+
+    /// Answers one request at time `now` (seconds, any monotonic origin).
+    public func handle(_ request: CoordinatorRequest, now: Double) -> CoordinatorReply {
+        switch request {
+        case .hello(let hello):
+            if let expected = state.configHash, expected != hello.configHash {
+                return .error(MessageError(field: "config_hash", message: "rank \(hello.rank) has configuration \(hello.configHash) but this run has \(expected)"))
+            }
+            guard hello.rank >= 0, hello.rank < hello.worldSize, state.worldSize == 0 || state.worldSize == hello.worldSize else {
+                return .error(MessageError(field: "rank", message: "rank \(hello.rank) of \(hello.worldSize) does not fit this run of \(state.worldSize) ranks"))
+            }
+            if state.planner == nil {
+                do {
+                    state.planner = try UnfreezingPlanner(settings: settings.unfreezing, groupNames: hello.groups,
+                                                          baseLearningRate: settings.baseLearningRate, batchNormPolicy: settings.batchNormPolicy)
+                } catch {
+                    return .error(MessageError(field: "groups", message: error.description))
+                }
+            }
+            state.configHash = hello.configHash
+            state.worldSize = hello.worldSize
+            state.hellos[hello.rank] = hello
+            state.ended[hello.rank] = nil
+            if state.state == "waiting" || state.state == "finished" { state.state = "running" }
+            lastHeartbeat[hello.rank] = now
+            save()
+            return .ok(runID: state.runID)
+        case .heartbeat(let beat):
+            guard state.hellos[beat.rank] != nil else { return unknownRank(beat.rank) }
+            lastHeartbeat[beat.rank] = now
+            steps[beat.rank] = beat.step
+            return .ok(runID: state.runID)
+        case .progress(let message):
+            progress = message
+            return .ok(runID: state.runID)
+        case .epochReport(_, let summary):
+            state.history.removeAll { $0.epoch >= summary.epoch }
+            state.history.append(summary)
+            if let path = summary.checkpointPath { state.checkpoint = CheckpointStatus(path: path, epoch: summary.epoch + 1) }
+            save()
+            return .ok(runID: state.runID)
+        case .planRequest(let request):
+            guard var planner = state.planner else {
+                return .error(MessageError(field: "", message: "no rank has said hello yet, so the model's groups are unknown"))
+            }
+            // The planner records each epoch's validation loss once, even if the request is repeated.
+            if let loss = request.previousValidationLoss, planner.validationLosses.count < request.epoch { planner.record(validationLoss: loss) }
+            let plan = planner.plan(forEpoch: request.epoch)
+            state.planner = planner
+            state.plan = plan
+            save()
+            return .plan(plan)
+        case .finished(let end):
+            state.ended[end.rank] = "finished"
+            if state.state != "failed" && state.ended.count == state.worldSize && state.ended.values.allSatisfy({ $0 == "finished" }) {
+                state.state = "finished"
+            }
+            save()
+            return .ok(runID: state.runID)
+        case .failed(let end):
+            state.ended[end.rank] = "failed"
+            fail("rank \(end.rank) failed: \(end.reason ?? "no reason given")")
+            return .ok(runID: state.runID)
+        case .status:
+            return .status(status(now: now))
+        }
+    }
+
+    /// Marks ranks that stopped sending heartbeats as dead, failing the run.
+    public func checkLiveness(now: Double) {
+        guard state.state == "running" else { return }
+        for (rank, hello) in state.hellos.sorted(by: { $0.key < $1.key }) where state.ended[rank] == nil {
+            let age = now - (lastHeartbeat[rank] ?? now)
+            if age > settings.heartbeatTimeout {
+                fail("rank \(rank) (host \(hello.host), pid \(hello.pid)) sent no heartbeat for \(Int(age)) s")
+                return
+            }
+        }
+    }
+
+    /// The status report at time `now`.
+    public func status(now: Double) -> StatusReport {
+        let ranks = state.hellos.keys.sorted().compactMap { rank -> RankStatus? in
+            guard let hello = state.hellos[rank] else { return nil }
+            let age = now - (lastHeartbeat[rank] ?? now)
+            return RankStatus(rank: rank, host: hello.host, pid: hello.pid,
+                              alive: state.ended[rank] == nil && age <= settings.heartbeatTimeout && lastHeartbeat[rank] != nil,
+                              heartbeatAgeS: lastHeartbeat[rank] == nil ? -1 : age, step: steps[rank] ?? 0)
+        }
+        var schedule: ScheduleStatus?
+        if let plan = state.plan, let planner = state.planner {
+            schedule = ScheduleStatus(version: plan.version, trainableGroups: plan.trainableGroups,
+                                      frozenGroups: planner.groupNames.filter { !plan.trainableGroups.contains($0) },
+                                      learningRates: plan.learningRates,
+                                      nextChange: planner.nextChange(after: plan.epoch, epochs: settings.epochs))
+        }
+        let last = state.history.last
+        return StatusReport(
+            state: state.state, runId: state.runID, worldSize: state.worldSize, ranks: ranks,
+            epoch: progress?.epoch ?? state.plan?.epoch, step: progress?.step, samplesPerSecond: progress?.samplesPerSecond,
+            schedule: schedule,
+            metrics: MetricsStatus(trainLoss: progress?.loss ?? last?.trainLoss, valLoss: last?.validationLoss,
+                                   valAccuracy: last?.validationAccuracy, history: state.history),
+            checkpoint: state.checkpoint, bytesExchangedPerStep: progress?.bytesExchangedPerStep, error: state.error)
+    }
+
+    /// Serves requests on `address` until `shouldStop` returns true, or (with `exitWhenDone`)
+    /// `lingerSeconds` after the run has ended.
+    /// - Parameter onBound: Called with the endpoint actually bound (useful with port `*`).
+    public func serve(address: String, exitWhenDone: Bool, lingerSeconds: Double = 3,
+                      onBound: (String) -> Void = { _ in }, shouldStop: () -> Bool) throws {
+        let context = try ZMQContext()
+        let socket = try ZMQSocket(context, .router)
+        onBound(try socket.bind(address))
+        var endedAt: Double?
+        while !shouldStop() {
+            let now = Self.clock()
+            checkLiveness(now: now)
+            if hasEnded && exitWhenDone {
+                endedAt = endedAt ?? now
+                if now - (endedAt ?? now) > lingerSeconds { break }
+            }
+            guard let frames = try socket.receive(timeout: 0.2) else { continue }
+            // REQ peers arrive as [identity, empty delimiter, payload].
+            guard frames.count == 3, frames[1].isEmpty else { continue }
+            let reply: CoordinatorReply
+            do { reply = handle(try CoordinatorRequest.decode(frames[2]), now: Self.clock()) } catch {
+                reply = .error(error)
+            }
+            try socket.send([frames[0], [], reply.encoded()])
+        }
+        socket.close()
+    }
+
+    private func unknownRank(_ rank: Int) -> CoordinatorReply {
+        .error(MessageError(field: "rank", message: "rank \(rank) has not said hello"))
+    }
+
+    private func fail(_ reason: String) {
+        if state.state != "failed" {
+            state.state = "failed"
+            state.error = reason
+        }
+        save()
+    }
+
+    private func save() {
+        guard let statePath else { return }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        guard let data = try? encoder.encode(state) else { return }
+        let temporary = statePath + ".tmp"
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard descriptor >= 0 else { return }
+        _ = data.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        fsync(descriptor)
+        close(descriptor)
+        rename(temporary, statePath)
+    }
+
+    /// Seconds on a monotonic clock.
+    public static func clock() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+    static func newRunID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return "run-" + String(generator.next() & 0xFFFF_FFFF_FFFF, radix: 16)
+    }
+}

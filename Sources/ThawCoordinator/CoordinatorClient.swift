@@ -1,0 +1,119 @@
+// CoordinatorClient: a rank's connection to the coordinator.
+//
+// The training thread uses one REQ socket for hello, plan requests and reports. A background
+// thread owns a second REQ socket and sends a heartbeat about every second, so the coordinator
+// sees the rank alive even during a long step. ZeroMQ sockets never cross threads; the two
+// threads share only a locked step counter and a stop flag.
+import Foundation
+
+/// A rank's connection to the coordinator.
+public final class CoordinatorClient {
+    /// The coordinator's address.
+    public let address: String
+    /// This rank.
+    public let rank: Int
+    /// The run id the coordinator assigned.
+    public private(set) var runID = ""
+    private let context: ZMQContext
+    private let requester: JSONRequester
+    private let shared = SharedHeartbeat()
+    private var heartbeatsStarted = false
+    private var lastFailure = -Double.infinity
+
+    /// Connects and says hello, retrying for up to `timeout` seconds (the coordinator may start later).
+    /// - Throws: ``MessageError`` when the coordinator refuses the hello (for example a different
+    ///   configuration), or ``ZMQError`` when nothing answers in time.
+    public init(address: String, hello: HelloMessage, timeout: Double = 30) throws {
+        self.address = address
+        self.rank = hello.rank
+        context = try ZMQContext()
+        requester = try JSONRequester(context: context, address: address)
+        let deadline = Coordinator.clock() + timeout
+        while true {
+            do {
+                let reply = try CoordinatorReply.decode(try requester.request(CoordinatorRequest.hello(hello).encoded(), timeout: 2))
+                switch reply {
+                case .ok(let id): runID = id
+                case .error(let error): throw error
+                default: throw MessageError(field: "type", message: "unexpected reply to hello")
+                }
+                break
+            } catch let error as ZMQError {
+                if Coordinator.clock() > deadline { throw error }
+            }
+        }
+        startHeartbeats()
+    }
+
+    deinit { stop() }
+
+    /// Records the rank's step for the next heartbeat.
+    public func setStep(_ step: Int) { shared.set(step: step) }
+
+    /// Sends a report (progress, epoch report, finished, failed). Reports are best effort: if the
+    /// coordinator does not answer within `timeout`, training goes on, and reports are skipped for
+    /// a few seconds so a restarting coordinator does not slow training down.
+    public func report(_ request: CoordinatorRequest, timeout: Double = 1) {
+        let now = Coordinator.clock()
+        guard now - lastFailure > 5 else { return }
+        do { _ = try requester.request(request.encoded(), timeout: timeout) } catch { lastFailure = now }
+    }
+
+    /// Asks for the plan of `epoch`, retrying for up to `timeout` seconds while the coordinator is unreachable.
+    public func requestPlan(epoch: Int, previousValidationLoss: Double?, timeout: Double = 120) throws -> TrainingPlan {
+        let request = CoordinatorRequest.planRequest(PlanRequestMessage(rank: rank, epoch: epoch, previousValidationLoss: previousValidationLoss))
+        let deadline = Coordinator.clock() + timeout
+        while true {
+            do {
+                switch try CoordinatorReply.decode(try requester.request(request.encoded(), timeout: 2)) {
+                case .plan(let plan): return plan
+                case .error(let error): throw error
+                default: throw MessageError(field: "type", message: "unexpected reply to plan_request")
+                }
+            } catch let error as ZMQError {
+                if Coordinator.clock() > deadline {
+                    throw MessageError(field: "", message: "no plan for epoch \(epoch) from the coordinator at \(address) within \(Int(timeout)) s: \(error)")
+                }
+            }
+        }
+    }
+
+    /// Stops the heartbeat thread and waits briefly for it to close its socket.
+    public func stop() {
+        guard shared.stop(), heartbeatsStarted else { return }
+        _ = shared.finished.wait(timeout: .now() + 3)
+    }
+
+    private func startHeartbeats() {
+        heartbeatsStarted = true
+        let shared = self.shared
+        let context = self.context
+        let address = self.address
+        let rank = self.rank
+        let thread = Thread {
+            defer { shared.finished.signal() }
+            guard let requester = try? JSONRequester(context: context, address: address) else { return }
+            while !shared.isStopped {
+                let beat = CoordinatorRequest.heartbeat(HeartbeatMessage(rank: rank, step: shared.step))
+                _ = try? requester.request(beat.encoded(), timeout: 2)
+                for _ in 0..<10 where !shared.isStopped { usleep(100_000) }
+            }
+        }
+        thread.name = "thaw-heartbeat"
+        thread.start()
+    }
+}
+
+/// The few values the training thread and the heartbeat thread share, behind a lock.
+final class SharedHeartbeat: @unchecked Sendable {
+    private let lock = NSLock()
+    private var currentStep = 0
+    private var stopped = false
+    let finished = DispatchSemaphore(value: 0)
+
+    var step: Int { lock.withLock { currentStep } }
+    var isStopped: Bool { lock.withLock { stopped } }
+    func set(step: Int) { lock.withLock { currentStep = step } }
+    /// Sets the stop flag; returns false if it was already set.
+    func stop() -> Bool { lock.withLock { defer { stopped = true }; return !stopped } }
+}

@@ -1,0 +1,317 @@
+// Messages: the coordinator's wire protocol. One UTF-8 JSON object per ZeroMQ frame, with a
+// "type" field; every request gets exactly one reply. docs/protocol.md has the full text.
+//
+// Sequences (REQ → coordinator's ROUTER):
+//   1. Each rank: hello → ok {run_id}. A config_hash that differs from the first rank's is refused.
+//   2. Each rank, about every second, from its own thread: heartbeat {rank, step} → ok.
+//   3. Rank 0 at each epoch boundary: plan_request {epoch, previous_validation_loss} → plan {plan};
+//      rank 0 broadcasts it over MPI and every rank applies it at the same step.
+//   4. Rank 0 during the epoch: progress → ok; after it: epoch_report → ok.
+//   5. Each rank at the end: finished → ok; or failed {reason} → ok.
+//   Any client at any time: status → status {...}. A malformed request gets error {message, field}.
+import Foundation
+
+/// A request that could not be decoded, naming the field at fault.
+public struct MessageError: Error, CustomStringConvertible, Equatable {
+    /// The field (dotted path), or empty for the whole message.
+    public var field: String
+    /// What was wrong.
+    public var message: String
+
+    /// One line naming the field.
+    public var description: String { field.isEmpty ? message : "\(field): \(message)" }
+}
+
+/// A rank introducing itself.
+public struct HelloMessage: Codable, Equatable, Sendable {
+    /// The run's name from the configuration.
+    public var runName: String
+    /// The rank.
+    public var rank: Int
+    /// The number of ranks.
+    public var worldSize: Int
+    /// The host name.
+    public var host: String
+    /// The process id.
+    public var pid: Int
+    /// The configuration digest; every rank must send the same.
+    public var configHash: String
+    /// The model's group names, input side first.
+    public var groups: [String]
+
+    /// Creates a hello.
+    public init(runName: String, rank: Int, worldSize: Int, host: String, pid: Int, configHash: String, groups: [String]) {
+        self.runName = runName; self.rank = rank; self.worldSize = worldSize; self.host = host
+        self.pid = pid; self.configHash = configHash; self.groups = groups
+    }
+}
+
+/// A rank's liveness signal, with the step it is at.
+public struct HeartbeatMessage: Codable, Equatable, Sendable {
+    /// The rank.
+    public var rank: Int
+    /// Optimizer steps taken so far.
+    public var step: Int
+
+    /// Creates a heartbeat.
+    public init(rank: Int, step: Int) { self.rank = rank; self.step = step }
+}
+
+/// Rank 0's running progress within an epoch.
+public struct ProgressMessage: Codable, Equatable, Sendable {
+    /// The rank (0).
+    public var rank: Int
+    /// The epoch (0-based).
+    public var epoch: Int
+    /// The step within the epoch (1-based).
+    public var step: Int
+    /// Mean training loss so far in the epoch.
+    public var loss: Double
+    /// Training samples per second over all ranks.
+    public var samplesPerSecond: Double
+    /// Gradient bytes each rank sends per step.
+    public var bytesExchangedPerStep: Int
+
+    /// Creates a progress message.
+    public init(rank: Int, epoch: Int, step: Int, loss: Double, samplesPerSecond: Double, bytesExchangedPerStep: Int) {
+        self.rank = rank; self.epoch = epoch; self.step = step; self.loss = loss
+        self.samplesPerSecond = samplesPerSecond; self.bytesExchangedPerStep = bytesExchangedPerStep
+    }
+}
+
+/// One finished epoch's metrics, as the coordinator keeps them.
+public struct EpochSummary: Codable, Equatable, Sendable {
+    /// The epoch (0-based).
+    public var epoch: Int
+    /// The plan version it trained under.
+    public var planVersion: Int
+    /// Its trainable groups.
+    public var trainableGroups: [String]
+    /// Mean training loss.
+    public var trainLoss: Double
+    /// Training accuracy.
+    public var trainAccuracy: Double
+    /// Validation loss, if there is a validation set.
+    public var validationLoss: Double?
+    /// Validation accuracy, if there is a validation set.
+    public var validationAccuracy: Double?
+    /// Test accuracy, if evaluated.
+    public var testAccuracy: Double?
+    /// Seconds the epoch's training took.
+    public var seconds: Double
+    /// Gradient bytes each rank sent during the epoch.
+    public var bytesExchanged: Int
+    /// The checkpoint written after it, if any.
+    public var checkpointPath: String?
+
+    /// Creates a summary.
+    public init(epoch: Int, planVersion: Int, trainableGroups: [String], trainLoss: Double, trainAccuracy: Double,
+                validationLoss: Double?, validationAccuracy: Double?, testAccuracy: Double?, seconds: Double,
+                bytesExchanged: Int, checkpointPath: String?) {
+        self.epoch = epoch
+        self.planVersion = planVersion
+        self.trainableGroups = trainableGroups
+        self.trainLoss = trainLoss
+        self.trainAccuracy = trainAccuracy
+        self.validationLoss = validationLoss
+        self.validationAccuracy = validationAccuracy
+        self.testAccuracy = testAccuracy
+        self.seconds = seconds
+        self.bytesExchanged = bytesExchanged
+        self.checkpointPath = checkpointPath
+    }
+}
+
+/// Rank 0's request for the plan of an epoch.
+public struct PlanRequestMessage: Codable, Equatable, Sendable {
+    /// The rank (0).
+    public var rank: Int
+    /// The epoch about to start.
+    public var epoch: Int
+    /// The validation loss of the epoch before, if any (drives the plateau policy).
+    public var previousValidationLoss: Double?
+
+    /// Creates a plan request.
+    public init(rank: Int, epoch: Int, previousValidationLoss: Double?) {
+        self.rank = rank; self.epoch = epoch; self.previousValidationLoss = previousValidationLoss
+    }
+}
+
+/// A rank ending, successfully or not.
+public struct EndMessage: Codable, Equatable, Sendable {
+    /// The rank.
+    public var rank: Int
+    /// Why it failed (absent when finished).
+    public var reason: String?
+
+    /// Creates an end message.
+    public init(rank: Int, reason: String?) { self.rank = rank; self.reason = reason }
+}
+
+/// Every request a client can send.
+public enum CoordinatorRequest: Equatable, Sendable {
+    /// A rank introducing itself.
+    case hello(HelloMessage)
+    /// A liveness signal.
+    case heartbeat(HeartbeatMessage)
+    /// Progress within an epoch.
+    case progress(ProgressMessage)
+    /// A finished epoch.
+    case epochReport(rank: Int, summary: EpochSummary)
+    /// A plan request.
+    case planRequest(PlanRequestMessage)
+    /// A rank finished.
+    case finished(EndMessage)
+    /// A rank failed.
+    case failed(EndMessage)
+    /// A status query.
+    case status
+
+    /// Decodes one frame strictly: unknown types, unknown or missing fields and wrong types are errors naming the field.
+    public static func decode(_ bytes: [UInt8]) throws(MessageError) -> CoordinatorRequest {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)), let fields = object as? [String: Any] else {
+            throw MessageError(field: "", message: "expected one JSON object per frame")
+        }
+        guard let type = fields["type"] as? String else {
+            throw MessageError(field: "type", message: "missing or not a string; expected one of \(types.joined(separator: ", "))")
+        }
+        switch type {
+        case "hello": return .hello(try decodeBody(HelloMessage.self, bytes, fields))
+        case "heartbeat": return .heartbeat(try decodeBody(HeartbeatMessage.self, bytes, fields))
+        case "progress": return .progress(try decodeBody(ProgressMessage.self, bytes, fields))
+        case "epoch_report":
+            let report = try decodeBody(EpochReportBody.self, bytes, fields)
+            return .epochReport(rank: report.rank, summary: report.summary)
+        case "plan_request": return .planRequest(try decodeBody(PlanRequestMessage.self, bytes, fields))
+        case "finished": return .finished(try decodeBody(EndMessage.self, bytes, fields))
+        case "failed":
+            let end = try decodeBody(EndMessage.self, bytes, fields)
+            guard end.reason != nil else { throw MessageError(field: "reason", message: "a failed message needs a reason") }
+            return .failed(end)
+        case "status":
+            guard fields.count == 1 else { throw MessageError(field: fields.keys.sorted().first { $0 != "type" } ?? "", message: "status takes no fields") }
+            return .status
+        default:
+            throw MessageError(field: "type", message: "unknown type '\(type)'; expected one of \(types.joined(separator: ", "))")
+        }
+    }
+
+    /// The frame for this request.
+    public func encoded() -> [UInt8] {
+        switch self {
+        case .hello(let m): return frame("hello", m)
+        case .heartbeat(let m): return frame("heartbeat", m)
+        case .progress(let m): return frame("progress", m)
+        case .epochReport(let rank, let summary): return frame("epoch_report", EpochReportBody(rank: rank, summary: summary))
+        case .planRequest(let m): return frame("plan_request", m)
+        case .finished(let m): return frame("finished", m)
+        case .failed(let m): return frame("failed", m)
+        case .status: return Array(#"{"type":"status"}"#.utf8)
+        }
+    }
+
+    static let types = ["hello", "heartbeat", "progress", "epoch_report", "plan_request", "finished", "failed", "status"]
+}
+
+/// The body of an epoch report.
+struct EpochReportBody: Codable {
+    var rank: Int
+    var summary: EpochSummary
+}
+
+/// The coordinator's replies.
+public enum CoordinatorReply: Sendable {
+    /// Accepted; carries the run id.
+    case ok(runID: String)
+    /// The plan for the requested epoch.
+    case plan(TrainingPlan)
+    /// The run's status.
+    case status(StatusReport)
+    /// The request was refused or malformed.
+    case error(MessageError)
+
+    /// The frame for this reply.
+    public func encoded() -> [UInt8] {
+        switch self {
+        case .ok(let runID): return Array(jsonString(["type": "ok", "run_id": runID]).utf8)
+        case .plan(let plan):
+            struct Body: Encodable { var plan: TrainingPlan }
+            return frame("plan", Body(plan: plan))
+        case .status(let report): return frame("status", report)
+        case .error(let error): return Array(jsonString(["type": "error", "message": error.message, "field": error.field]).utf8)
+        }
+    }
+
+    /// Decodes a reply frame (clients use this).
+    public static func decode(_ bytes: [UInt8]) throws(MessageError) -> CoordinatorReply {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)), let fields = object as? [String: Any],
+              let type = fields["type"] as? String else {
+            throw MessageError(field: "", message: "the reply is not a JSON object with a type")
+        }
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        switch type {
+        case "ok": return .ok(runID: fields["run_id"] as? String ?? "")
+        case "plan":
+            struct Body: Decodable { var plan: TrainingPlan }
+            guard let body = try? JSONDecoder().decode(Body.self, from: Data(bytes)) else { throw MessageError(field: "plan", message: "malformed plan") }
+            return .plan(body.plan)
+        case "status":
+            guard let report = try? decoder.decode(StatusReport.self, from: Data(bytes)) else { throw MessageError(field: "", message: "malformed status") }
+            return .status(report)
+        case "error": return .error(MessageError(field: fields["field"] as? String ?? "", message: fields["message"] as? String ?? ""))
+        default: throw MessageError(field: "type", message: "unknown reply type '\(type)'")
+        }
+    }
+}
+
+/// A message body whose wire field names are known, so unknown ones can be refused.
+protocol MessageBody: Decodable {
+    /// The snake_case field names the body accepts (besides `type`).
+    static var fieldNames: Set<String> { get }
+}
+
+extension HelloMessage: MessageBody {
+    static let fieldNames: Set<String> = ["run_name", "rank", "world_size", "host", "pid", "config_hash", "groups"]
+}
+extension HeartbeatMessage: MessageBody { static let fieldNames: Set<String> = ["rank", "step"] }
+extension ProgressMessage: MessageBody {
+    static let fieldNames: Set<String> = ["rank", "epoch", "step", "loss", "samples_per_second", "bytes_exchanged_per_step"]
+}
+extension EpochReportBody: MessageBody { static let fieldNames: Set<String> = ["rank", "summary"] }
+extension PlanRequestMessage: MessageBody { static let fieldNames: Set<String> = ["rank", "epoch", "previous_validation_loss"] }
+extension EndMessage: MessageBody { static let fieldNames: Set<String> = ["rank", "reason"] }
+
+/// Decodes a message body with snake_case keys, rejecting unknown keys.
+func decodeBody<Body: MessageBody>(_ type: Body.Type, _ bytes: [UInt8], _ fields: [String: Any]) throws(MessageError) -> Body {
+    if let unknown = fields.keys.sorted().first(where: { $0 != "type" && !Body.fieldNames.contains($0) }) {
+        throw MessageError(field: unknown, message: "unknown field; expected \(Body.fieldNames.sorted().joined(separator: ", "))")
+    }
+    let decoder = JSONDecoder()
+    decoder.keyDecodingStrategy = .convertFromSnakeCase
+    do {
+        return try decoder.decode(Body.self, from: Data(bytes))
+    } catch let error as DecodingError {
+        let translated = ConfigError(file: "", decodingError: error)
+        throw MessageError(field: translated.key, message: translated.message)
+    } catch {
+        throw MessageError(field: "", message: "\(error)")
+    }
+}
+
+/// Encodes `body` with snake_case keys and adds `"type"`.
+func frame<Body: Encodable>(_ type: String, _ body: Body) -> [UInt8] {
+    let encoder = JSONEncoder()
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    encoder.outputFormatting = [.sortedKeys]
+    guard let data = try? encoder.encode(body), var text = String(data: data, encoding: .utf8), text.hasPrefix("{") else {
+        return Array(#"{"type":"error","message":"cannot encode"}"#.utf8)
+    }
+    text = text == "{}" ? "{\"type\":\"\(type)\"}" : "{\"type\":\"\(type)\"," + text.dropFirst()
+    return Array(text.utf8)
+}
+
+func jsonString(_ dictionary: [String: String]) -> String {
+    guard let data = try? JSONSerialization.data(withJSONObject: dictionary, options: [.sortedKeys]) else { return "{}" }
+    return String(decoding: data, as: UTF8.self)
+}

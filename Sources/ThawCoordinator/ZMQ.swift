@@ -1,0 +1,171 @@
+// ZMQ: a small checked wrapper over libzmq for the coordinator and its clients.
+//
+// Every call's return code is checked and turned into a `ZMQError` naming the call, the
+// endpoint and libzmq's message. Sockets are not thread-safe: each belongs to the thread that
+// created it. Every socket closes with LINGER 0, so nothing blocks at exit.
+import CZMQ
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failed ZeroMQ call.
+public struct ZMQError: Error, CustomStringConvertible, Equatable {
+    /// The libzmq function.
+    public var call: String
+    /// The endpoint involved, if any.
+    public var endpoint: String
+    /// libzmq's error message.
+    public var message: String
+    /// The errno value.
+    public var code: Int32
+
+    /// One line naming the call, endpoint and reason.
+    public var description: String {
+        endpoint.isEmpty ? "\(call) failed: \(message)" : "\(call) \(endpoint) failed: \(message)"
+    }
+}
+
+/// A ZeroMQ context; create one per process and keep it alive while its sockets live.
+public final class ZMQContext: @unchecked Sendable {
+    let handle: UnsafeMutableRawPointer
+
+    /// Creates a context.
+    public init() throws(ZMQError) {
+        guard let handle = zmq_ctx_new() else { throw ZMQError(call: "zmq_ctx_new", endpoint: "", message: String(cString: zmq_strerror(zmq_errno())), code: zmq_errno()) }
+        self.handle = handle
+    }
+
+    deinit { zmq_ctx_term(handle) }
+}
+
+/// The socket kinds Thaw uses.
+public enum ZMQSocketKind: Sendable {
+    /// Request: send, then receive, in strict alternation (workers and status clients).
+    case request
+    /// Router: many peers, each message prefixed by the peer's identity (the coordinator).
+    case router
+
+    var raw: Int32 { self == .request ? ZMQ_REQ : ZMQ_ROUTER }
+}
+
+/// One ZeroMQ socket, owned by one thread.
+public final class ZMQSocket {
+    private var handle: UnsafeMutableRawPointer?
+    private let context: ZMQContext
+    /// The endpoint last bound or connected.
+    public private(set) var endpoint = ""
+
+    /// Creates a socket with LINGER 0.
+    public init(_ context: ZMQContext, _ kind: ZMQSocketKind) throws(ZMQError) {
+        self.context = context
+        guard let handle = zmq_socket(context.handle, kind.raw) else { throw Self.error("zmq_socket", "") }
+        self.handle = handle
+        var linger: Int32 = 0
+        try check(zmq_setsockopt(handle, ZMQ_LINGER, &linger, MemoryLayout<Int32>.size), "zmq_setsockopt(LINGER)")
+    }
+
+    deinit { close() }
+
+    /// Closes the socket (idempotent).
+    public func close() {
+        if let handle { zmq_close(handle) }
+        handle = nil
+    }
+
+    /// Binds to an endpoint such as `tcp://127.0.0.1:5555` (or port `*` for any free port) and
+    /// returns the endpoint actually bound.
+    @discardableResult
+    public func bind(_ address: String) throws(ZMQError) -> String {
+        endpoint = address
+        try check(zmq_bind(try live(), address), "zmq_bind")
+        var buffer = [CChar](repeating: 0, count: 256)
+        var size = buffer.count
+        try check(zmq_getsockopt(try live(), ZMQ_LAST_ENDPOINT, &buffer, &size), "zmq_getsockopt(LAST_ENDPOINT)")
+        endpoint = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return endpoint
+    }
+
+    /// Connects to an endpoint (the connection itself is made in the background).
+    public func connect(_ address: String) throws(ZMQError) {
+        endpoint = address
+        try check(zmq_connect(try live(), address), "zmq_connect")
+    }
+
+    /// Sends one message made of `frames`.
+    public func send(_ frames: [[UInt8]]) throws(ZMQError) {
+        let socket = try live()
+        for (index, frame) in frames.enumerated() {
+            let flags = index < frames.count - 1 ? ZMQ_SNDMORE : 0
+            let sent = frame.withUnsafeBytes { zmq_send(socket, $0.baseAddress, $0.count, flags) }
+            if sent < 0 { throw Self.error("zmq_send", endpoint) }
+        }
+    }
+
+    /// Waits up to `timeout` seconds for a message; returns its frames, or nil on timeout.
+    public func receive(timeout: Double) throws(ZMQError) -> [[UInt8]]? {
+        let socket = try live()
+        var item = zmq_pollitem_t(socket: socket, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
+        let ready = zmq_poll(&item, 1, Int(timeout * 1000))
+        if ready < 0 {
+            if zmq_errno() == EINTR { return nil }
+            throw Self.error("zmq_poll", endpoint)
+        }
+        guard ready > 0 else { return nil }
+        var frames: [[UInt8]] = []
+        while true {
+            var message = zmq_msg_t()
+            zmq_msg_init(&message)
+            defer { zmq_msg_close(&message) }
+            if zmq_msg_recv(&message, socket, 0) < 0 { throw Self.error("zmq_msg_recv", endpoint) }
+            let size = zmq_msg_size(&message)
+            let bytes = zmq_msg_data(&message).map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
+            frames.append(bytes)
+            if zmq_msg_more(&message) == 0 { break }
+        }
+        return frames
+    }
+
+    private func live() throws(ZMQError) -> UnsafeMutableRawPointer {
+        guard let handle else { throw ZMQError(call: "socket", endpoint: endpoint, message: "the socket is closed", code: 0) }
+        return handle
+    }
+
+    private func check(_ code: Int32, _ call: String) throws(ZMQError) {
+        if code != 0 { throw Self.error(call, endpoint) }
+    }
+
+    static func error(_ call: String, _ endpoint: String) -> ZMQError {
+        let code = zmq_errno()
+        return ZMQError(call: call, endpoint: endpoint, message: String(cString: zmq_strerror(code)), code: code)
+    }
+}
+
+/// A request/reply exchange of one JSON object with a timeout, for clients.
+///
+/// A REQ socket that timed out is stuck waiting for its reply, so it is closed and replaced.
+public final class JSONRequester {
+    private let context: ZMQContext
+    private let address: String
+    private var socket: ZMQSocket
+
+    /// Creates a requester connected to `address`.
+    public init(context: ZMQContext, address: String) throws(ZMQError) {
+        self.context = context
+        self.address = address
+        socket = try ZMQSocket(context, .request)
+        try socket.connect(address)
+    }
+
+    /// Sends `request` and returns the reply's bytes, or throws when nothing answers within `timeout` seconds.
+    public func request(_ request: [UInt8], timeout: Double) throws(ZMQError) -> [UInt8] {
+        try socket.send([request])
+        guard let reply = try socket.receive(timeout: timeout) else {
+            socket.close()
+            socket = try ZMQSocket(context, .request)
+            try socket.connect(address)
+            throw ZMQError(call: "request", endpoint: address, message: "no reply within \(timeout) s (is the coordinator running there?)", code: EAGAIN)
+        }
+        return reply.last ?? []
+    }
+}

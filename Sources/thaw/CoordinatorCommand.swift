@@ -1,0 +1,77 @@
+// thaw coordinator: plans unfreezing, watches ranks and answers status over ZeroMQ.
+import ArgumentParser
+import Foundation
+import ThawCoordinator
+import ThawTrainer
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Set by SIGINT/SIGTERM; the serve loop checks it between polls.
+nonisolated(unsafe) private var stopRequested: sig_atomic_t = 0
+
+/// `thaw coordinator --config FILE --bind tcp://127.0.0.1:5555 [--state-file PATH]`.
+struct CoordinatorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coordinator",
+        abstract: "Run the coordinator: progressive-unfreezing plans, heartbeats and status queries over ZeroMQ.")
+
+    @Option(help: "The run's configuration file (the unfreezing policy and learning rate come from it).") var config: String?
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override one configuration key.", valueName: "key=value")) var overrides: [String] = []
+    @Option(help: "Where to listen. Loopback unless told otherwise; use port * for any free port.") var bind = "tcp://127.0.0.1:5555"
+    @Option(help: "Save state here after every change; a restarted coordinator continues the same run.") var stateFile: String?
+    @Option(help: "Write the bound endpoint to this file (useful with port *).") var endpointFile: String?
+    @Option(help: "Seconds without a heartbeat before a rank counts as dead.") var heartbeatTimeout: Double = 10
+    @Flag(help: "Exit a few seconds after the run finishes or fails (otherwise serve status until SIGINT/SIGTERM).") var exitWhenDone = false
+
+    func run() throws {
+        let training: TrainingConfig
+        do { training = try TrainingConfig.load(path: config, overrides: overrides) } catch { throw ValidationError(error.description) }
+        let settings = CoordinatorSettings(unfreezing: training.unfreezing, baseLearningRate: training.optimizer.learningRate,
+                                           batchNormPolicy: training.model.frozenBatchNorm.rawValue, epochs: training.training.epochs,
+                                           heartbeatTimeout: heartbeatTimeout)
+        let coordinator = try Coordinator(settings: settings, statePath: stateFile)
+        signal(SIGINT) { _ in stopRequested = 1 }
+        signal(SIGTERM) { _ in stopRequested = 1 }
+        try coordinator.serve(address: bind, exitWhenDone: exitWhenDone, onBound: { endpoint in
+            print("thaw coordinator: run \(coordinator.runID) listening on \(endpoint)")
+            fflush(nil)
+            if let endpointFile { try? endpoint.write(toFile: endpointFile, atomically: true, encoding: .utf8) }
+        }, shouldStop: { stopRequested != 0 })
+        print("thaw coordinator: run \(coordinator.runID) \(coordinator.status(now: Coordinator.clock()).state)")
+    }
+}
+
+/// `thaw status --coordinator ADDR [--json] [--watch SECONDS]`.
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Ask a coordinator for the run's status.")
+
+    @Option(help: "The coordinator's address.") var coordinator = "tcp://127.0.0.1:5555"
+    @Flag(help: "Print the raw JSON object.") var json = false
+    @Option(help: "Refresh every this many seconds until interrupted.") var watch: Double?
+    @Option(help: "Seconds to wait for an answer.") var timeout: Double = 3
+
+    func run() throws {
+        let context = try ZMQContext()
+        let requester = try JSONRequester(context: context, address: coordinator)
+        repeat {
+            let bytes: [UInt8]
+            do { bytes = try requester.request(CoordinatorRequest.status.encoded(), timeout: timeout) } catch {
+                throw ValidationError("no answer from \(coordinator) within \(timeout) s: is `thaw coordinator` running there?")
+            }
+            if watch != nil { print("\u{1B}[2J\u{1B}[H", terminator: "") }
+            if json {
+                print(String(decoding: bytes, as: UTF8.self))
+            } else {
+                switch try CoordinatorReply.decode(bytes) {
+                case .status(let report): print(report.table)
+                case .error(let error): throw ValidationError("the coordinator refused: \(error)")
+                default: throw ValidationError("unexpected reply from \(coordinator)")
+                }
+            }
+            fflush(nil)
+            if let watch { usleep(useconds_t(max(0.2, watch) * 1_000_000)) }
+        } while watch != nil
+    }
+}

@@ -1,0 +1,207 @@
+// Coordinator tests: the protocol without sockets, then real processes on loopback — a
+// coordinator planning for `mpirun -np 2` workers, malformed frames, a silent rank, a restart.
+import Foundation
+import Testing
+import ThawCoordinator
+import ThawTesting
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func hello(rank: Int, worldSize: Int = 2, hash: String = "abc") -> CoordinatorRequest {
+    .hello(HelloMessage(runName: "t", rank: rank, worldSize: worldSize, host: "h", pid: 100 + rank, configHash: hash,
+                        groups: ["stem", "block1", "head"]))
+}
+
+func gradualSettings(heartbeatTimeout: Double = 10) -> CoordinatorSettings {
+    var unfreezing = UnfreezingSection()
+    unfreezing.policy = .gradual
+    return CoordinatorSettings(unfreezing: unfreezing, baseLearningRate: 0.01, batchNormPolicy: "running_statistics",
+                               epochs: 3, heartbeatTimeout: heartbeatTimeout)
+}
+
+@Suite struct CoordinatorProtocolTests {
+    @Test func plansFollowThePolicyAndStatusTracksTheRun() throws {
+        let coordinator = try Coordinator(settings: gradualSettings(), statePath: nil)
+        #expect(coordinator.status(now: 0).state == "waiting")
+        guard case .ok = coordinator.handle(hello(rank: 0), now: 0), case .ok = coordinator.handle(hello(rank: 1), now: 0) else {
+            Issue.record("hello refused"); return
+        }
+        guard case .plan(let first) = coordinator.handle(.planRequest(PlanRequestMessage(rank: 0, epoch: 0, previousValidationLoss: nil)), now: 1),
+              case .plan(let second) = coordinator.handle(.planRequest(PlanRequestMessage(rank: 0, epoch: 1, previousValidationLoss: 0.5)), now: 2) else {
+            Issue.record("no plan"); return
+        }
+        #expect(first.trainableGroups == ["head"] && first.version == 1)
+        #expect(second.trainableGroups == ["block1", "head"] && second.version == 2)
+        _ = coordinator.handle(.heartbeat(HeartbeatMessage(rank: 1, step: 7)), now: 3)
+        let status = coordinator.status(now: 3.5)
+        #expect(status.state == "running" && status.worldSize == 2)
+        #expect(status.ranks.map(\.step) == [0, 7])
+        #expect(status.schedule?.frozenGroups == ["stem"])
+        #expect(status.schedule?.nextChange == 2)
+        _ = coordinator.handle(.finished(EndMessage(rank: 0, reason: nil)), now: 4)
+        #expect(coordinator.status(now: 4).state == "running")
+        _ = coordinator.handle(.finished(EndMessage(rank: 1, reason: nil)), now: 4)
+        #expect(coordinator.status(now: 4).state == "finished")
+    }
+
+    @Test func refusesADifferentConfiguration() throws {
+        let coordinator = try Coordinator(settings: gradualSettings(), statePath: nil)
+        _ = coordinator.handle(hello(rank: 0), now: 0)
+        guard case .error(let error) = coordinator.handle(hello(rank: 1, hash: "xyz"), now: 0) else {
+            Issue.record("accepted a different configuration"); return
+        }
+        #expect(error.field == "config_hash")
+    }
+
+    @Test func silentRankFailsTheRunByName() throws {
+        let coordinator = try Coordinator(settings: gradualSettings(heartbeatTimeout: 5), statePath: nil)
+        _ = coordinator.handle(hello(rank: 0), now: 0)
+        _ = coordinator.handle(hello(rank: 1), now: 0)
+        _ = coordinator.handle(.heartbeat(HeartbeatMessage(rank: 0, step: 1)), now: 6)
+        coordinator.checkLiveness(now: 6.5)
+        let status = coordinator.status(now: 6.5)
+        #expect(status.state == "failed")
+        #expect(status.error?.contains("rank 1") == true)
+        #expect(status.ranks.map(\.alive) == [true, false])
+    }
+
+    @Test func malformedFramesAreRefusedByField() {
+        func field(_ text: String) -> String? {
+            do { _ = try CoordinatorRequest.decode(Array(text.utf8)); return nil } catch { return error.field }
+        }
+        #expect(field("not json") == "")
+        #expect(field(#"{"type": 3}"#) == "type")
+        #expect(field(#"{"type": "launch"}"#) == "type")
+        #expect(field(#"{"type": "heartbeat", "rank": "one", "step": 1}"#) == "rank")
+        #expect(field(#"{"type": "heartbeat", "rank": 1}"#) == "step")
+        #expect(field(#"{"type": "heartbeat", "rank": 1, "step": 2, "extra": 0}"#) == "extra")
+        #expect(field(#"{"type": "failed", "rank": 1}"#) == "reason")
+        #expect(field(#"{"type": "status", "verbose": true}"#) == "verbose")
+        #expect(throws: Never.self) { try CoordinatorRequest.decode(Array(#"{"type": "status"}"#.utf8)) }
+        // Every request survives its own encoding.
+        let requests: [CoordinatorRequest] = [hello(rank: 1), .heartbeat(HeartbeatMessage(rank: 0, step: 3)), .status,
+                                              .failed(EndMessage(rank: 0, reason: "x"))]
+        for request in requests { #expect((try? CoordinatorRequest.decode(request.encoded())) == request) }
+    }
+
+    @Test func statusAlwaysHasEveryKey() throws {
+        let coordinator = try Coordinator(settings: gradualSettings(), statePath: nil)
+        let bytes = CoordinatorReply.status(coordinator.status(now: 0)).encoded()
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
+        for key in ["state", "run_id", "world_size", "ranks", "epoch", "step", "samples_per_second", "schedule", "metrics",
+                    "checkpoint", "bytes_exchanged_per_step", "error"] {
+            #expect(object.keys.contains(key), "status lacks \(key)")
+        }
+    }
+}
+
+/// A coordinator process on a free loopback port.
+final class CoordinatorProcess {
+    let process: BackgroundProcess
+    let endpoint: String
+
+    init(directory: String, arguments: [String]) throws {
+        let thaw = try #require(thawExecutablePath())
+        let endpointFile = (directory as NSString).appendingPathComponent("endpoint-\(UUID().uuidString)")
+        process = try BackgroundProcess([thaw, "coordinator", "--bind", "tcp://127.0.0.1:*", "--endpoint-file", endpointFile] + arguments)
+        var endpoint: String?
+        for _ in 0..<200 {
+            if let text = try? String(contentsOfFile: endpointFile, encoding: .utf8), !text.isEmpty { endpoint = text; break }
+            usleep(50_000)
+        }
+        self.endpoint = try #require(endpoint, "the coordinator did not start:\n\(process.output)")
+    }
+
+    /// One raw request from a fresh REQ socket, as any ZeroMQ client would send it.
+    func request(_ text: String) throws -> [String: Any] {
+        let context = try ZMQContext()
+        let requester = try JSONRequester(context: context, address: endpoint)
+        let reply = try requester.request(Array(text.utf8), timeout: 5)
+        return try #require(try JSONSerialization.jsonObject(with: Data(reply)) as? [String: Any])
+    }
+
+    func status() throws -> [String: Any] { try request(#"{"type": "status"}"#) }
+}
+
+@Suite(.serialized) struct CoordinatorProcessTests {
+    @Test func workersTakePlansFromTheCoordinatorAndMatchTheLocalPlanner() throws {
+        let scratch = try ScratchRun()
+        let extra = "training: {epochs: 3, batch_size: 12}\nunfreezing: {policy: gradual}"
+        let local = try runTraining(config: try scratch.writeConfig(name: "local", extra: extra), ranks: 2)
+        try #require(local.exitCode == 0, "\(local.output)")
+        let config = try scratch.writeConfig(name: "coordinated", extra: extra)
+        let coordinator = try CoordinatorProcess(directory: scratch.directory, arguments: ["--config", config, "--exit-when-done"])
+        let run = try runTraining(config: config, ranks: 2, extraArguments: ["--coordinator", coordinator.endpoint])
+        try #require(run.exitCode == 0, "\(run.output)\ncoordinator:\n\(coordinator.process.output)")
+        // The same plans as the in-process planner, so the same weights.
+        let difference = maximumRelativeDifference(try readWeights(scratch.path("coordinated/model.safetensors")),
+                                                   try readWeights(scratch.path("local/model.safetensors")))
+        #expect(difference < 1e-6)
+        let status = try coordinator.status()
+        #expect(status["state"] as? String == "finished")
+        #expect(status["world_size"] as? Int == 2)
+        let ranks = try #require(status["ranks"] as? [[String: Any]])
+        #expect(ranks.compactMap { $0["rank"] as? Int } == [0, 1])
+        let history = try #require((status["metrics"] as? [String: Any])?["history"] as? [[String: Any]])
+        #expect(history.compactMap { $0["trainable_groups"] as? [String] } == [["head"], ["hidden2", "head"], ["hidden1", "hidden2", "head"]])
+        #expect(history.compactMap { $0["plan_version"] as? Int } == [1, 2, 3])
+        #expect((status["schedule"] as? [String: Any])?["version"] as? Int == 3)
+        #expect(coordinator.process.waitForExit(seconds: 15), "the coordinator did not exit after the run")
+        #expect(coordinator.process.output.contains("finished"))
+    }
+
+    @Test func malformedFramesGetErrorsAndTheCoordinatorKeepsServing() throws {
+        let scratch = try ScratchRun()
+        let coordinator = try CoordinatorProcess(directory: scratch.directory, arguments: [])
+        for garbage in ["\u{0}\u{1}garbage", "[1, 2]", #"{"type": "heartbeat", "rank": "x", "step": 1}"#, #"{"type": "reboot"}"#,
+                        #"{"type": "plan_request", "rank": 0, "epoch": 0}"#] {
+            let reply = try coordinator.request(garbage)
+            #expect(reply["type"] as? String == "error", "\(garbage) got \(reply)")
+            #expect((reply["message"] as? String)?.isEmpty == false)
+        }
+        #expect(try coordinator.status()["state"] as? String == "waiting")
+        #expect(coordinator.process.isRunning)
+    }
+
+    @Test func aRankThatGoesSilentIsReportedDeadByName() throws {
+        let scratch = try ScratchRun()
+        let coordinator = try CoordinatorProcess(directory: scratch.directory, arguments: ["--heartbeat-timeout", "1"])
+        let hello = #"{"type": "hello", "run_name": "x", "rank": 1, "world_size": 2, "host": "h1", "pid": 4242, "config_hash": "c", "groups": ["a", "head"]}"#
+        #expect(try coordinator.request(hello)["type"] as? String == "ok")
+        var status: [String: Any] = [:]
+        for _ in 0..<100 {
+            status = try coordinator.status()
+            if status["state"] as? String == "failed" { break }
+            usleep(100_000)
+        }
+        #expect(status["state"] as? String == "failed")
+        #expect((status["error"] as? String)?.contains("rank 1 (host h1, pid 4242)") == true, "\(status)")
+        let ranks = try #require(status["ranks"] as? [[String: Any]])
+        #expect(ranks.first?["alive"] as? Bool == false)
+    }
+
+    @Test func aRestartedCoordinatorContinuesTheSameRun() throws {
+        let scratch = try ScratchRun()
+        let state = scratch.path("coordinator-state.json")
+        let first = try CoordinatorProcess(directory: scratch.directory, arguments: ["--state-file", state, "--set", "unfreezing.policy=gradual"])
+        let hello = #"{"type": "hello", "run_name": "x", "rank": 0, "world_size": 1, "host": "h", "pid": 1, "config_hash": "c", "groups": ["a", "b", "head"]}"#
+        _ = try first.request(hello)
+        _ = try first.request(#"{"type": "plan_request", "rank": 0, "epoch": 0}"#)
+        _ = try first.request(#"{"type": "plan_request", "rank": 0, "epoch": 1, "previous_validation_loss": 0.7}"#)
+        let runID = try #require(try first.status()["run_id"] as? String)
+        first.process.signal(SIGTERM)
+        #expect(first.process.waitForExit(seconds: 10))
+
+        let second = try CoordinatorProcess(directory: scratch.directory, arguments: ["--state-file", state, "--set", "unfreezing.policy=gradual"])
+        let status = try second.status()
+        #expect(status["run_id"] as? String == runID)
+        #expect((status["schedule"] as? [String: Any])?["trainable_groups"] as? [String] == ["b", "head"])
+        _ = try second.request(hello)
+        let reply = try second.request(#"{"type": "plan_request", "rank": 0, "epoch": 2, "previous_validation_loss": 0.6}"#)
+        let plan = try #require(reply["plan"] as? [String: Any])
+        #expect(plan["version"] as? Int == 3)
+        #expect(plan["trainable_groups"] as? [String] == ["a", "b", "head"])
+    }
+}
