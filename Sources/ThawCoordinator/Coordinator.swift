@@ -22,14 +22,18 @@ public struct CoordinatorSettings: Codable, Sendable {
     public var epochs: Int
     /// Seconds without a heartbeat after which a rank counts as dead and the run as failed.
     public var heartbeatTimeout: Double
+    /// The shared token control commands must carry; nil turns control off.
+    public var controlToken: String?
 
     /// Creates settings.
-    public init(unfreezing: UnfreezingSection, baseLearningRate: Float, batchNormPolicy: String, epochs: Int, heartbeatTimeout: Double = 10) {
+    public init(unfreezing: UnfreezingSection, baseLearningRate: Float, batchNormPolicy: String, epochs: Int,
+                heartbeatTimeout: Double = 10, controlToken: String? = nil) {
         self.unfreezing = unfreezing
         self.baseLearningRate = baseLearningRate
         self.batchNormPolicy = batchNormPolicy
         self.epochs = epochs
         self.heartbeatTimeout = heartbeatTimeout
+        self.controlToken = controlToken
     }
 }
 
@@ -46,6 +50,7 @@ struct CoordinatorState: Codable {
     var ended: [Int: String] = [:]
     var error: String?
     var checkpoint: CheckpointStatus?
+    var stopRequested = false
 }
 
 /// The coordinator: plans, liveness and status for one run.
@@ -81,6 +86,9 @@ public final class Coordinator {
     public func handle(_ request: CoordinatorRequest, now: Double) -> CoordinatorReply {
         switch request {
         case .hello(let hello):
+            if let runID = hello.runId, runID != state.runID {
+                return .error(MessageError(field: "run_id", message: "this coordinator serves run \(state.runID), not \(runID)"))
+            }
             if let expected = state.configHash, expected != hello.configHash {
                 return .error(MessageError(field: "config_hash", message: "rank \(hello.rank) has configuration \(hello.configHash) but this run has \(expected)"))
             }
@@ -104,12 +112,35 @@ public final class Coordinator {
             save()
             return .ok(runID: state.runID)
         case .heartbeat(let beat):
+            if let runID = beat.runId, runID != state.runID {
+                return .error(MessageError(field: "run_id", message: "this coordinator serves run \(state.runID), not \(runID)"))
+            }
             guard state.hellos[beat.rank] != nil else { return unknownRank(beat.rank) }
             lastHeartbeat[beat.rank] = now
             steps[beat.rank] = beat.step
             return .ok(runID: state.runID)
         case .progress(let message):
             progress = message
+            // Rank 0 reports progress every second or so; an operator's stop rides back on the reply.
+            return .ok(runID: state.runID, control: state.stopRequested ? "stop" : nil)
+        case .control(let control):
+            guard let expected = settings.controlToken else {
+                return .error(MessageError(field: "token", message: "control is off for this run: set control.token_file in the configuration"))
+            }
+            guard constantTimeEqual(Array(control.token.utf8), Array(expected.utf8)) else {
+                return .error(MessageError(field: "token", message: "refused: wrong token"))
+            }
+            switch control.command {
+            case "stop":
+                state.stopRequested = true
+            default:
+                guard var planner = state.planner else {
+                    return .error(MessageError(field: "", message: "no rank has said hello yet, so the model's groups are unknown"))
+                }
+                do { try planner.thaw(groups: control.groups ?? []) } catch { return .error(error) }
+                state.planner = planner
+            }
+            save()
             return .ok(runID: state.runID)
         case .epochReport(_, let summary):
             state.history.removeAll { $0.epoch >= summary.epoch }
@@ -189,6 +220,8 @@ public final class Coordinator {
                       onBound: (String) -> Void = { _ in }, shouldStop: () -> Bool) throws {
         let context = try ZMQContext()
         let socket = try ZMQSocket(context, .router)
+        // No legitimate message comes near 1 MB; larger frames from a stranger are dropped by libzmq.
+        try socket.limitMessageSize(1 << 20)
         onBound(try socket.bind(address))
         var endedAt: Double?
         while !shouldStop() {
@@ -199,8 +232,12 @@ public final class Coordinator {
                 if now - (endedAt ?? now) > lingerSeconds { break }
             }
             guard let frames = try socket.receive(timeout: 0.2) else { continue }
-            // REQ peers arrive as [identity, empty delimiter, payload].
-            guard frames.count == 3, frames[1].isEmpty else { continue }
+            // REQ peers arrive as [identity, empty delimiter, payload]; anything else is not a REQ
+            // client, so it is logged and dropped (there is no way to reply to it).
+            guard frames.count == 3, frames[1].isEmpty else {
+                FileHandle.standardError.write(Data("thaw coordinator: dropped a message of \(frames.count) frame(s) that is not a REQ request\n".utf8))
+                continue
+            }
             let reply: CoordinatorReply
             do { reply = handle(try CoordinatorRequest.decode(frames[2]), now: Self.clock()) } catch {
                 reply = .error(error)
@@ -208,6 +245,13 @@ public final class Coordinator {
             try socket.send([frames[0], [], reply.encoded()])
         }
         socket.close()
+    }
+
+    /// Compares tokens without leaking, through timing, how much of a guess was right.
+    private func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var difference = UInt8(a.count == b.count ? 0 : 1)
+        for i in 0..<max(a.count, b.count) { difference |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0) }
+        return difference == 0
     }
 
     private func unknownRank(_ rank: Int) -> CoordinatorReply {

@@ -33,13 +33,15 @@ public final class CoordinatorClient {
             do {
                 let reply = try CoordinatorReply.decode(try requester.request(CoordinatorRequest.hello(hello).encoded(), timeout: 2))
                 switch reply {
-                case .ok(let id): runID = id
+                case .ok(let id, _): runID = id
                 case .error(let error): throw error
                 default: throw MessageError(field: "type", message: "unexpected reply to hello")
                 }
                 break
             } catch let error as ZMQError {
-                if Coordinator.clock() > deadline { throw error }
+                if Coordinator.clock() > deadline {
+                    throw MessageError(field: "", message: "cannot reach the coordinator at \(address) within \(Int(timeout)) s (\(error.message)); start `thaw coordinator` first, or train without --coordinator")
+                }
             }
         }
         startHeartbeats()
@@ -53,10 +55,19 @@ public final class CoordinatorClient {
     /// Sends a report (progress, epoch report, finished, failed). Reports are best effort: if the
     /// coordinator does not answer within `timeout`, training goes on, and reports are skipped for
     /// a few seconds so a restarting coordinator does not slow training down.
-    public func report(_ request: CoordinatorRequest, timeout: Double = 1) {
+    /// - Returns: An operator command the coordinator passed along in its reply (`stop`), if any.
+    @discardableResult
+    public func report(_ request: CoordinatorRequest, timeout: Double = 1) -> String? {
         let now = Coordinator.clock()
-        guard now - lastFailure > 5 else { return }
-        do { _ = try requester.request(request.encoded(), timeout: timeout) } catch { lastFailure = now }
+        guard now - lastFailure > 5 else { return nil }
+        do {
+            if case .ok(_, let control) = try CoordinatorReply.decode(try requester.request(request.encoded(), timeout: timeout)) {
+                return control
+            }
+        } catch {
+            lastFailure = now
+        }
+        return nil
     }
 
     /// Asks for the plan of `epoch`, retrying for up to `timeout` seconds while the coordinator is unreachable.
@@ -90,11 +101,12 @@ public final class CoordinatorClient {
         let context = self.context
         let address = self.address
         let rank = self.rank
+        let runID = self.runID
         let thread = Thread {
             defer { shared.finished.signal() }
             guard let requester = try? JSONRequester(context: context, address: address) else { return }
             while !shared.isStopped {
-                let beat = CoordinatorRequest.heartbeat(HeartbeatMessage(rank: rank, step: shared.step))
+                let beat = CoordinatorRequest.heartbeat(HeartbeatMessage(rank: rank, step: shared.step, runId: runID))
                 _ = try? requester.request(beat.encoded(), timeout: 2)
                 for _ in 0..<10 where !shared.isStopped { usleep(100_000) }
             }

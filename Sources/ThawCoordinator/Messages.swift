@@ -38,11 +38,13 @@ public struct HelloMessage: Codable, Equatable, Sendable {
     public var configHash: String
     /// The model's group names, input side first.
     public var groups: [String]
+    /// The run id from an earlier hello, when reconnecting (a different run is refused).
+    public var runId: String?
 
     /// Creates a hello.
-    public init(runName: String, rank: Int, worldSize: Int, host: String, pid: Int, configHash: String, groups: [String]) {
+    public init(runName: String, rank: Int, worldSize: Int, host: String, pid: Int, configHash: String, groups: [String], runId: String? = nil) {
         self.runName = runName; self.rank = rank; self.worldSize = worldSize; self.host = host
-        self.pid = pid; self.configHash = configHash; self.groups = groups
+        self.pid = pid; self.configHash = configHash; self.groups = groups; self.runId = runId
     }
 }
 
@@ -52,9 +54,11 @@ public struct HeartbeatMessage: Codable, Equatable, Sendable {
     public var rank: Int
     /// Optimizer steps taken so far.
     public var step: Int
+    /// The run id the coordinator gave at hello (a different run is refused).
+    public var runId: String?
 
     /// Creates a heartbeat.
-    public init(rank: Int, step: Int) { self.rank = rank; self.step = step }
+    public init(rank: Int, step: Int, runId: String? = nil) { self.rank = rank; self.step = step; self.runId = runId }
 }
 
 /// Rank 0's running progress within an epoch.
@@ -148,6 +152,21 @@ public struct EndMessage: Codable, Equatable, Sendable {
     public init(rank: Int, reason: String?) { self.rank = rank; self.reason = reason }
 }
 
+/// An operator's command, authenticated by the shared token.
+public struct ControlMessage: Codable, Equatable, Sendable {
+    /// `stop` (finish the step, checkpoint, exit cleanly) or `thaw` (thaw `groups` at the next epoch boundary).
+    public var command: String
+    /// For `thaw`: the groups to thaw (with every group above them).
+    public var groups: [String]?
+    /// The shared token from the file named by `control.token_file`.
+    public var token: String
+
+    /// Creates a control message.
+    public init(command: String, groups: [String]?, token: String) {
+        self.command = command; self.groups = groups; self.token = token
+    }
+}
+
 /// Every request a client can send.
 public enum CoordinatorRequest: Equatable, Sendable {
     /// A rank introducing itself.
@@ -166,6 +185,8 @@ public enum CoordinatorRequest: Equatable, Sendable {
     case failed(EndMessage)
     /// A status query.
     case status
+    /// An operator's command.
+    case control(ControlMessage)
 
     /// Decodes one frame strictly: unknown types, unknown or missing fields and wrong types are errors naming the field.
     public static func decode(_ bytes: [UInt8]) throws(MessageError) -> CoordinatorRequest {
@@ -188,6 +209,12 @@ public enum CoordinatorRequest: Equatable, Sendable {
             let end = try decodeBody(EndMessage.self, bytes, fields)
             guard end.reason != nil else { throw MessageError(field: "reason", message: "a failed message needs a reason") }
             return .failed(end)
+        case "control":
+            let control = try decodeBody(ControlMessage.self, bytes, fields)
+            guard ["stop", "thaw"].contains(control.command) else {
+                throw MessageError(field: "command", message: "unknown command '\(control.command)'; expected stop or thaw")
+            }
+            return .control(control)
         case "status":
             guard fields.count == 1 else { throw MessageError(field: fields.keys.sorted().first { $0 != "type" } ?? "", message: "status takes no fields") }
             return .status
@@ -207,10 +234,11 @@ public enum CoordinatorRequest: Equatable, Sendable {
         case .finished(let m): return frame("finished", m)
         case .failed(let m): return frame("failed", m)
         case .status: return Array(#"{"type":"status"}"#.utf8)
+        case .control(let m): return frame("control", m)
         }
     }
 
-    static let types = ["hello", "heartbeat", "progress", "epoch_report", "plan_request", "finished", "failed", "status"]
+    static let types = ["hello", "heartbeat", "progress", "epoch_report", "plan_request", "finished", "failed", "status", "control"]
 }
 
 /// The body of an epoch report.
@@ -221,8 +249,8 @@ struct EpochReportBody: Codable {
 
 /// The coordinator's replies.
 public enum CoordinatorReply: Sendable {
-    /// Accepted; carries the run id.
-    case ok(runID: String)
+    /// Accepted; carries the run id, and a pending operator command (`stop`) for rank 0.
+    case ok(runID: String, control: String? = nil)
     /// The plan for the requested epoch.
     case plan(TrainingPlan)
     /// The run's status.
@@ -233,7 +261,10 @@ public enum CoordinatorReply: Sendable {
     /// The frame for this reply.
     public func encoded() -> [UInt8] {
         switch self {
-        case .ok(let runID): return Array(jsonString(["type": "ok", "run_id": runID]).utf8)
+        case .ok(let runID, let control):
+            var fields = ["type": "ok", "run_id": runID]
+            if let control { fields["control"] = control }
+            return Array(jsonString(fields).utf8)
         case .plan(let plan):
             struct Body: Encodable { var plan: TrainingPlan }
             return frame("plan", Body(plan: plan))
@@ -251,7 +282,7 @@ public enum CoordinatorReply: Sendable {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         switch type {
-        case "ok": return .ok(runID: fields["run_id"] as? String ?? "")
+        case "ok": return .ok(runID: fields["run_id"] as? String ?? "", control: fields["control"] as? String)
         case "plan":
             struct Body: Decodable { var plan: TrainingPlan }
             guard let body = try? JSONDecoder().decode(Body.self, from: Data(bytes)) else { throw MessageError(field: "plan", message: "malformed plan") }
@@ -272,15 +303,16 @@ protocol MessageBody: Decodable {
 }
 
 extension HelloMessage: MessageBody {
-    static let fieldNames: Set<String> = ["run_name", "rank", "world_size", "host", "pid", "config_hash", "groups"]
+    static let fieldNames: Set<String> = ["run_name", "rank", "world_size", "host", "pid", "config_hash", "groups", "run_id"]
 }
-extension HeartbeatMessage: MessageBody { static let fieldNames: Set<String> = ["rank", "step"] }
+extension HeartbeatMessage: MessageBody { static let fieldNames: Set<String> = ["rank", "step", "run_id"] }
 extension ProgressMessage: MessageBody {
     static let fieldNames: Set<String> = ["rank", "epoch", "step", "loss", "samples_per_second", "bytes_exchanged_per_step"]
 }
 extension EpochReportBody: MessageBody { static let fieldNames: Set<String> = ["rank", "summary"] }
 extension PlanRequestMessage: MessageBody { static let fieldNames: Set<String> = ["rank", "epoch", "previous_validation_loss"] }
 extension EndMessage: MessageBody { static let fieldNames: Set<String> = ["rank", "reason"] }
+extension ControlMessage: MessageBody { static let fieldNames: Set<String> = ["command", "groups", "token"] }
 
 /// Decodes a message body with snake_case keys, rejecting unknown keys.
 func decodeBody<Body: MessageBody>(_ type: Body.Type, _ bytes: [UInt8], _ fields: [String: Any]) throws(MessageError) -> Body {

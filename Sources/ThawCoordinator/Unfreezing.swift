@@ -127,6 +127,8 @@ public struct UnfreezingPlanner: Codable, Sendable {
     private var plateauCount: Int
     /// For `plateau`: the epoch at which the count last changed.
     private var plateauChangedAt = 0
+    /// Top groups an operator has thawed with `thaw ctl thaw`; the plan never trains fewer.
+    public private(set) var minimumTrainable = 0
 
     /// Creates a planner, validating the policy against the model's groups.
     /// - Throws: ``ConfigError`` naming the `unfreezing` key at fault.
@@ -163,6 +165,24 @@ public struct UnfreezingPlanner: Codable, Sendable {
 
     /// How many top groups train in `epoch` under the policy.
     func trainableCount(epoch: Int) -> Int {
+        max(policyCount(epoch: epoch), minimumTrainable)
+    }
+
+    /// Thaws `groups` (and every group above them, so the trainable set stays a top slice) from the
+    /// next plan on.
+    /// - Throws: ``MessageError`` naming an unknown group.
+    public mutating func thaw(groups: [String]) throws(MessageError) {
+        var lowest = groupNames.count
+        for group in groups {
+            guard let index = groupNames.firstIndex(of: group) else {
+                throw MessageError(field: "groups", message: "unknown group '\(group)'; the model has \(groupNames.joined(separator: ", "))")
+            }
+            lowest = min(lowest, index)
+        }
+        minimumTrainable = max(minimumTrainable, groupNames.count - lowest)
+    }
+
+    func policyCount(epoch: Int) -> Int {
         let total = groupNames.count
         switch settings.policy {
         case .none:

@@ -73,6 +73,12 @@ public final class ZMQSocket {
         handle = nil
     }
 
+    /// Refuses incoming messages larger than `bytes` (ZMQ_MAXMSGSIZE): the peer that sent one is disconnected.
+    public func limitMessageSize(_ bytes: Int64) throws(ZMQError) {
+        var limit = bytes
+        try check(zmq_setsockopt(try live(), ZMQ_MAXMSGSIZE, &limit, MemoryLayout<Int64>.size), "zmq_setsockopt(MAXMSGSIZE)")
+    }
+
     /// Binds to an endpoint such as `tcp://127.0.0.1:5555` (or port `*` for any free port) and
     /// returns the endpoint actually bound.
     @discardableResult

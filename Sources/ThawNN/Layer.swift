@@ -72,8 +72,8 @@ public struct ShapeError: Error, CustomStringConvertible, Equatable {
     public var description: String { "\(layer): got input shape \(shape), expected \(expected)" }
 }
 
-/// A layer that draws random numbers (dropout). Trainers reseed every such layer at each epoch
-/// start from (seed, epoch, rank), so a resumed run draws exactly what the uninterrupted run drew.
+/// A layer that draws random numbers (dropout). The trainer reseeds every such layer before each
+/// step from (seed, step, rank), so a resumed run draws exactly what the uninterrupted run drew.
 public protocol RandomLayer: AnyObject {
     /// Restarts the layer's generator from `seed`.
     func reseed(_ seed: UInt64)

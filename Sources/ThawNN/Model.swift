@@ -226,14 +226,6 @@ public final class Model {
             + store.stateEntries.map { "s \($0.group) \($0.name) \($0.shape)" }).joined(separator: "\n")
     }
 
-    /// Reseeds every ``RandomLayer`` from `seed` and its position in the model, so the draws depend
-    /// only on the seed (trainers derive it from the run seed, the epoch and the rank).
-    public func reseedRandomLayers(seed: UInt64) {
-        for (index, layer) in allLayers.enumerated() {
-            (layer as? RandomLayer)?.reseed(SplitMix64.mix(seed, UInt64(index)))
-        }
-    }
-
     /// Every layer in the model, depth first.
     public var allLayers: [any Layer] {
         var result: [any Layer] = []

@@ -5,7 +5,7 @@
 // metadata entry holds the rest as JSON: epochs completed, global step, plan and planner state,
 // per-group optimizer step counts, digests of the configuration and layout, and the metrics history.
 // The sampler needs no saved state: each epoch's order is a function of (seed, epoch), and dropout
-// is reseeded from (seed, epoch, rank) at every epoch start.
+// is reseeded from (seed, step, rank) at every step, so a checkpoint can be taken at any step.
 import Foundation
 import ThawCoordinator
 import ThawData
@@ -40,6 +40,8 @@ public struct CheckpointMetadata: Codable, Sendable {
     public var optimizerHasState: [Bool]
     /// Every finished epoch's record.
     public var history: [EpochRecord]
+    /// Where the next epoch stood, when the run was stopped mid-epoch on request.
+    public var partialEpoch: PartialEpoch?
 }
 
 /// A checkpoint read from disk: its tensors and metadata.
@@ -139,10 +141,19 @@ public struct Checkpoint {
         return (directory as NSString).appendingPathComponent(newest)
     }
 
-    /// `epoch-NNNN.safetensors` files in a directory, oldest first.
+    /// `epoch-NNNN.safetensors` and `epoch-NNNN-step-SSSS.safetensors` (a stop mid-epoch) files in a
+    /// directory, oldest first by (epochs done, steps into the next).
     static func epochFiles(in directory: String) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.filter { $0.hasPrefix("epoch-") && $0.hasSuffix(".safetensors") }.sorted()
+        func position(_ name: String) -> (Int, Int)? {
+            let parts = name.dropLast(".safetensors".count).split(separator: "-")
+            guard parts.count >= 2, parts[0] == "epoch", let epochs = Int(parts[1]) else { return nil }
+            if parts.count == 2 { return (epochs, 0) }
+            guard parts.count == 4, parts[2] == "step", let step = Int(parts[3]) else { return nil }
+            return (epochs, step)
+        }
+        return names.filter { $0.hasSuffix(".safetensors") }.compactMap { name in position(name).map { (name, $0) } }
+            .sorted { $0.1 < $1.1 }.map(\.0)
     }
 
     /// Deletes all but the newest `keep` epoch checkpoints.

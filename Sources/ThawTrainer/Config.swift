@@ -26,9 +26,11 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var unfreezing: UnfreezingSection
     /// When checkpoints are written and how many are kept.
     public var checkpoint: CheckpointSection
+    /// Who may send control commands to the coordinator.
+    public var control: ControlSection
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case run, model, data, training, optimizer, schedule, unfreezing, checkpoint
+        case run, model, data, training, optimizer, schedule, unfreezing, checkpoint, control
     }
 
     /// Decodes every section; missing sections take their defaults.
@@ -43,6 +45,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         schedule = try c.decodeIfPresent(ScheduleSection.self, forKey: .schedule) ?? ScheduleSection()
         unfreezing = try c.decodeIfPresent(UnfreezingSection.self, forKey: .unfreezing) ?? UnfreezingSection()
         checkpoint = try c.decodeIfPresent(CheckpointSection.self, forKey: .checkpoint) ?? CheckpointSection()
+        control = try c.decodeIfPresent(ControlSection.self, forKey: .control) ?? ControlSection()
     }
 
     /// A configuration with every default.
@@ -50,6 +53,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         run = RunSection(); model = ModelSection(); data = DataSection(); training = TrainingSection()
         optimizer = OptimizerSection(); schedule = ScheduleSection(); unfreezing = UnfreezingSection()
         checkpoint = CheckpointSection()
+        control = ControlSection()
     }
 
     /// Loads and validates a YAML or JSON file, then applies `key.path=value` overrides.
@@ -175,6 +179,26 @@ public struct RunSection: Codable, Equatable, Sendable {
         output = try c.decodeIfPresent(String.self, forKey: .output) ?? "runs/\(name)"
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? seed
         logPerRank = try c.decodeIfPresent(Bool.self, forKey: .logPerRank) ?? logPerRank
+    }
+}
+
+/// Who may send control commands (`thaw ctl`) to the coordinator.
+public struct ControlSection: Codable, Equatable, Sendable {
+    /// A file holding the shared token; empty turns control off (status stays available).
+    public var tokenFile = ""
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case tokenFile = "token_file"
+    }
+
+    /// The defaults.
+    public init() {}
+
+    /// Decodes the section, rejecting unknown keys.
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        tokenFile = try c.decodeIfPresent(String.self, forKey: .tokenFile) ?? tokenFile
     }
 }
 

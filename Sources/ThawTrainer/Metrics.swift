@@ -107,8 +107,9 @@ public final class RankLog {
         guard let handle else { return }
         let text: String
         switch event {
-        case .plan(let plan):
-            text = "plan v\(plan.version) epoch \(plan.epoch + 1): trainable \(plan.trainableGroups.joined(separator: ","))"
+        case .plan(let plan, let step):
+            text = "plan v\(plan.version) digest \(String(plan.trainableSetDigest, radix: 16)) applied at step \(step), epoch \(plan.epoch + 1): "
+                + "trainable \(plan.trainableGroups.joined(separator: ","))"
         case .step(let epoch, let step, let steps, let loss, _):
             text = "epoch \(epoch + 1) step \(step)/\(steps) local loss \(loss)"
         case .epoch(let record):

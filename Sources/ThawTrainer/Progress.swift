@@ -48,7 +48,7 @@ public final class ProgressPrinter {
     /// Renders one event.
     public func handle(_ event: TrainingEvent) {
         switch event {
-        case .plan(let plan):
+        case .plan(let plan, _):
             let thawed = plan.newlyThawed.isEmpty ? "" : "  thawed: \(plan.newlyThawed.joined(separator: ", "))"
             let rates = plan.trainableGroups.reversed().map { "\($0)=\(format(plan.learningRates[$0] ?? 0))" }.joined(separator: " ")
             line("epoch \(plan.epoch + 1): plan v\(plan.version), trainable [\(plan.trainableGroups.joined(separator: ", "))]\(thawed)  lr \(rates)")

@@ -15,8 +15,8 @@ import ThawOptim
 
 /// Something the trainer reports while it runs (rank 0 renders these).
 public enum TrainingEvent {
-    /// A new plan took effect at the start of an epoch.
-    case plan(TrainingPlan)
+    /// A new plan took effect at the start of an epoch, at this global optimizer step.
+    case plan(TrainingPlan, step: Int)
     /// An optimizer step finished.
     case step(epoch: Int, step: Int, steps: Int, loss: Double, samplesPerSecond: Double)
     /// An epoch finished.
@@ -58,6 +58,20 @@ public final class LocalPlanSource: PlanSource {
     }
 }
 
+/// The part of an epoch already trained when a run stopped on request, so it can continue mid-epoch.
+public struct PartialEpoch: Codable, Equatable, Sendable {
+    /// The epoch (0-based).
+    public var epoch: Int
+    /// Optimizer steps of the epoch already taken.
+    public var stepsDone: Int
+    /// This rank's loss, correct and counted sums so far (rank-local; summed at the epoch's end).
+    public var sums: [Double]
+    /// Gradient bytes sent so far in the epoch.
+    public var bytes: Int
+    /// Seconds spent so far in the epoch.
+    public var seconds: Double
+}
+
 /// Trains one model replica per rank on its shard of the data.
 public final class Trainer {
     /// The run's configuration.
@@ -72,6 +86,12 @@ public final class Trainer {
     public var onEvent: (TrainingEvent) -> Void = { _ in }
     /// Called on every rank after each finished epoch (rank 0 writes checkpoints here).
     public var afterEpoch: (Trainer) throws -> Void = { _ in }
+    /// Asked on rank 0 after every step whether to stop (an operator's `thaw ctl stop`). Set it on every
+    /// rank or on none: when set, rank 0's answer is broadcast each step so all ranks stop at the same one.
+    public var stopRequested: (() -> Bool)?
+    /// Where the epoch stood when the run stopped on request (nil when it ran to the end).
+    public private(set) var partial: PartialEpoch?
+    private var randomLayers: [(index: UInt64, layer: any RandomLayer)] = []
 
     private let train: any Dataset
     private let validation: (any Dataset)?
@@ -133,6 +153,9 @@ public final class Trainer {
         exchange = GradientExchange(collective: collective, store: model.store, mode: config.training.exchange,
                                     bucketBytes: Int(config.training.bucketSizeMegabytes * 1_048_576))
         model.frozenBatchNormPolicy = config.model.frozenBatchNorm
+        randomLayers = model.allLayers.enumerated().compactMap { item in
+            (item.element as? RandomLayer).map { (index: UInt64(item.offset), layer: $0) }
+        }
 
         try collective.verifyAgreement(on: config.digest, describing: "configuration")
         try collective.verifyAgreement(on: fnv1a(Array(model.layoutDescription.utf8)), describing: "parameter layout (names, shapes, groups)")
@@ -148,6 +171,7 @@ public final class Trainer {
         if let resumed {
             history = resumed.history
             globalStep = resumed.globalStep
+            partial = resumed.partialEpoch
             plan = resumed.plan
             thawedAtStep = resumed.thawedAtStep
             if let plan = resumed.plan { try model.setTrainableGroups(plan.trainableGroups) }
@@ -172,10 +196,11 @@ public final class Trainer {
     /// the records of every epoch.
     public func run() throws -> [EpochRecord] {
         for epoch in history.count..<config.training.epochs {
-            let plan = try agreePlan(epoch: epoch)
+            // A run stopped mid-epoch continues under the plan it had; otherwise the ranks agree a new one.
+            let resumeFrom = partial?.epoch == epoch ? partial : nil
+            let plan = try resumeFrom.flatMap { _ in self.plan } ?? agreePlan(epoch: epoch)
             try apply(plan)
-            model.reseedRandomLayers(seed: SplitMix64.mix(config.run.seed, UInt64(epoch), UInt64(collective.rank)))
-            var record = try trainEpoch(epoch: epoch, plan: plan)
+            guard var record = try trainEpoch(epoch: epoch, plan: plan, resumeFrom: resumeFrom) else { return history }
             if let validation { record.validation = try evaluate(validation) }
             if let test, config.training.evaluateEveryEpoch || epoch == config.training.epochs - 1 {
                 record.test = try evaluate(test)
@@ -194,7 +219,7 @@ public final class Trainer {
             layoutDigest: hex(fnv1a(Array(model.layoutDescription.utf8))), worldSize: collective.worldSize,
             architecture: config.model.architecture, plan: plan, planner: (planSource as? LocalPlanSource)?.planner,
             thawedAtStep: thawedAtStep, optimizerStepCounts: optimizer.stepCounts, optimizerHasState: optimizer.hasState,
-            history: history)
+            history: history, partialEpoch: partial)
     }
 
     /// Rank 0's value, JSON-encoded and broadcast; every rank returns the same value (nil if rank 0 had none).
@@ -240,16 +265,24 @@ public final class Trainer {
         exchange.prepare(firstTrainableGroup: model.firstTrainableGroup)
         try collective.verifyAgreement(on: plan.trainableSetDigest, describing: "trainable set of plan version \(plan.version)")
         self.plan = plan
-        onEvent(.plan(plan))
+        onEvent(.plan(plan, step: globalStep))
     }
 
     /// One pass over this rank's shard.
-    func trainEpoch(epoch: Int, plan: TrainingPlan) throws -> EpochRecord {
-        let started = Date()
-        var lossSum = 0.0, correct = 0.0, counted = 0.0, bytes = 0
+    /// Trains one epoch (from `resumeFrom` when continuing a stopped one). Returns nil when the run
+    /// stopped on request; `partial` then says where.
+    func trainEpoch(epoch: Int, plan: TrainingPlan, resumeFrom: PartialEpoch?) throws -> EpochRecord? {
+        let started = Date().addingTimeInterval(-(resumeFrom?.seconds ?? 0))
+        var lossSum = resumeFrom?.sums[0] ?? 0, correct = resumeFrom?.sums[1] ?? 0, counted = resumeFrom?.sums[2] ?? 0
+        var bytes = resumeFrom?.bytes ?? 0
+        partial = nil
         let steps = stepsPerEpoch
         let trainable = model.trainableRange
-        for step in 0..<steps {
+        for step in (resumeFrom?.stepsDone ?? 0)..<steps {
+            // Dropout draws depend only on (seed, step, rank), so a run can resume at any step exactly.
+            for (index, layer) in randomLayers {
+                layer.reseed(SplitMix64.mix(config.run.seed, UInt64(globalStep), UInt64(collective.rank), index))
+            }
             model.store.zeroGradients(in: trainable)
             let micro = (step * microBatchesPerStep)..<min((step + 1) * microBatchesPerStep, sampler.stepsPerEpoch)
             let normalizer = Float(micro.reduce(0) { $0 + sampler.globalRealCount(epoch: epoch, step: $1) })
@@ -277,6 +310,15 @@ public final class Trainer {
             let elapsed = Date().timeIntervalSince(started)
             onEvent(.step(epoch: epoch, step: step + 1, steps: steps, loss: counted > 0 ? lossSum / counted : 0,
                           samplesPerSecond: counted * Double(collective.worldSize) / max(elapsed, 1e-9)))
+            if let stopRequested, step + 1 < steps {
+                var stop: UInt8 = collective.rank == 0 && stopRequested() ? 1 : 0
+                try withUnsafeMutableBytes(of: &stop) { try collective.broadcast($0, root: 0) }
+                if stop == 1 {
+                    partial = PartialEpoch(epoch: epoch, stepsDone: step + 1, sums: [lossSum, correct, counted], bytes: bytes,
+                                           seconds: Date().timeIntervalSince(started))
+                    return nil
+                }
+            }
         }
         var totals = [lossSum, correct, counted]
         try totals.withUnsafeMutableBufferPointer { try collective.allReduceSum($0) }

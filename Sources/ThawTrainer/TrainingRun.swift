@@ -110,6 +110,8 @@ public final class TrainingRun {
                                   enabled: config.run.logPerRank)
         var steps = 0
         var lastProgress = -Double.infinity
+        let stop = StopFlag()
+        if client != nil { trainer.stopRequested = { stop.isSet } }
         trainer.onEvent = { event in
             rankLog.record(event)
             if let client, case .step(let epoch, let step, _, let loss, let rate) = event {
@@ -118,16 +120,29 @@ public final class TrainingRun {
                 let now = Coordinator.clock()
                 if isLeader && now - lastProgress >= 1 {
                     lastProgress = now
-                    client.report(.progress(ProgressMessage(rank: 0, epoch: epoch, step: step, loss: loss, samplesPerSecond: rate,
-                                                            bytesExchangedPerStep: trainer.bytesExchangedPerStep)))
+                    let control = client.report(.progress(ProgressMessage(rank: 0, epoch: epoch, step: step, loss: loss, samplesPerSecond: rate,
+                                                                          bytesExchangedPerStep: trainer.bytesExchangedPerStep)))
+                    if control == "stop" { stop.isSet = true }
                 }
             }
             guard isLeader else { return }
             printer.handle(event)
             if case .epoch(let record) = event { log.write(kind: "epoch", record) }
-            if case .plan(let plan) = event { log.write(kind: "plan", plan) }
+            if case .plan(let plan, _) = event { log.write(kind: "plan", plan) }
         }
         let history = try trainer.run()
+        if let partial = trainer.partial {
+            // Stopped by an operator: every rank finished the same step; rank 0 checkpoints it.
+            if isLeader {
+                let path = try CheckpointWriter.writeStopped(trainer, runDirectory: config.run.output, partial: partial)
+                printer.line("thaw: stopped on request at epoch \(partial.epoch + 1), step \(partial.stepsDone); checkpoint \(path); "
+                             + "continue with --resume latest")
+            }
+            client?.report(.finished(EndMessage(rank: collective.rank, reason: "stopped on request")))
+            client?.stop()
+            try? collective.finalize()
+            return history
+        }
         client?.report(.finished(EndMessage(rank: collective.rank, reason: nil)))
         client?.stop()
         if isLeader {
@@ -167,6 +182,11 @@ public final class TrainingRun {
     }
 }
 
+/// A flag the progress reporter sets and the trainer reads on the same thread.
+final class StopFlag {
+    var isSet = false
+}
+
 /// Writes checkpoints after epochs on rank 0: every N epochs and after the last, keeping the newest
 /// K and the best by validation loss (training loss without a validation set).
 final class CheckpointWriter {
@@ -178,6 +198,15 @@ final class CheckpointWriter {
         self.settings = settings
         self.directory = (runDirectory as NSString).appendingPathComponent("checkpoints")
         self.epochs = epochs
+    }
+
+    /// Writes the checkpoint of a run stopped mid-epoch, named for its position; returns its path.
+    static func writeStopped(_ trainer: Trainer, runDirectory: String, partial: PartialEpoch) throws -> String {
+        let directory = (runDirectory as NSString).appendingPathComponent("checkpoints")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = (directory as NSString).appendingPathComponent(String(format: "epoch-%04d-step-%04d.safetensors", partial.epoch, partial.stepsDone))
+        try Checkpoint.write(model: trainer.model, optimizer: trainer.optimizer, metadata: trainer.checkpointMetadata(), to: path)
+        return path
     }
 
     /// Writes the checkpoint due after the trainer's last epoch, if one is due; returns its path.

@@ -28,9 +28,10 @@ struct CoordinatorCommand: ParsableCommand {
     func run() throws {
         let training: TrainingConfig
         do { training = try TrainingConfig.load(path: config, overrides: overrides) } catch { throw ValidationError(error.description) }
+        let token = training.control.tokenFile.isEmpty ? nil : try readToken(training.control.tokenFile, key: "control.token_file")
         let settings = CoordinatorSettings(unfreezing: training.unfreezing, baseLearningRate: training.optimizer.learningRate,
                                            batchNormPolicy: training.model.frozenBatchNorm.rawValue, epochs: training.training.epochs,
-                                           heartbeatTimeout: heartbeatTimeout)
+                                           heartbeatTimeout: heartbeatTimeout, controlToken: token)
         let coordinator = try Coordinator(settings: settings, statePath: stateFile)
         signal(SIGINT) { _ in stopRequested = 1 }
         signal(SIGTERM) { _ in stopRequested = 1 }
@@ -73,5 +74,48 @@ struct StatusCommand: ParsableCommand {
             fflush(nil)
             if let watch { usleep(useconds_t(max(0.2, watch) * 1_000_000)) }
         } while watch != nil
+    }
+}
+
+/// Reads a shared token: the file's contents without surrounding white space; it must not be empty.
+func readToken(_ path: String, key: String) throws -> String {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        throw ValidationError("\(key): cannot read the token file \(path)")
+    }
+    let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+    guard !token.isEmpty else { throw ValidationError("\(key): the token file \(path) is empty") }
+    return token
+}
+
+/// `thaw ctl stop|thaw --coordinator ADDR --token-file PATH [--groups a,b]`.
+struct ControlCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ctl",
+        abstract: "Control a running job through its coordinator (needs the shared token).",
+        discussion: "stop: every rank finishes its step, rank 0 writes a checkpoint, and the job exits cleanly (continue with --resume latest). thaw: the given groups (and all above them) train from the next epoch boundary.")
+
+    @Argument(help: "stop or thaw.") var command: String
+    @Option(help: "The coordinator's address.") var coordinator = "tcp://127.0.0.1:5555"
+    @Option(help: "The file holding the shared token (the one named by control.token_file).") var tokenFile: String
+    @Option(help: "For thaw: the groups to thaw, comma separated.") var groups: String?
+    @Option(help: "Seconds to wait for an answer.") var timeout: Double = 3
+
+    func run() throws {
+        guard command == "stop" || command == "thaw" else { throw ValidationError("expected stop or thaw, got '\(command)'") }
+        let groupList = groups?.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        if command == "thaw" && (groupList ?? []).isEmpty { throw ValidationError("thaw needs --groups") }
+        let request = CoordinatorRequest.control(ControlMessage(command: command, groups: groupList,
+                                                                token: try readToken(tokenFile, key: "--token-file")))
+        let context = try ZMQContext()
+        let requester = try JSONRequester(context: context, address: coordinator)
+        let bytes: [UInt8]
+        do { bytes = try requester.request(request.encoded(), timeout: timeout) } catch {
+            throw ValidationError("no answer from \(coordinator) within \(timeout) s")
+        }
+        switch try CoordinatorReply.decode(bytes) {
+        case .ok: print("thaw ctl: \(command) accepted")
+        case .error(let error): throw ValidationError("the coordinator refused: \(error)")
+        default: throw ValidationError("unexpected reply from \(coordinator)")
+        }
     }
 }

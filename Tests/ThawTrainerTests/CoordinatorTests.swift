@@ -205,3 +205,54 @@ final class CoordinatorProcess {
         #expect(plan["trainable_groups"] as? [String] == ["a", "b", "head"])
     }
 }
+
+@Suite struct CoordinatorControlTests {
+    func coordinator(token: String?) throws -> Coordinator {
+        var settings = gradualSettings()
+        settings.controlToken = token
+        let coordinator = try Coordinator(settings: settings, statePath: nil)
+        _ = coordinator.handle(hello(rank: 0, worldSize: 1), now: 0)
+        return coordinator
+    }
+
+    @Test func controlNeedsTheToken() throws {
+        let off = try coordinator(token: nil)
+        guard case .error(let disabled) = off.handle(.control(ControlMessage(command: "stop", groups: nil, token: "x")), now: 1) else {
+            Issue.record("control accepted without a configured token"); return
+        }
+        #expect(disabled.field == "token")
+        let on = try coordinator(token: "right")
+        guard case .error(let wrong) = on.handle(.control(ControlMessage(command: "stop", groups: nil, token: "wrong")), now: 1) else {
+            Issue.record("a wrong token was accepted"); return
+        }
+        #expect(wrong.message.contains("refused"))
+        // Nothing changed: progress replies carry no stop.
+        guard case .ok(_, let control) = on.handle(.progress(ProgressMessage(rank: 0, epoch: 0, step: 1, loss: 1, samplesPerSecond: 1, bytesExchangedPerStep: 0)), now: 2) else {
+            Issue.record("progress refused"); return
+        }
+        #expect(control == nil)
+        _ = on.handle(.control(ControlMessage(command: "stop", groups: nil, token: "right")), now: 3)
+        guard case .ok(_, let stop) = on.handle(.progress(ProgressMessage(rank: 0, epoch: 0, step: 2, loss: 1, samplesPerSecond: 1, bytesExchangedPerStep: 0)), now: 4) else {
+            Issue.record("progress refused"); return
+        }
+        #expect(stop == "stop")
+    }
+
+    @Test func thawNowWidensTheNextPlan() throws {
+        let coordinator = try coordinator(token: "t")
+        guard case .plan(let first) = coordinator.handle(.planRequest(PlanRequestMessage(rank: 0, epoch: 0, previousValidationLoss: nil)), now: 1) else {
+            Issue.record("no plan"); return
+        }
+        #expect(first.trainableGroups == ["head"])
+        guard case .error(let unknown) = coordinator.handle(.control(ControlMessage(command: "thaw", groups: ["blok1"], token: "t")), now: 2) else {
+            Issue.record("unknown group accepted"); return
+        }
+        #expect(unknown.field == "groups")
+        _ = coordinator.handle(.control(ControlMessage(command: "thaw", groups: ["block1"], token: "t")), now: 2)
+        guard case .plan(let next) = coordinator.handle(.planRequest(PlanRequestMessage(rank: 0, epoch: 1, previousValidationLoss: 1)), now: 3) else {
+            Issue.record("no plan"); return
+        }
+        #expect(next.trainableGroups == ["block1", "head"])
+        #expect(next.newlyThawed == ["block1"])
+    }
+}
