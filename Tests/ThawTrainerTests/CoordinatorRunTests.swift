@@ -44,6 +44,7 @@ func waitForStatus(_ coordinator: CoordinatorProcess, seconds: Double, _ conditi
         let path = try scratch.writeConfig(name: name, extra: Self.extra, model: "{architecture: small-cnn, classes: 3}")
         var text = try String(contentsOfFile: path, encoding: .utf8)
         text = text.replacingOccurrences(of: "seed: 9}", with: "seed: 9, log_per_rank: true}")
+            .replacingOccurrences(of: "{dataset: npy,", with: "{dataset: npy, validation_size: 300,")
         if let tokenFile { text += "\ncontrol: {token_file: \(tokenFile)}" }
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
@@ -67,6 +68,11 @@ func waitForStatus(_ coordinator: CoordinatorProcess, seconds: Double, _ conditi
         for key in ["epoch", "step", "samples_per_second", "schedule", "bytes_exchanged_per_step", "checkpoint"] {
             #expect(!(live[key] is NSNull) && live[key] != nil, "status field \(key) is empty during the run: \(live)")
         }
+        let metrics = try #require(live["metrics"] as? [String: Any])
+        for key in ["train_loss", "val_loss", "val_accuracy"] {
+            #expect(metrics[key] is Double, "metrics.\(key) is empty during the run: \(metrics)")
+        }
+        #expect(live["error"] is NSNull)
         let ranks = live["ranks"] as? [[String: Any]] ?? []
         #expect(ranks.allSatisfy { $0["alive"] as? Bool == true && ($0["pid"] as? Int ?? 0) > 0 })
         let schedule = try #require(live["schedule"] as? [String: Any])
@@ -75,7 +81,9 @@ func waitForStatus(_ coordinator: CoordinatorProcess, seconds: Double, _ conditi
         if let block1 = rates["block1"] { #expect(abs(block1 - 0.02 / 2.6) < 1e-8) }
 
         // Junk during the run: malformed, unknown, wrong types, a wrong token, an oversized frame.
-        for junk in ["{{{", #"{"type": "hello"}"#, #"{"type": "heartbeat", "rank": 0, "step": "x"}"#, #"{"type": "shutdown"}"#] {
+        var generator = SystemRandomNumberGenerator()
+        let randomBytes = String(decoding: (0..<200).map { _ in UInt8.random(in: 0...255, using: &generator) }, as: UTF8.self)
+        for junk in [randomBytes, "{{{", #"{"type": "hello"}"#, #"{"type": "heartbeat", "rank": 0, "step": "x"}"#, #"{"type": "shutdown"}"#] {
             #expect(try coordinator.request(junk)["type"] as? String == "error")
         }
         let refused = try coordinator.request(#"{"type": "control", "command": "stop", "token": "guess"}"#)
