@@ -216,10 +216,13 @@ public final class Coordinator {
     /// Serves requests on `address` until `shouldStop` returns true, or (with `exitWhenDone`)
     /// `lingerSeconds` after the run has ended.
     /// - Parameter onBound: Called with the endpoint actually bound (useful with port `*`).
-    public func serve(address: String, exitWhenDone: Bool, lingerSeconds: Double = 3,
+    /// - Parameter curveSecretKey: The server's CURVE secret key; when given, only clients that know the
+    ///   matching public key can connect, and all traffic is encrypted.
+    public func serve(address: String, exitWhenDone: Bool, lingerSeconds: Double = 3, curveSecretKey: String? = nil,
                       onBound: (String) -> Void = { _ in }, shouldStop: () -> Bool) throws {
         let context = try ZMQContext()
         let socket = try ZMQSocket(context, .router)
+        if let curveSecretKey { try socket.enableCurveServer(secretKey: curveSecretKey) }
         // No legitimate message comes near 1 MB; larger frames from a stranger are dropped by libzmq.
         try socket.limitMessageSize(1 << 20)
         onBound(try socket.bind(address))

@@ -15,6 +15,7 @@ public final class CoordinatorClient {
     /// The run id the coordinator assigned.
     public private(set) var runID = ""
     private let context: ZMQContext
+    private let serverKey: String?
     private let requester: JSONRequester
     private let shared = SharedHeartbeat()
     private var heartbeatsStarted = false
@@ -23,11 +24,13 @@ public final class CoordinatorClient {
     /// Connects and says hello, retrying for up to `timeout` seconds (the coordinator may start later).
     /// - Throws: ``MessageError`` when the coordinator refuses the hello (for example a different
     ///   configuration), or ``ZMQError`` when nothing answers in time.
-    public init(address: String, hello: HelloMessage, timeout: Double = 30) throws {
+    /// - Parameter serverKey: The coordinator's CURVE public key, when it runs with CURVE.
+    public init(address: String, hello: HelloMessage, timeout: Double = 30, serverKey: String? = nil) throws {
         self.address = address
         self.rank = hello.rank
+        self.serverKey = serverKey
         context = try ZMQContext()
-        requester = try JSONRequester(context: context, address: address)
+        requester = try JSONRequester(context: context, address: address, serverKey: serverKey)
         let deadline = Coordinator.clock() + timeout
         while true {
             do {
@@ -102,9 +105,10 @@ public final class CoordinatorClient {
         let address = self.address
         let rank = self.rank
         let runID = self.runID
+        let serverKey = self.serverKey
         let thread = Thread {
             defer { shared.finished.signal() }
-            guard let requester = try? JSONRequester(context: context, address: address) else { return }
+            guard let requester = try? JSONRequester(context: context, address: address, serverKey: serverKey) else { return }
             while !shared.isStopped {
                 let beat = CoordinatorRequest.heartbeat(HeartbeatMessage(rank: rank, step: shared.step, runId: runID))
                 _ = try? requester.request(beat.encoded(), timeout: 2)

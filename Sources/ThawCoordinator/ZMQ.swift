@@ -79,6 +79,30 @@ public final class ZMQSocket {
         try check(zmq_setsockopt(try live(), ZMQ_MAXMSGSIZE, &limit, MemoryLayout<Int64>.size), "zmq_setsockopt(MAXMSGSIZE)")
     }
 
+    /// Makes this socket a CURVE server: traffic is encrypted, and only clients that know the server's
+    /// public key can talk to it. `secretKey` is the server's Z85 secret key (40 characters).
+    public func enableCurveServer(secretKey: String) throws(ZMQError) {
+        var server: Int32 = 1
+        try check(zmq_setsockopt(try live(), ZMQ_CURVE_SERVER, &server, MemoryLayout<Int32>.size), "zmq_setsockopt(CURVE_SERVER)")
+        try setKey(ZMQ_CURVE_SECRETKEY, secretKey, "CURVE_SECRETKEY")
+    }
+
+    /// Makes this socket a CURVE client of the server with Z85 public key `serverKey`, with a fresh key pair of its own.
+    public func enableCurveClient(serverKey: String) throws(ZMQError) {
+        let pair = try CurveKeyPair.generate()
+        try setKey(ZMQ_CURVE_SERVERKEY, serverKey, "CURVE_SERVERKEY")
+        try setKey(ZMQ_CURVE_PUBLICKEY, pair.publicKey, "CURVE_PUBLICKEY")
+        try setKey(ZMQ_CURVE_SECRETKEY, pair.secretKey, "CURVE_SECRETKEY")
+    }
+
+    private func setKey(_ option: Int32, _ key: String, _ name: String) throws(ZMQError) {
+        guard key.utf8.count == 40 else {
+            throw ZMQError(call: "zmq_setsockopt(\(name))", endpoint: endpoint, message: "a CURVE key is 40 Z85 characters; got \(key.utf8.count)", code: EINVAL)
+        }
+        var bytes = Array(key.utf8) + [0]
+        try check(zmq_setsockopt(try live(), option, &bytes, bytes.count), "zmq_setsockopt(\(name))")
+    }
+
     /// Binds to an endpoint such as `tcp://127.0.0.1:5555` (or port `*` for any free port) and
     /// returns the endpoint actually bound.
     @discardableResult
@@ -147,20 +171,49 @@ public final class ZMQSocket {
     }
 }
 
+/// A CURVE key pair in Z85 text (40 characters each).
+public struct CurveKeyPair: Sendable, Equatable {
+    /// The public key, given to clients.
+    public var publicKey: String
+    /// The secret key, kept by its owner.
+    public var secretKey: String
+
+    /// Whether this libzmq was built with CURVE.
+    public static var isAvailable: Bool { zmq_has("curve") == 1 }
+
+    /// A new random key pair.
+    public static func generate() throws(ZMQError) -> CurveKeyPair {
+        var publicKey = [CChar](repeating: 0, count: 41)
+        var secretKey = [CChar](repeating: 0, count: 41)
+        guard zmq_curve_keypair(&publicKey, &secretKey) == 0 else { throw ZMQSocket.error("zmq_curve_keypair", "") }
+        func text(_ key: [CChar]) -> String { String(decoding: key.prefix(40).map { UInt8(bitPattern: $0) }, as: UTF8.self) }
+        return CurveKeyPair(publicKey: text(publicKey), secretKey: text(secretKey))
+    }
+}
+
 /// A request/reply exchange of one JSON object with a timeout, for clients.
 ///
 /// A REQ socket that timed out is stuck waiting for its reply, so it is closed and replaced.
 public final class JSONRequester {
     private let context: ZMQContext
     private let address: String
+    private let serverKey: String?
     private var socket: ZMQSocket
 
-    /// Creates a requester connected to `address`.
-    public init(context: ZMQContext, address: String) throws(ZMQError) {
+    /// Creates a requester connected to `address`; with `serverKey` (the coordinator's CURVE public
+    /// key) the traffic is encrypted and authenticated.
+    public init(context: ZMQContext, address: String, serverKey: String? = nil) throws(ZMQError) {
         self.context = context
         self.address = address
-        socket = try ZMQSocket(context, .request)
+        self.serverKey = serverKey
+        socket = try Self.connect(context, address, serverKey)
+    }
+
+    private static func connect(_ context: ZMQContext, _ address: String, _ serverKey: String?) throws(ZMQError) -> ZMQSocket {
+        let socket = try ZMQSocket(context, .request)
+        if let serverKey { try socket.enableCurveClient(serverKey: serverKey) }
         try socket.connect(address)
+        return socket
     }
 
     /// Sends `request` and returns the reply's bytes, or throws when nothing answers within `timeout` seconds.
@@ -168,8 +221,7 @@ public final class JSONRequester {
         try socket.send([request])
         guard let reply = try socket.receive(timeout: timeout) else {
             socket.close()
-            socket = try ZMQSocket(context, .request)
-            try socket.connect(address)
+            socket = try Self.connect(context, address, serverKey)
             throw ZMQError(call: "request", endpoint: address, message: "no reply within \(timeout) s (is the coordinator running there?)", code: EAGAIN)
         }
         return reply.last ?? []

@@ -28,9 +28,11 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var checkpoint: CheckpointSection
     /// Who may send control commands to the coordinator.
     public var control: ControlSection
+    /// Encryption of coordinator traffic.
+    public var coordinator: CoordinatorSection
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case run, model, data, training, optimizer, schedule, unfreezing, checkpoint, control
+        case run, model, data, training, optimizer, schedule, unfreezing, checkpoint, control, coordinator
     }
 
     /// Decodes every section; missing sections take their defaults.
@@ -46,6 +48,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         unfreezing = try c.decodeIfPresent(UnfreezingSection.self, forKey: .unfreezing) ?? UnfreezingSection()
         checkpoint = try c.decodeIfPresent(CheckpointSection.self, forKey: .checkpoint) ?? CheckpointSection()
         control = try c.decodeIfPresent(ControlSection.self, forKey: .control) ?? ControlSection()
+        coordinator = try c.decodeIfPresent(CoordinatorSection.self, forKey: .coordinator) ?? CoordinatorSection()
     }
 
     /// A configuration with every default.
@@ -54,6 +57,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         optimizer = OptimizerSection(); schedule = ScheduleSection(); unfreezing = UnfreezingSection()
         checkpoint = CheckpointSection()
         control = ControlSection()
+        coordinator = CoordinatorSection()
     }
 
     /// Loads and validates a YAML or JSON file, then applies `key.path=value` overrides.
@@ -179,6 +183,30 @@ public struct RunSection: Codable, Equatable, Sendable {
         output = try c.decodeIfPresent(String.self, forKey: .output) ?? "runs/\(name)"
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? seed
         logPerRank = try c.decodeIfPresent(Bool.self, forKey: .logPerRank) ?? logPerRank
+    }
+}
+
+/// CURVE encryption of coordinator traffic (for coordinators reachable beyond loopback).
+public struct CoordinatorSection: Codable, Equatable, Sendable {
+    /// Workers: the coordinator's CURVE public key file (from `thaw keygen`); empty = plain TCP.
+    public var curvePublicKeyFile = ""
+    /// The coordinator: its CURVE secret key file; empty = plain TCP.
+    public var curveSecretKeyFile = ""
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case curvePublicKeyFile = "curve_public_key_file"
+        case curveSecretKeyFile = "curve_secret_key_file"
+    }
+
+    /// The defaults.
+    public init() {}
+
+    /// Decodes the section, rejecting unknown keys.
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        curvePublicKeyFile = try c.decodeIfPresent(String.self, forKey: .curvePublicKeyFile) ?? curvePublicKeyFile
+        curveSecretKeyFile = try c.decodeIfPresent(String.self, forKey: .curveSecretKeyFile) ?? curveSecretKeyFile
     }
 }
 

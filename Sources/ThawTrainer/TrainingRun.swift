@@ -84,7 +84,14 @@ public final class TrainingRun {
             let hello = HelloMessage(runName: config.run.name, rank: collective.rank, worldSize: collective.worldSize,
                                      host: process.hostName, pid: Int(process.processIdentifier),
                                      configHash: hex(config.digest), groups: model.groupNames)
-            let connected = try CoordinatorClient(address: coordinator, hello: hello)
+            var serverKey: String?
+            if !config.coordinator.curvePublicKeyFile.isEmpty {
+                guard let text = try? String(contentsOfFile: config.coordinator.curvePublicKeyFile, encoding: .utf8) else {
+                    throw TrainingError.io(path: config.coordinator.curvePublicKeyFile, message: "coordinator.curve_public_key_file: cannot read it")
+                }
+                serverKey = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            let connected = try CoordinatorClient(address: coordinator, hello: hello, serverKey: serverKey)
             client = connected
             planSource = CoordinatorPlanSource(client: connected)
             if isLeader { printer.line("thaw: coordinator \(coordinator), run \(connected.runID)") }

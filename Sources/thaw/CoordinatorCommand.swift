@@ -33,10 +33,12 @@ struct CoordinatorCommand: ParsableCommand {
                                            batchNormPolicy: training.model.frozenBatchNorm.rawValue, epochs: training.training.epochs,
                                            heartbeatTimeout: heartbeatTimeout, controlToken: token)
         let coordinator = try Coordinator(settings: settings, statePath: stateFile)
+        let secretKey = training.coordinator.curveSecretKeyFile.isEmpty
+            ? nil : try readToken(training.coordinator.curveSecretKeyFile, key: "coordinator.curve_secret_key_file")
         signal(SIGINT) { _ in stopRequested = 1 }
         signal(SIGTERM) { _ in stopRequested = 1 }
-        try coordinator.serve(address: bind, exitWhenDone: exitWhenDone, onBound: { endpoint in
-            print("thaw coordinator: run \(coordinator.runID) listening on \(endpoint)")
+        try coordinator.serve(address: bind, exitWhenDone: exitWhenDone, curveSecretKey: secretKey, onBound: { endpoint in
+            print("thaw coordinator: run \(coordinator.runID) listening on \(endpoint)" + (secretKey == nil ? "" : " (CURVE)"))
             fflush(nil)
             if let endpointFile { try? endpoint.write(toFile: endpointFile, atomically: true, encoding: .utf8) }
         }, shouldStop: { stopRequested != 0 })
@@ -52,10 +54,12 @@ struct StatusCommand: ParsableCommand {
     @Flag(help: "Print the raw JSON object.") var json = false
     @Option(help: "Refresh every this many seconds until interrupted.") var watch: Double?
     @Option(help: "Seconds to wait for an answer.") var timeout: Double = 3
+    @Option(help: "The coordinator's CURVE public key file, when it runs with CURVE.") var curveServerKeyFile: String?
 
     func run() throws {
         let context = try ZMQContext()
-        let requester = try JSONRequester(context: context, address: coordinator)
+        let serverKey = try curveServerKeyFile.map { try readToken($0, key: "--curve-server-key-file") }
+        let requester = try JSONRequester(context: context, address: coordinator, serverKey: serverKey)
         repeat {
             let bytes: [UInt8]
             do { bytes = try requester.request(CoordinatorRequest.status.encoded(), timeout: timeout) } catch {
@@ -99,6 +103,7 @@ struct ControlCommand: ParsableCommand {
     @Option(help: "The file holding the shared token (the one named by control.token_file).") var tokenFile: String
     @Option(help: "For thaw: the groups to thaw, comma separated.") var groups: String?
     @Option(help: "Seconds to wait for an answer.") var timeout: Double = 3
+    @Option(help: "The coordinator's CURVE public key file, when it runs with CURVE.") var curveServerKeyFile: String?
 
     func run() throws {
         guard command == "stop" || command == "thaw" else { throw ValidationError("expected stop or thaw, got '\(command)'") }
@@ -107,7 +112,8 @@ struct ControlCommand: ParsableCommand {
         let request = CoordinatorRequest.control(ControlMessage(command: command, groups: groupList,
                                                                 token: try readToken(tokenFile, key: "--token-file")))
         let context = try ZMQContext()
-        let requester = try JSONRequester(context: context, address: coordinator)
+        let serverKey = try curveServerKeyFile.map { try readToken($0, key: "--curve-server-key-file") }
+        let requester = try JSONRequester(context: context, address: coordinator, serverKey: serverKey)
         let bytes: [UInt8]
         do { bytes = try requester.request(request.encoded(), timeout: timeout) } catch {
             throw ValidationError("no answer from \(coordinator) within \(timeout) s")
@@ -117,5 +123,25 @@ struct ControlCommand: ParsableCommand {
         case .error(let error): throw ValidationError("the coordinator refused: \(error)")
         default: throw ValidationError("unexpected reply from \(coordinator)")
         }
+    }
+}
+
+/// `thaw keygen --out PREFIX`: a CURVE key pair for an encrypted coordinator.
+struct KeygenCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keygen",
+        abstract: "Write a CURVE key pair: PREFIX.secret for the coordinator, PREFIX.public for workers and clients.")
+
+    @Option(help: "Path prefix for the two key files.") var out: String
+
+    func run() throws {
+        guard CurveKeyPair.isAvailable else { throw ValidationError("this libzmq was built without CURVE") }
+        let pair = try CurveKeyPair.generate()
+        let secret = out + ".secret"
+        guard FileManager.default.createFile(atPath: secret, contents: Data((pair.secretKey + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+            throw ValidationError("cannot write \(secret)")
+        }
+        try (pair.publicKey + "\n").write(toFile: out + ".public", atomically: true, encoding: .utf8)
+        print("thaw keygen: \(secret) (keep it on the coordinator's host) and \(out).public (give it to workers and clients)")
     }
 }

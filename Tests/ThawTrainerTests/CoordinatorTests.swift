@@ -256,3 +256,37 @@ final class CoordinatorProcess {
         #expect(next.newlyThawed == ["block1"])
     }
 }
+
+@Suite(.serialized) struct CoordinatorCurveTests {
+    @Test func curveEncryptsAndLocksOutClientsWithoutTheKey() throws {
+        try #require(CurveKeyPair.isAvailable, "libzmq without CURVE")
+        let scratch = try ScratchRun()
+        let thaw = try #require(thawExecutablePath())
+        let keygen = try spawnProcessGroup([thaw, "keygen", "--out", scratch.path("coordinator")], hangGuardSeconds: 30)
+        try #require(keygen.exitCode == 0, "\(keygen.output)")
+        let publicKey = try String(contentsOfFile: scratch.path("coordinator.public"), encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let config = try scratch.writeConfig(name: "curve", extra: """
+            training: {epochs: 2, batch_size: 12}
+            unfreezing: {policy: gradual}
+            coordinator: {curve_public_key_file: \(scratch.path("coordinator.public")), curve_secret_key_file: \(scratch.path("coordinator.secret"))}
+            """)
+        let coordinator = try CoordinatorProcess(directory: scratch.directory, arguments: ["--config", config])
+        #expect(coordinator.process.output.contains("(CURVE)"))
+
+        // A client without the key gets no answer at all.
+        let context = try ZMQContext()
+        let plain = try JSONRequester(context: context, address: coordinator.endpoint)
+        #expect(throws: ZMQError.self) { try plain.request(CoordinatorRequest.status.encoded(), timeout: 1.5) }
+        // One with the key does, and so do workers that read it from the config.
+        let secure = try JSONRequester(context: context, address: coordinator.endpoint, serverKey: publicKey)
+        guard case .status(let waiting) = try CoordinatorReply.decode(try secure.request(CoordinatorRequest.status.encoded(), timeout: 5)) else {
+            Issue.record("no status over CURVE"); return
+        }
+        #expect(waiting.state == "waiting")
+        let run = try runTraining(config: config, ranks: 2, extraArguments: ["--coordinator", coordinator.endpoint])
+        #expect(run.exitCode == 0, "\(run.output)")
+        let status = try spawnProcessGroup([thaw, "status", "--coordinator", coordinator.endpoint, "--curve-server-key-file",
+                                            scratch.path("coordinator.public"), "--json"], hangGuardSeconds: 30)
+        #expect(status.output.contains(#""state":"finished""#), "\(status.output)")
+    }
+}
