@@ -14,6 +14,7 @@ public final class TrainingRun {
     private let progress: ProgressStyle
     private let resume: String?
     private let coordinator: String?
+    private let coordinatorTimeout: Double
     private var client: CoordinatorClient?
 
     /// Prepares a run.
@@ -22,7 +23,10 @@ public final class TrainingRun {
     ///   - progress: How rank 0 shows progress.
     ///   - resume: A checkpoint path, or `latest` for the newest in the run directory, or nil.
     ///   - coordinator: The coordinator's address (`tcp://HOST:PORT`), or nil to plan in-process.
-    public init(config: TrainingConfig, progress: ProgressStyle, resume: String? = nil, coordinator: String? = nil) {
+    ///   - coordinatorTimeout: Seconds to keep trying to reach the coordinator at start.
+    public init(config: TrainingConfig, progress: ProgressStyle, resume: String? = nil, coordinator: String? = nil,
+                coordinatorTimeout: Double = 30) {
+        self.coordinatorTimeout = coordinatorTimeout
         self.config = config
         self.progress = progress
         self.resume = resume
@@ -91,7 +95,7 @@ public final class TrainingRun {
                 }
                 serverKey = text.trimmingCharacters(in: .whitespacesAndNewlines)
             }
-            let connected = try CoordinatorClient(address: coordinator, hello: hello, serverKey: serverKey)
+            let connected = try CoordinatorClient(address: coordinator, hello: hello, timeout: coordinatorTimeout, serverKey: serverKey)
             client = connected
             planSource = CoordinatorPlanSource(client: connected)
             if isLeader { printer.line("thaw: coordinator \(coordinator), run \(connected.runID)") }

@@ -25,13 +25,17 @@ struct TrainCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Take plans from the coordinator at this address and report to it.", valueName: "tcp://host:port"))
     var coordinator: String?
 
+    @Option(help: "Seconds to keep trying to reach the coordinator at start before giving up.")
+    var coordinatorTimeout: Double = 30
+
     func run() throws {
         do {
             let configuration = try TrainingConfig.load(path: config, overrides: overrides)
             guard let style = ProgressStyle(rawValue: progress) else {
                 throw ValidationError("--progress: expected one of \(ProgressStyle.allCases.map(\.rawValue).joined(separator: ", ")), got '\(progress)'")
             }
-            try TrainingRun(config: configuration, progress: style, resume: resume, coordinator: coordinator).execute()
+            try TrainingRun(config: configuration, progress: style, resume: resume, coordinator: coordinator,
+                            coordinatorTimeout: coordinatorTimeout).execute()
         } catch let error as ConfigError {
             throw ValidationError(error.description)
         }

@@ -316,3 +316,16 @@ final class CoordinatorProcess {
         #expect(object.keys.contains("bytes_exchanged_per_step"))
     }
 }
+
+@Suite struct UnreachableCoordinatorTests {
+    @Test func workersGiveUpWithAClearMessage() throws {
+        let scratch = try ScratchRun()
+        let config = try scratch.writeConfig(name: "alone", extra: "training: {epochs: 1}")
+        let started = Date()
+        // Port 9 (discard) on loopback: nothing answers ZeroMQ there.
+        let run = try runTraining(config: config, ranks: 2, extraArguments: ["--coordinator", "tcp://127.0.0.1:9", "--coordinator-timeout", "2"])
+        #expect(run.exitCode != 0)
+        #expect(run.output.contains("cannot reach the coordinator at tcp://127.0.0.1:9"), "\(run.output)")
+        #expect(Date().timeIntervalSince(started) < 60)
+    }
+}
