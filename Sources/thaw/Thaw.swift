@@ -7,5 +7,6 @@ struct Thaw: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "thaw",
         abstract: "Distributed transfer learning: fine-tune pretrained networks with progressive unfreezing.",
-        subcommands: [TrainCommand.self, ModelsCommand.self, BenchCommand.self, SelfTestCollectiveCommand.self])
+        subcommands: [TrainCommand.self, ModelsCommand.self, BenchCommand.self, SelfTestCollectiveCommand.self,
+                      ConvertTorchCommand.self, InspectCommand.self])
 }
