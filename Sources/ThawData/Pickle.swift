@@ -8,15 +8,29 @@
 // tuples, numbers, strings, storage references (from persistent ids) and tensor references.
 // Every read is bounds-checked, every opcode consumes at least one byte (so it always ends), and
 // collection sizes are bounded by the input's length.
+//
+// Note: bounded nesting. Values nest at most `maximumDepth` deep, so that neither walking nor freeing
+// them can exhaust the stack. A list or dict is sealed when it is put inside another container and
+// may not change afterwards (pickle fills a container before nesting it; only self-referencing
+// structures, which state dicts never contain, would need more), so each container's depth is known
+// when it is nested and no cycles can form.
 
 /// A mutable list shared between the stack and the memo, as in Python.
 final class PickleList {
     var items: [PickleValue] = []
+    /// Nesting depth (see "Note: bounded nesting").
+    var depth = 1
+    /// Set once the list is inside another container; it may not change after that.
+    var sealed = false
 }
 
 /// A mutable dict shared between the stack and the memo; entries keep their insertion order.
 final class PickleDict {
     var entries: [(key: PickleValue, value: PickleValue)] = []
+    /// Nesting depth (see "Note: bounded nesting").
+    var depth = 1
+    /// Set once the dict is inside another container; it may not change after that.
+    var sealed = false
 }
 
 /// The globals the unpickler accepts.
@@ -70,12 +84,22 @@ indirect enum PickleValue {
     case bigInt([UInt8])
     case float(Double)
     case string(String)
-    case tuple([PickleValue])
+    case tuple([PickleValue], depth: Int)
     case list(PickleList)
     case dict(PickleDict)
     case global(PickleGlobal)
     case storage(TorchStorageReference)
     case tensor(TorchTensorReference)
+
+    /// How deeply containers nest in this value (0 for a scalar).
+    var depth: Int {
+        switch self {
+        case .tuple(_, let depth): return depth
+        case .list(let list): return list.depth
+        case .dict(let dict): return dict.depth
+        default: return 0
+        }
+    }
 
     /// A short name of the value's kind, for errors.
     var kindName: String {
@@ -105,6 +129,9 @@ struct RestrictedUnpickler {
     let file: String
     /// Turns a persistent id (the tuple BINPERSID pops) into a value.
     let persistentLoad: (PickleValue) throws(DataError) -> PickleValue
+
+    /// The deepest nesting of containers accepted.
+    static let maximumDepth = 64
 
     private var stack: [PickleValue] = []
     private var marks: [Int] = []
@@ -183,7 +210,7 @@ struct RestrictedUnpickler {
                 return stack[0]
             case 0x7D: stack.append(.dict(PickleDict()))  // EMPTY_DICT
             case 0x5D: stack.append(.list(PickleList()))  // EMPTY_LIST
-            case 0x29: stack.append(.tuple([]))  // EMPTY_TUPLE
+            case 0x29: stack.append(.tuple([], depth: 1))  // EMPTY_TUPLE
             case 0x28: marks.append(stack.count)  // MARK
             case 0x58: stack.append(.string(try readString(lengthBytes: 4)))  // BINUNICODE
             case 0x8C: stack.append(.string(try readString(lengthBytes: 1)))  // SHORT_BINUNICODE
@@ -216,37 +243,48 @@ struct RestrictedUnpickler {
             case 0x4E: stack.append(.none)  // NONE
             case 0x88: stack.append(.bool(true))  // NEWTRUE
             case 0x89: stack.append(.bool(false))  // NEWFALSE
-            case 0x74: stack.append(.tuple(try popToMark()))  // TUPLE
-            case 0x85: stack.append(.tuple([try pop()]))  // TUPLE1
+            case 0x74: stack.append(try tuple(try popToMark()))  // TUPLE
+            case 0x85: stack.append(try tuple([try pop()]))  // TUPLE1
             case 0x86:  // TUPLE2
                 let second = try pop(), first = try pop()
-                stack.append(.tuple([first, second]))
+                stack.append(try tuple([first, second]))
             case 0x87:  // TUPLE3
                 let third = try pop(), second = try pop(), first = try pop()
-                stack.append(.tuple([first, second, third]))
+                stack.append(try tuple([first, second, third]))
             case 0x6C:  // LIST
                 let list = PickleList()
                 list.items = try popToMark()
+                list.depth = try nest(list.items)
                 stack.append(.list(list))
             case 0x64:  // DICT
                 let dict = PickleDict()
-                try Self.pairs(try popToMark(), into: dict, error: error)
+                let items = try popToMark()
+                dict.depth = try nest(items)
+                try Self.pairs(items, into: dict, error: error)
                 stack.append(.dict(dict))
             case 0x73:  // SETITEM
                 let value = try pop(), key = try pop()
                 guard case .dict(let dict) = try top() else { throw error("SETITEM on a \(try top().kindName), not a dict") }
+                dict.depth = max(dict.depth, try nest([key, value]))
+                try checkUnsealed(dict.sealed)
                 dict.entries.append((key, value))
             case 0x75:  // SETITEMS
                 let items = try popToMark()
                 guard case .dict(let dict) = try top() else { throw error("SETITEMS on a \(try top().kindName), not a dict") }
+                dict.depth = max(dict.depth, try nest(items))
+                try checkUnsealed(dict.sealed)
                 try Self.pairs(items, into: dict, error: error)
             case 0x61:  // APPEND
                 let value = try pop()
                 guard case .list(let list) = try top() else { throw error("APPEND on a \(try top().kindName), not a list") }
+                list.depth = max(list.depth, try nest([value]))
+                try checkUnsealed(list.sealed)
                 list.items.append(value)
             case 0x65:  // APPENDS
                 let items = try popToMark()
                 guard case .list(let list) = try top() else { throw error("APPENDS on a \(try top().kindName), not a list") }
+                list.depth = max(list.depth, try nest(items))
+                try checkUnsealed(list.sealed)
                 list.items += items
             case 0x63:  // GLOBAL: "module\nname\n"
                 let module = try readLine(), name = try readLine()
@@ -258,7 +296,7 @@ struct RestrictedUnpickler {
                 stack.append(try persistentLoad(try pop()))
             case 0x52:  // REDUCE
                 let arguments = try pop(), callable = try pop()
-                guard case .global(let global) = callable, case .tuple(let items) = arguments else {
+                guard case .global(let global) = callable, case .tuple(let items, _) = arguments else {
                     throw error("REDUCE of a \(callable.kindName) with a \(arguments.kindName); only allowed globals can be called")
                 }
                 stack.append(try call(global, items))
@@ -269,6 +307,28 @@ struct RestrictedUnpickler {
                 throw error("opcode 0x" + (opcode < 16 ? "0" : "") + String(opcode, radix: 16) + Self.opcodeName(opcode) + " is not allowed in a state dict; Thaw refuses to interpret it", .unsupported)
             }
         }
+    }
+
+    /// A tuple of `items` (sealing them), refused if it would nest too deeply.
+    private func tuple(_ items: [PickleValue]) throws(DataError) -> PickleValue {
+        .tuple(items, depth: try nest(items))
+    }
+
+    /// Seals the lists and dicts among `children` and returns the depth of a container holding them.
+    private func nest(_ children: [PickleValue]) throws(DataError) -> Int {
+        var depth = 0
+        for child in children {
+            if case .list(let list) = child { list.sealed = true }
+            if case .dict(let dict) = child { dict.sealed = true }
+            depth = max(depth, child.depth)
+        }
+        guard depth < Self.maximumDepth else { throw error("values nest deeper than \(Self.maximumDepth)", .unsupported) }
+        return depth + 1
+    }
+
+    /// Refuses to change a container that is already inside another one (see "Note: bounded nesting").
+    private func checkUnsealed(_ sealed: Bool) throws(DataError) {
+        guard !sealed else { throw error("a list or dict is changed after being nested (self-referencing structures are not supported)", .unsupported) }
     }
 
     private static func pairs(_ items: [PickleValue], into dict: PickleDict, error: (String, DataError.Kind) -> DataError) throws(DataError) {
@@ -291,8 +351,9 @@ struct RestrictedUnpickler {
             if let first = arguments.first {
                 // OrderedDict(iterable of pairs)
                 guard arguments.count == 1, case .list(let list) = first else { throw error("OrderedDict called with unexpected arguments") }
+                dict.depth = list.depth
                 for item in list.items {
-                    guard case .tuple(let pair) = item, pair.count == 2 else { throw error("OrderedDict item is not a pair") }
+                    guard case .tuple(let pair, _) = item, pair.count == 2 else { throw error("OrderedDict item is not a pair") }
                     dict.entries.append((pair[0], pair[1]))
                 }
             }
@@ -301,7 +362,7 @@ struct RestrictedUnpickler {
             // (storage, storage_offset, size, stride[, requires_grad, backward_hooks[, metadata]])
             let allowedCounts = global == .rebuildTensor ? [4] : [6, 7]
             guard allowedCounts.contains(arguments.count), case .storage(let storage) = arguments[0], case .int(let offset) = arguments[1],
-                  case .tuple(let sizes) = arguments[2], case .tuple(let strides) = arguments[3] else {
+                  case .tuple(let sizes, _) = arguments[2], case .tuple(let strides, _) = arguments[3] else {
                 throw error("tensor rebuild called with unexpected arguments")
             }
             let shape = try integers(sizes, "size"), steps = try integers(strides, "stride")

@@ -69,7 +69,7 @@ public struct TorchCheckpoint: Sendable {
 
         /// Turns a persistent id tuple into a storage value, checking it and recording it.
         func load(_ id: PickleValue, legacy: Bool, file: String) throws(DataError) -> PickleValue {
-            guard case .tuple(let items) = id, items.count == (legacy ? 6 : 5), case .string("storage") = items[0],
+            guard case .tuple(let items, _) = id, items.count == (legacy ? 6 : 5), case .string("storage") = items[0],
                   case .global(.storageType(let type)) = items[1], case .string(let key) = items[2], case .string = items[3],
                   case .int(let count) = items[4], count >= 0, count <= Int.max / 16 else {
                 throw DataError(file: file, kind: .badHeader, detail: "persistent id is not ('storage', <storage type>, key, location, element count)")

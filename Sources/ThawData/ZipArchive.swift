@@ -120,7 +120,7 @@ struct ZipArchive {
 
     /// The uncompressed bytes of an entry, checked against its CRC-32. Stored entries are handed out in
     /// place (valid while the archive's storage lives); deflated ones are inflated into a temporary buffer.
-    func withContents<Result>(of entry: ZipEntry, _ body: (UnsafeRawBufferPointer) throws(DataError) -> Result) throws(DataError) -> Result {
+    func withContents<Value>(of entry: ZipEntry, _ body: (UnsafeRawBufferPointer) throws(DataError) -> Value) throws(DataError) -> Value {
         let bytes = storage.bytes
         func bad(_ detail: String, _ kind: DataError.Kind = .badHeader) -> DataError { DataError(file: file, kind: kind, detail: "zip entry '\(entry.name)': \(detail)") }
         guard entry.flags & 1 == 0 else { throw bad("is encrypted", .unsupported) }
@@ -138,10 +138,12 @@ struct ZipArchive {
             // Deflate expands at most ~1032:1; a larger claim is a damaged (or hostile) header.
             guard entry.uncompressedSize <= entry.compressedSize * 1032 + 1024 else { throw bad("claims \(entry.uncompressedSize) bytes from \(entry.compressedSize) compressed") }
             let inflated = try Self.inflateRaw(compressed, expected: entry.uncompressedSize, error: bad)
-            let matches = inflated.withUnsafeBytes { Self.crc32($0) == entry.crc }
-            guard matches else { throw bad("CRC-32 mismatch (the archive is damaged)", .corruptCompression) }
-            let copy = MappedFile(copying: inflated)
-            return try body(copy.bytes)
+            var outcome: Result<Value, DataError> = .failure(bad("CRC-32 mismatch (the archive is damaged)", .corruptCompression))
+            inflated.withUnsafeBytes { raw in
+                guard Self.crc32(raw) == entry.crc else { return }
+                do throws(DataError) { outcome = .success(try body(raw)) } catch { outcome = .failure(error) }
+            }
+            return try outcome.get()
         default:
             throw bad("compression method \(entry.method) is not supported (only stored and deflate)", .unsupported)
         }

@@ -69,7 +69,7 @@ import Testing
         #expect(result.failed > Self.iterations / 2 && result.parsed > 0)
     }
 
-    @Test(.timeLimit(.minutes(1)), arguments: ["tiny_zip.pth", "tiny_zip_protocol4.pth", "tiny_legacy.pth"])
+    @Test(.timeLimit(.minutes(1)), arguments: ["tiny_zip.pth", "tiny_zip_protocol4.pth", "tiny_zip_deflated.pth", "tiny_legacy.pth"])
     func mutatedTorchCheckpointsNeverCrash(fixture: String) throws {
         let seed = try Self.fixtureBytes(fixture)
         #expect(try TorchCheckpoint.parse(seed, file: "seed").names.count == 18)

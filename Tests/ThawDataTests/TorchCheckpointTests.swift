@@ -19,7 +19,8 @@ import Testing
         }.sorted { $0.index < $1.index }.map { ($0.name, $0.shape, $0.data, $0.dtype) }
     }
 
-    @Test(arguments: [("tiny_zip.pth", TorchCheckpoint.Format.zip), ("tiny_zip_protocol4.pth", .zip), ("tiny_legacy.pth", .legacy)])
+    @Test(arguments: [("tiny_zip.pth", TorchCheckpoint.Format.zip), ("tiny_zip_protocol4.pth", .zip), ("tiny_zip_deflated.pth", .zip),
+                      ("tiny_legacy.pth", .legacy)])
     func readsTorchSaveFixturesExactly(file: String, format: TorchCheckpoint.Format) throws {
         let expected = try Self.expectedTiny()
         let checkpoint = try TorchCheckpoint.read(Support.fixture(file))
@@ -69,6 +70,8 @@ import Testing
             ("BINBYTES", [0x43, 1, 0x41, 0x2E], "SHORT_BINBYTES"),
             ("reduce of a non-global", [0x7D, 0x29, 0x52, 0x2E], "REDUCE"),
             ("storage called", global("torch", "FloatStorage") + [0x29, 0x52, 0x2E], "storage type"),
+            ("deep nesting", [0x4E] + [UInt8](repeating: 0x85, count: 100_000) + [0x2E], "deeper than 64"),
+            ("self reference", [0x5D, 0x71, 0, 0x68, 0, 0x61, 0x2E], "after being nested"),
         ]
         for (label, pickle, mentions) in cases {
             let error = try #require(throws: DataError.self, "\(label)") {
