@@ -3,138 +3,577 @@
 // Layout: 8-byte little-endian header length N, then N bytes of JSON
 // {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, "__metadata__": {..}},
 // then the raw little-endian tensor bytes, offsets relative to the end of the header.
-// Everything from the file is validated before use; errors name the file and the tensor.
+//
+// Note: what a valid file is. Thaw trusts nothing in a file before checking it, and follows the
+// reference implementation (huggingface/safetensors) where the format text leaves room:
+//  1. N fits in the file and is at most 100 MB; the header starts with `{` and is one strict JSON
+//     object (UTF-8, no duplicate keys, nothing but whitespace after it).
+//  2. `__metadata__`, if present, maps strings to strings.
+//  3. Every other key is a tensor: an object with exactly `dtype` (a safetensors dtype), `shape`
+//     (non-negative integers) and `data_offsets` (two integers, begin <= end).
+//  4. end - begin == product(shape) * size(dtype), without overflow.
+//  5. Sorted by begin, the tensors tile the data region exactly: the first begins at 0, each begins
+//     where the previous ended (no gaps, no overlaps) and the last ends at the end of the file.
+//     The format requires the byte buffer to be fully indexed, so trailing or unclaimed bytes are
+//     an error, as they are in the reference implementation.
+// Thaw is stricter than the reference in two places: a name used twice is an error (the reference
+// silently keeps the last), and so is an unknown key in a tensor entry.
+// Files are memory-mapped; a tensor is decoded from the mapped bytes only when asked for.
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
-/// One tensor read from a safetensors file, converted to Float.
+/// One tensor read from a weight file, converted to Float.
 public struct SafeTensor: Sendable, Equatable {
     /// The tensor's shape.
     public var shape: [Int]
     /// The values, row-major.
     public var values: [Float]
-    /// The dtype in the file (`F32`, `F16`, `BF16`, `F64`).
+    /// The element type in the file, as safetensors names it (`F32`, `F16`, `BF16`, `F64`, `I64`, ...).
     public var dtype: String
+
+    /// Creates a tensor.
+    public init(shape: [Int], values: [Float], dtype: String = "F32") {
+        self.shape = shape
+        self.values = values
+        self.dtype = dtype
+    }
+}
+
+/// Where one tensor lives in a safetensors file, as its validated header says.
+public struct SafeTensorInfo: Sendable, Equatable {
+    /// The tensor's name.
+    public var name: String
+    /// The dtype as written in the file (`F32`, `BF16`, `I64`, ...).
+    public var dtype: String
+    /// The tensor's shape.
+    public var shape: [Int]
+    /// The number of elements: the product of `shape`.
+    public var elementCount: Int
+    /// The tensor's bytes, as offsets from the start of the file.
+    public var fileByteRange: Range<Int>
+}
+
+/// A safetensors file whose header has been read and validated; tensors are decoded on demand from
+/// the memory-mapped file, one at a time.
+public final class SafeTensorsFile: @unchecked Sendable {  // immutable after init
+    /// The file's path (or the name given for in-memory bytes), used in errors.
+    public let path: String
+    /// The tensor names in file order (by data offset).
+    public let names: [String]
+    /// The `__metadata__` strings (empty if the file has none).
+    public let metadata: [String: String]
+    private let infos: [String: SafeTensorInfo]
+    private let storage: MappedFile
+
+    /// The most header bytes accepted (the reference implementation's limit).
+    public static let maximumHeaderLength = 100_000_000
+
+    /// Maps a file and validates its header (no tensor data is decoded).
+    /// - Throws: ``DataError`` naming the file and, where it applies, the tensor.
+    public convenience init(path: String) throws(DataError) {
+        try self.init(storage: MappedFile(path: path), file: path)
+    }
+
+    /// Validates in-memory safetensors bytes (they are copied once).
+    /// - Parameters:
+    ///   - bytes: The whole file.
+    ///   - file: A name for errors.
+    public convenience init(bytes: some Collection<UInt8>, file: String) throws(DataError) {
+        try self.init(storage: MappedFile(copying: bytes), file: file)
+    }
+
+    init(storage: MappedFile, file: String) throws(DataError) {
+        self.path = file
+        self.storage = storage
+        let bytes = storage.bytes
+        guard bytes.count >= 8, let base = bytes.baseAddress else {
+            throw DataError(file: file, kind: .truncated, detail: "file is \(bytes.count) bytes; the header length alone needs 8")
+        }
+        let headerLength = UInt64(littleEndian: base.loadUnaligned(as: UInt64.self))
+        guard headerLength <= UInt64(bytes.count - 8) else {
+            throw DataError(file: file, kind: .truncated, detail: "header length \(headerLength) exceeds the \(bytes.count - 8) bytes after it")
+        }
+        guard headerLength <= UInt64(Self.maximumHeaderLength) else {
+            throw DataError(file: file, kind: .badHeader, detail: "header length \(headerLength) exceeds the limit of \(Self.maximumHeaderLength) bytes")
+        }
+        let dataStart = 8 + Int(headerLength)
+        let dataLength = bytes.count - dataStart
+        let headerBytes = UnsafeRawBufferPointer(rebasing: bytes[8..<dataStart])
+        guard headerBytes.first == UInt8(ascii: "{") else {
+            throw DataError(file: file, kind: .badHeader, detail: "the header does not start with '{'")
+        }
+        let header: [(key: String, value: JSONValue)]
+        do throws(JSONParser.Failure) {
+            var parser = JSONParser(bytes: headerBytes)
+            guard case .object(let members) = try parser.parseDocument() else { throw JSONParser.Failure(reason: "not an object", offset: 0) }
+            header = members
+        } catch {
+            throw DataError(file: file, kind: .badHeader, detail: "the header is not a valid JSON object: \(error.reason) at header byte \(error.offset)")
+        }
+
+        var metadata: [String: String] = [:]
+        var entries: [SafeTensorInfo] = []
+        for (name, value) in header {
+            if name == "__metadata__" {
+                guard case .object(let members) = value else {
+                    throw DataError(file: file, kind: .badHeader, detail: "__metadata__ must be an object mapping strings to strings")
+                }
+                for (key, item) in members {
+                    guard case .string(let text) = item else {
+                        throw DataError(file: file, kind: .badHeader, detail: "__metadata__ value of '\(key)' is not a string")
+                    }
+                    metadata[key] = text
+                }
+                continue
+            }
+            entries.append(try Self.validateEntry(name: name, value: value, dataStart: dataStart, file: file))
+        }
+        entries.sort { ($0.fileByteRange.lowerBound, $0.fileByteRange.upperBound) < ($1.fileByteRange.lowerBound, $1.fileByteRange.upperBound) }
+        var position = dataStart
+        for entry in entries {
+            let range = entry.fileByteRange
+            if range.lowerBound < position {
+                throw DataError(file: file, kind: .badHeader, detail: "tensor '\(entry.name)' data_offsets [\(range.lowerBound - dataStart), \(range.upperBound - dataStart)] overlap the tensor before it")
+            }
+            if range.lowerBound > position {
+                throw DataError(file: file, kind: .badHeader, detail: "tensor '\(entry.name)' begins at data byte \(range.lowerBound - dataStart), leaving bytes \(position - dataStart)..<\(range.lowerBound - dataStart) unclaimed (the data region must be fully indexed)")
+            }
+            position = range.upperBound
+        }
+        if position - dataStart != dataLength {
+            let detail = position - dataStart > dataLength
+                ? "the tensors need \(position - dataStart) data bytes but the file has \(dataLength)"
+                : "\(dataLength - (position - dataStart)) bytes after the last tensor are not claimed by any tensor (the data region must be fully indexed)"
+            throw DataError(file: file, kind: position - dataStart > dataLength ? .truncated : .sizeMismatch, detail: detail)
+        }
+        self.names = entries.map(\.name)
+        self.metadata = metadata
+        self.infos = Dictionary(entries.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Checks one tensor entry of the header (rules 3 and 4 of the note above).
+    private static func validateEntry(name: String, value: JSONValue, dataStart: Int, file: String) throws(DataError) -> SafeTensorInfo {
+        func bad(_ detail: String, _ kind: DataError.Kind = .badHeader) -> DataError {
+            DataError(file: file, kind: kind, detail: "tensor '\(name)': \(detail)")
+        }
+        guard case .object(let members) = value else { throw bad("the entry is not an object") }
+        var dtype: String?
+        var shapeValue: JSONValue?
+        var offsetsValue: JSONValue?
+        for (key, item) in members {
+            switch key {
+            case "dtype":
+                guard case .string(let text) = item else { throw bad("dtype is not a string") }
+                dtype = text
+            case "shape": shapeValue = item
+            case "data_offsets": offsetsValue = item
+            default: throw bad("unexpected key '\(key)' (entries have exactly dtype, shape and data_offsets)")
+            }
+        }
+        guard let dtype, let shapeValue, let offsetsValue else { throw bad("needs dtype, shape and data_offsets") }
+        guard let size = ElementType.safetensorsByteCounts[dtype] else { throw bad("unknown dtype '\(dtype)'", .unsupported) }
+        guard case .array(let shapeItems) = shapeValue else { throw bad("shape is not an array") }
+        var shape: [Int] = []
+        var count = 1
+        for item in shapeItems {
+            guard case .integer(let extent?) = item, extent >= 0 else { throw bad("shape \(shapeValue) has an entry that is not a non-negative integer") }
+            let (product, overflow) = count.multipliedReportingOverflow(by: extent)
+            guard !overflow, product <= Int(Int32.max) * 64 else { throw bad("shape \(shapeValue) has too many elements") }
+            shape.append(extent)
+            count = product
+        }
+        guard case .array(let offsetItems) = offsetsValue, offsetItems.count == 2,
+              case .integer(let begin?) = offsetItems[0], case .integer(let end?) = offsetItems[1], begin >= 0, begin <= end else {
+            throw bad("data_offsets \(offsetsValue) are not two integers 0 <= begin <= end")
+        }
+        guard end <= Int.max - dataStart else { throw bad("data_offsets \(offsetsValue) are out of range", .truncated) }
+        guard end - begin == count * size else {
+            throw bad("\(dtype) \(shape) needs \(count * size) bytes but data_offsets [\(begin), \(end)] span \(end - begin)", .sizeMismatch)
+        }
+        return SafeTensorInfo(name: name, dtype: dtype, shape: shape, elementCount: count, fileByteRange: (dataStart + begin)..<(dataStart + end))
+    }
+
+    /// Where the named tensor is, its dtype and shape.
+    /// - Throws: ``DataError`` `.badValue` if the file has no such tensor.
+    public func info(_ name: String) throws(DataError) -> SafeTensorInfo {
+        guard let info = infos[name] else {
+            throw DataError(file: path, kind: .badValue, detail: "no tensor '\(name)' in the file", hint: "it has \(names.count) tensors: \(names.prefix(5).joined(separator: ", "))\(names.count > 5 ? ", ..." : "")")
+        }
+        return info
+    }
+
+    /// Decodes the named tensor's values to Float, straight from the mapped bytes.
+    /// - Throws: ``DataError`` if there is no such tensor or its dtype cannot be converted (8-bit floats).
+    public func values(_ name: String) throws(DataError) -> [Float] {
+        let info = try info(name)
+        guard let type = ElementType(rawValue: info.dtype) else {
+            throw DataError(file: path, kind: .unsupported, detail: "tensor '\(name)' has dtype \(info.dtype); Thaw converts F32, F16, BF16, F64 and integer types")
+        }
+        guard info.elementCount > 0, let base = storage.bytes.baseAddress else { return [] }
+        return type.decodeArray(base + info.fileByteRange.lowerBound, count: info.elementCount)
+    }
+
+    /// The named tensor with its shape, dtype and values.
+    public func tensor(_ name: String) throws(DataError) -> SafeTensor {
+        let info = try info(name)
+        return SafeTensor(shape: info.shape, values: try values(name), dtype: info.dtype)
+    }
+
+    /// Decodes every tensor.
+    public func allTensors() throws(DataError) -> [String: SafeTensor] {
+        var tensors: [String: SafeTensor] = [:]
+        for name in names { tensors[name] = try tensor(name) }
+        return tensors
+    }
 }
 
 /// Reads and writes safetensors files.
 public enum SafeTensors {
-    /// Bytes per element of each readable dtype.
-    static let elementSizes = ["F32": 4, "F16": 2, "BF16": 2, "F64": 8]
-
     /// Writes named F32 tensors (in the given order) and optional string metadata, atomically:
     /// a temporary file is written and renamed over `path`.
+    /// - Throws: ``DataError`` on duplicate or reserved names, shape/value-count mismatches and I/O failures.
     public static func write(_ tensors: [(name: String, shape: [Int], values: UnsafeBufferPointer<Float>)],
                              metadata: [String: String] = [:], to path: String) throws(DataError) {
-        var header: [String: Any] = [:]
-        var offset = 0
-        for tensor in tensors {
-            let count = tensor.shape.reduce(1, *)
-            guard count == tensor.values.count else {
-                throw DataError(file: path, kind: .sizeMismatch, detail: "tensor '\(tensor.name)' has shape \(tensor.shape) but \(tensor.values.count) values")
-            }
-            header[tensor.name] = ["dtype": "F32", "shape": tensor.shape, "data_offsets": [offset, offset + count * 4]]
-            offset += count * 4
-        }
-        if !metadata.isEmpty { header["__metadata__"] = metadata }
-        guard var json = try? JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]) else {
-            throw DataError(file: path, kind: .badHeader, detail: "cannot encode the header")
-        }
-        while json.count % 8 != 0 { json.append(0x20) }  // pad with spaces so the data is 8-byte aligned
-        var file = Data(capacity: 8 + json.count + offset)
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { file.append(contentsOf: $0) }
-        file.append(json)
-        for tensor in tensors { file.append(UnsafeBufferPointer(start: tensor.values.baseAddress, count: tensor.values.count)) }
-        let temporary = path + ".tmp-\(getpid())"
-        do {
-            try file.write(to: URL(fileURLWithPath: temporary))
-            if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
-            try FileManager.default.moveItem(atPath: temporary, toPath: path)
-        } catch {
-            try? FileManager.default.removeItem(atPath: temporary)
-            throw DataError(file: path, kind: .unreadable, detail: "cannot write: \(error.localizedDescription)")
-        }
+        try writeFloat32(tensors.map { tensor in
+            (name: tensor.name, shape: tensor.shape, count: tensor.values.count, bytes: { body in body(UnsafeRawBufferPointer(tensor.values)) })
+        }, metadata: metadata, to: path)
+    }
+
+    /// Writes named tensors as F32 (whatever their source dtype), in the given order, atomically.
+    public static func write(_ tensors: [(name: String, tensor: SafeTensor)], metadata: [String: String] = [:], to path: String) throws(DataError) {
+        try writeFloat32(tensors.map { item in
+            (name: item.name, shape: item.tensor.shape, count: item.tensor.values.count,
+             bytes: { body in item.tensor.values.withUnsafeBytes { body($0) } })
+        }, metadata: metadata, to: path)
     }
 
     /// Reads every tensor of a file, converting to Float.
     public static func read(_ path: String) throws(DataError) -> (tensors: [String: SafeTensor], metadata: [String: String]) {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw DataError(file: path, kind: .notFound, detail: "cannot read the file")
-        }
-        return try parse(data, file: path)
+        let file = try SafeTensorsFile(path: path)
+        return (try file.allTensors(), file.metadata)
     }
 
     /// Parses safetensors bytes, validating the header, offsets and sizes before touching any tensor data.
     public static func parse(_ data: Data, file: String) throws(DataError) -> (tensors: [String: SafeTensor], metadata: [String: String]) {
-        let bytes = [UInt8](data)
-        guard bytes.count >= 8 else { throw DataError(file: file, kind: .truncated, detail: "file is \(bytes.count) bytes; the header length alone needs 8") }
-        var headerLength: UInt64 = 0
-        for i in 0..<8 { headerLength |= UInt64(bytes[i]) << (8 * UInt64(i)) }
-        guard headerLength <= UInt64(bytes.count - 8) else {
-            throw DataError(file: file, kind: .truncated, detail: "header length \(headerLength) exceeds the \(bytes.count - 8) bytes after it")
-        }
-        let dataStart = 8 + Int(headerLength)
-        guard let object = try? JSONSerialization.jsonObject(with: Data(bytes[8..<dataStart])), let header = object as? [String: Any] else {
-            throw DataError(file: file, kind: .badHeader, detail: "the header is not a JSON object")
-        }
-        var metadata: [String: String] = [:]
-        var entries: [(name: String, dtype: String, shape: [Int], begin: Int, end: Int)] = []
-        for (name, value) in header {
-            if name == "__metadata__" {
-                guard let dictionary = value as? [String: String] else {
-                    throw DataError(file: file, kind: .badHeader, detail: "__metadata__ must map strings to strings")
-                }
-                metadata = dictionary
-                continue
-            }
-            guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
-                  let shapeValues = info["shape"] as? [Any], let offsetValues = info["data_offsets"] as? [Any], offsetValues.count == 2 else {
-                throw DataError(file: file, kind: .badHeader, detail: "tensor '\(name)' needs dtype, shape and two data_offsets")
-            }
-            let shape = try shapeValues.map { (v: Any) throws(DataError) -> Int in
-                guard let n = (v as? NSNumber)?.intValue, n >= 0, n < 1 << 40 else {
-                    throw DataError(file: file, kind: .badHeader, detail: "tensor '\(name)' has an invalid shape \(shapeValues)")
-                }
-                return n
-            }
-            let offsets = offsetValues.compactMap { ($0 as? NSNumber)?.intValue }
-            guard offsets.count == 2, offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= bytes.count - dataStart else {
-                throw DataError(file: file, kind: .badHeader, detail: "tensor '\(name)' has data_offsets \(offsetValues) outside the \(bytes.count - dataStart) data bytes")
-            }
-            guard let size = elementSizes[dtype] else {
-                throw DataError(file: file, kind: .unsupported, detail: "tensor '\(name)' has dtype \(dtype); Thaw reads F32, F16, BF16 and F64")
-            }
-            var count = 1
-            for extent in shape {
-                let (product, overflow) = count.multipliedReportingOverflow(by: extent)
-                guard !overflow, product < 1 << 40 else { throw DataError(file: file, kind: .badHeader, detail: "tensor '\(name)' shape \(shape) is too large") }
-                count = product
-            }
-            guard offsets[1] - offsets[0] == count * size else {
-                throw DataError(file: file, kind: .sizeMismatch,
-                                detail: "tensor '\(name)' (\(dtype) \(shape)) needs \(count * size) bytes but data_offsets span \(offsets[1] - offsets[0])")
-            }
-            entries.append((name, dtype, shape, offsets[0], offsets[1]))
-        }
-        entries.sort { $0.begin < $1.begin }
-        for (previous, next) in zip(entries, entries.dropFirst()) where next.begin < previous.end {
-            throw DataError(file: file, kind: .badHeader, detail: "tensors '\(previous.name)' and '\(next.name)' overlap")
-        }
-        var tensors: [String: SafeTensor] = [:]
-        for entry in entries {
-            let raw = bytes[(dataStart + entry.begin)..<(dataStart + entry.end)]
-            tensors[entry.name] = SafeTensor(shape: entry.shape, values: decode(raw, dtype: entry.dtype), dtype: entry.dtype)
-        }
-        return (tensors, metadata)
+        let parsed = try SafeTensorsFile(bytes: data, file: file)
+        return (try parsed.allTensors(), parsed.metadata)
     }
 
-    static func decode(_ raw: ArraySlice<UInt8>, dtype: String) -> [Float] {
-        raw.withUnsafeBytes { buffer -> [Float] in
-            switch dtype {
-            case "F32": return (0..<(buffer.count / 4)).map { Float(bitPattern: UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
-            case "F64": return (0..<(buffer.count / 8)).map { Float(Double(bitPattern: UInt64(littleEndian: buffer.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self)))) }
-            case "BF16": return (0..<(buffer.count / 2)).map { Float(bitPattern: UInt32(UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self))) << 16) }
-            default: return (0..<(buffer.count / 2)).map { Float(Float16(bitPattern: UInt16(littleEndian: buffer.loadUnaligned(fromByteOffset: $0 * 2, as: UInt16.self)))) }
+    private typealias Writable = (name: String, shape: [Int], count: Int, bytes: ((UnsafeRawBufferPointer) -> Bool) -> Bool)
+
+    /// The writer behind both `write` overloads: header, then each tensor's bytes streamed to disk.
+    private static func writeFloat32(_ tensors: [Writable], metadata: [String: String], to path: String) throws(DataError) {
+        var header = "{"
+        if !metadata.isEmpty {
+            header += JSONText.string("__metadata__") + ":{"
+            header += metadata.sorted { $0.key < $1.key }.map { JSONText.string($0.key) + ":" + JSONText.string($0.value) }.joined(separator: ",")
+            header += "}"
+        }
+        var offset = 0
+        var seen = Set<String>()
+        for tensor in tensors {
+            guard tensor.name != "__metadata__", seen.insert(tensor.name).inserted else {
+                throw DataError(file: path, kind: .badValue, detail: "tensor name '\(tensor.name)' is \(tensor.name == "__metadata__" ? "reserved" : "used twice")")
+            }
+            let count = tensor.shape.reduce(1, *)
+            guard tensor.shape.allSatisfy({ $0 >= 0 }), count == tensor.count else {
+                throw DataError(file: path, kind: .sizeMismatch, detail: "tensor '\(tensor.name)' has shape \(tensor.shape) but \(tensor.count) values")
+            }
+            if header.count > 1 { header += "," }
+            header += JSONText.string(tensor.name) + ":{\"dtype\":\"F32\",\"shape\":[" + tensor.shape.map(String.init).joined(separator: ",")
+                + "],\"data_offsets\":[\(offset),\(offset + count * 4)]}"
+            offset += count * 4
+        }
+        header += "}"
+        var headerBytes = Array(header.utf8)
+        while headerBytes.count % 8 != 0 { headerBytes.append(0x20) }  // spaces, so the data is 8-byte aligned
+
+        let temporary = path + ".tmp-\(getpid())"
+        guard let stream = fopen(temporary, "wb") else {
+            throw DataError(file: path, kind: .unreadable, detail: "cannot create \(temporary): \(String(cString: strerror(errno)))")
+        }
+        var length = UInt64(headerBytes.count).littleEndian
+        var ok = fwrite(&length, 8, 1, stream) == 1 && fwrite(headerBytes, 1, headerBytes.count, stream) == headerBytes.count
+        for tensor in tensors where ok {
+            ok = tensor.bytes { raw in raw.isEmpty || fwrite(raw.baseAddress, 1, raw.count, stream) == raw.count }
+        }
+        ok = fclose(stream) == 0 && ok
+        guard ok else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw DataError(file: path, kind: .unreadable, detail: "cannot write: \(reason)")
+        }
+        guard rename(temporary, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw DataError(file: path, kind: .unreadable, detail: "cannot rename the written file into place: \(reason)")
+        }
+    }
+}
+
+/// A parsed JSON value: just enough to validate a safetensors header exactly.
+enum JSONValue: CustomStringConvertible {
+    case object([(key: String, value: JSONValue)])
+    case array([JSONValue])
+    case string(String)
+    /// An integer literal (no fraction or exponent); nil if it does not fit in Int.
+    case integer(Int?)
+    /// Any other number literal.
+    case number
+    case bool(Bool)
+    case null
+
+    var description: String {
+        switch self {
+        case .object(let members): return "{" + members.map { "\(JSONText.string($0.key)): \($0.value)" }.joined(separator: ", ") + "}"
+        case .array(let items): return "[" + items.map(\.description).joined(separator: ", ") + "]"
+        case .string(let text): return JSONText.string(text)
+        case .integer(let value): return value.map(String.init) ?? "(huge integer)"
+        case .number: return "(number)"
+        case .bool(let value): return String(value)
+        case .null: return "null"
+        }
+    }
+}
+
+/// Writing JSON string literals.
+enum JSONText {
+    /// `text` as a JSON string literal, escaping quotes, backslashes and control characters.
+    static func string(_ text: String) -> String {
+        var result = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    result += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+                } else {
+                    result.unicodeScalars.append(scalar)
+                }
             }
         }
+        return result + "\""
+    }
+}
+
+/// A strict RFC 8259 JSON parser over raw bytes: rejects duplicate object keys, invalid UTF-8,
+/// lone surrogates, control characters in strings, trailing garbage and nesting deeper than 64.
+struct JSONParser {
+    /// Why parsing failed and at which byte.
+    struct Failure: Error {
+        var reason: String
+        var offset: Int
+    }
+
+    let bytes: UnsafeRawBufferPointer
+    var index = 0
+    var depth = 0
+
+    init(bytes: UnsafeRawBufferPointer) {
+        self.bytes = bytes
+    }
+
+    /// Parses one value followed only by whitespace.
+    mutating func parseDocument() throws(Failure) -> JSONValue {
+        let value = try parseValue()
+        skipWhitespace()
+        guard index == bytes.count else { throw fail("unexpected bytes after the JSON value") }
+        return value
+    }
+
+    private func fail(_ reason: String) -> Failure { Failure(reason: reason, offset: index) }
+
+    private mutating func skipWhitespace() {
+        while index < bytes.count {
+            let byte = bytes[index]
+            guard byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 else { return }
+            index += 1
+        }
+    }
+
+    private mutating func expect(_ literal: String) throws(Failure) {
+        for byte in literal.utf8 {
+            guard index < bytes.count, bytes[index] == byte else { throw fail("expected '\(literal)'") }
+            index += 1
+        }
+    }
+
+    private mutating func parseValue() throws(Failure) -> JSONValue {
+        skipWhitespace()
+        guard index < bytes.count else { throw fail("unexpected end") }
+        switch bytes[index] {
+        case UInt8(ascii: "{"): return try parseObject()
+        case UInt8(ascii: "["): return try parseArray()
+        case UInt8(ascii: "\""): return .string(try parseString())
+        case UInt8(ascii: "t"): try expect("true"); return .bool(true)
+        case UInt8(ascii: "f"): try expect("false"); return .bool(false)
+        case UInt8(ascii: "n"): try expect("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try parseNumber()
+        default: throw fail("unexpected character")
+        }
+    }
+
+    private mutating func enter() throws(Failure) {
+        depth += 1
+        guard depth <= 64 else { throw fail("nested deeper than 64") }
+    }
+
+    private mutating func parseObject() throws(Failure) -> JSONValue {
+        try enter()
+        index += 1
+        var members: [(key: String, value: JSONValue)] = []
+        var keys = Set<String>()
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+            index += 1
+            depth -= 1
+            return .object(members)
+        }
+        while true {
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+            let keyOffset = index
+            let key = try parseString()
+            guard keys.insert(key).inserted else { throw Failure(reason: "duplicate key \(JSONText.string(key))", offset: keyOffset) }
+            skipWhitespace()
+            try expect(":")
+            members.append((key, try parseValue()))
+            skipWhitespace()
+            guard index < bytes.count else { throw fail("unterminated object") }
+            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+            guard bytes[index] == UInt8(ascii: "}") else { throw fail("expected ',' or '}'") }
+            index += 1
+            depth -= 1
+            return .object(members)
+        }
+    }
+
+    private mutating func parseArray() throws(Failure) -> JSONValue {
+        try enter()
+        index += 1
+        var items: [JSONValue] = []
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+            index += 1
+            depth -= 1
+            return .array(items)
+        }
+        while true {
+            items.append(try parseValue())
+            skipWhitespace()
+            guard index < bytes.count else { throw fail("unterminated array") }
+            if bytes[index] == UInt8(ascii: ",") { index += 1; continue }
+            guard bytes[index] == UInt8(ascii: "]") else { throw fail("expected ',' or ']'") }
+            index += 1
+            depth -= 1
+            return .array(items)
+        }
+    }
+
+    private mutating func parseHex4() throws(Failure) -> UInt32 {
+        guard index + 4 <= bytes.count else { throw fail("truncated \\u escape") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let byte = bytes[index]
+            let digit: UInt32
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - UInt8(ascii: "a") + 10)
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - UInt8(ascii: "A") + 10)
+            default: throw fail("bad hex digit in \\u escape")
+            }
+            value = value * 16 + digit
+            index += 1
+        }
+        return value
+    }
+
+    private mutating func parseString() throws(Failure) -> String {
+        index += 1  // the opening quote
+        var utf8: [UInt8] = []
+        while true {
+            guard index < bytes.count else { throw fail("unterminated string") }
+            let byte = bytes[index]
+            index += 1
+            switch byte {
+            case UInt8(ascii: "\""):
+                guard let text = String(validating: utf8, as: UTF8.self) else { throw fail("string is not valid UTF-8") }
+                return text
+            case UInt8(ascii: "\\"):
+                guard index < bytes.count else { throw fail("unterminated escape") }
+                let escape = bytes[index]
+                index += 1
+                switch escape {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): utf8.append(escape)
+                case UInt8(ascii: "b"): utf8.append(0x08)
+                case UInt8(ascii: "f"): utf8.append(0x0C)
+                case UInt8(ascii: "n"): utf8.append(0x0A)
+                case UInt8(ascii: "r"): utf8.append(0x0D)
+                case UInt8(ascii: "t"): utf8.append(0x09)
+                case UInt8(ascii: "u"):
+                    var code = try parseHex4()
+                    if (0xD800..<0xDC00).contains(code) {
+                        guard index + 2 <= bytes.count, bytes[index] == UInt8(ascii: "\\"), bytes[index + 1] == UInt8(ascii: "u") else {
+                            throw fail("lone surrogate in \\u escape")
+                        }
+                        index += 2
+                        let low = try parseHex4()
+                        guard (0xDC00..<0xE000).contains(low) else { throw fail("bad surrogate pair") }
+                        code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    guard let scalar = Unicode.Scalar(code) else { throw fail("lone surrogate in \\u escape") }
+                    utf8.append(contentsOf: String(Character(scalar)).utf8)
+                default: throw fail("bad escape")
+                }
+            case 0..<0x20: throw fail("control character in string")
+            default: utf8.append(byte)
+            }
+        }
+    }
+
+    private mutating func parseNumber() throws(Failure) -> JSONValue {
+        let negative = bytes[index] == UInt8(ascii: "-")
+        if negative { index += 1 }
+        func isDigit(_ i: Int) -> Bool { i < bytes.count && (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[i]) }
+        guard isDigit(index) else { throw fail("expected a digit") }
+        var value: Int? = 0
+        if bytes[index] == UInt8(ascii: "0") {
+            index += 1
+            guard !isDigit(index) else { throw fail("leading zero in a number") }
+        } else {
+            while isDigit(index) {
+                let digit = Int(bytes[index] - UInt8(ascii: "0"))
+                if let current = value {
+                    let (times, o1) = current.multipliedReportingOverflow(by: 10)
+                    let (sum, o2) = times.addingReportingOverflow(digit)
+                    value = o1 || o2 ? nil : sum
+                }
+                index += 1
+            }
+        }
+        var isInteger = true
+        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+            index += 1
+            guard isDigit(index) else { throw fail("expected a digit after '.'") }
+            while isDigit(index) { index += 1 }
+            isInteger = false
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+            index += 1
+            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") { index += 1 }
+            guard isDigit(index) else { throw fail("expected a digit in the exponent") }
+            while isDigit(index) { index += 1 }
+            isInteger = false
+        }
+        guard isInteger else { return .number }
+        return .integer(value.map { negative ? -$0 : $0 })
     }
 }

@@ -7,6 +7,7 @@ struct Thaw: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "thaw",
         abstract: "Distributed transfer learning: fine-tune pretrained networks with progressive unfreezing.",
-        subcommands: [TrainCommand.self, CoordinatorCommand.self, StatusCommand.self, ControlCommand.self, KeygenCommand.self, ModelsCommand.self, BenchCommand.self,
+        subcommands: [TrainCommand.self, CoordinatorCommand.self, StatusCommand.self, ControlCommand.self, KeygenCommand.self,
+                      ConvertTorchCommand.self, InspectCommand.self, ModelsCommand.self, BenchCommand.self,
                       SelfTestCollectiveCommand.self])
 }
