@@ -234,7 +234,7 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
 /// Reads and writes safetensors files.
 public enum SafeTensors {
     /// Writes named F32 tensors (in the given order) and optional string metadata, atomically:
-    /// a temporary file is written and renamed over `path`.
+    /// a temporary file is written, fsynced and renamed over `path`.
     /// - Throws: ``DataError`` on duplicate or reserved names, shape/value-count mismatches and I/O failures.
     public static func write(_ tensors: [(name: String, shape: [Int], values: UnsafeBufferPointer<Float>)],
                              metadata: [String: String] = [:], to path: String) throws(DataError) {
@@ -301,6 +301,8 @@ public enum SafeTensors {
         for tensor in tensors where ok {
             ok = tensor.bytes { raw in raw.isEmpty || fwrite(raw.baseAddress, 1, raw.count, stream) == raw.count }
         }
+        // Flush to the disk before the rename, so a crash never leaves a renamed but empty file.
+        ok = ok && fflush(stream) == 0 && fsync(fileno(stream)) == 0
         ok = fclose(stream) == 0 && ok
         guard ok else {
             let reason = String(cString: strerror(errno))
