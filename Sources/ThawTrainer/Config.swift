@@ -268,11 +268,16 @@ public struct ModelSection: Codable, Equatable, Sendable {
     public var frozenBatchNorm: FrozenBatchNormPolicy = .runningStatistics
     /// Dropout before the head (0 turns it off).
     public var headDropout: Float = 0
+    /// Pretrained weights to start from: a safetensors or PyTorch `.pth` file (empty = random init).
+    public var pretrained = ""
+    /// Whether any missing (outside the head), unexpected or mis-shaped tensor stops the run.
+    public var strictLoad = false
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case architecture, classes
+        case architecture, classes, pretrained
         case frozenBatchNorm = "frozen_batch_norm"
         case headDropout = "head_dropout"
+        case strictLoad = "strict_load"
     }
 
     /// The defaults.
@@ -286,6 +291,8 @@ public struct ModelSection: Codable, Equatable, Sendable {
         classes = try c.decodeIfPresent(Int.self, forKey: .classes) ?? classes
         frozenBatchNorm = try decodeEnum(c, .frozenBatchNorm) ?? frozenBatchNorm
         headDropout = try c.decodeIfPresent(Float.self, forKey: .headDropout) ?? headDropout
+        pretrained = try c.decodeIfPresent(String.self, forKey: .pretrained) ?? pretrained
+        strictLoad = try c.decodeIfPresent(Bool.self, forKey: .strictLoad) ?? strictLoad
     }
 }
 

@@ -1,4 +1,5 @@
 // ModelZoo: architecture names in the configuration → models.
+import ThawData
 import ThawNN
 
 /// Builds the model a configuration names.
@@ -8,6 +9,24 @@ public enum ModelZoo {
         ("small-cnn", "2 conv blocks + MLP head, trained from scratch (groups stem, block1, head)"),
         ("mlp", "2 hidden layers + linear head; no batch norm (groups hidden1, hidden2, head)"),
     ]
+
+    /// Maps Thaw's tensor names to the architecture's standard (PyTorch) names; nil for a tensor the
+    /// standard layout lacks. The small built-in networks have no other layout, so their names stay.
+    public static func externalName(architecture: String) -> (String) -> String? {
+        { $0 }
+    }
+
+    /// Loads pretrained weights (safetensors or PyTorch `.pth`) into `model` under the architecture's
+    /// standard names, returning the report. Strict mode throws naming every problem.
+    public static func loadPretrained(_ path: String, into model: Model, architecture: String, strict: Bool) throws -> WeightLoadReport {
+        var tensors: [String: (shape: [Int], values: [Float])] = [:]
+        if path.hasSuffix(".safetensors") {
+            for (name, tensor) in try SafeTensors.read(path).tensors { tensors[name] = (tensor.shape, tensor.values) }
+        } else {
+            for (name, tensor) in try TorchCheckpoint.read(path).tensors { tensors[name] = (tensor.shape, tensor.values) }
+        }
+        return try model.loadWeights(tensors, file: path, externalName: externalName(architecture: architecture), strict: strict)
+    }
 
     /// Builds and initializes the model for `sampleShape` inputs.
     /// - Throws: ``TrainingError/unknown(key:value:choices:)`` for an unknown architecture, or a

@@ -66,6 +66,12 @@ public final class TrainingRun {
                          + "\(collective.worldSize) rank(s); \(model.store.parameterCount) parameters in groups "
                          + model.groupNames.joined(separator: ", "))
         }
+        // Pretrained weights: rank 0 loads them, and the trainer broadcasts them to every rank.
+        if isLeader && !config.model.pretrained.isEmpty {
+            let report = try ModelZoo.loadPretrained(config.model.pretrained, into: model, architecture: config.model.architecture,
+                                                     strict: config.model.strictLoad)
+            printer.line("thaw: pretrained weights from \(config.model.pretrained): \(report)")
+        }
         // Only rank 0 reads the checkpoint; the trainer broadcasts its state to the other ranks.
         var checkpoint: Checkpoint?
         if isLeader, let resume {
