@@ -63,7 +63,7 @@ let package = Package(
 
         .testTarget(name: "ThawKernelsTests", dependencies: ["ThawKernels", "ThawTesting"]),
         .testTarget(name: "ThawNNTests", dependencies: ["ThawNN", "ThawTesting"]),
-        .testTarget(name: "ThawDataTests", dependencies: ["ThawData"]),
+        .testTarget(name: "ThawDataTests", dependencies: ["ThawData", "ThawTesting"]),
         .testTarget(name: "ThawOptimTests", dependencies: ["ThawOptim", "ThawTesting"]),
         .testTarget(name: "ThawCollectiveTests", dependencies: ["ThawCollective", "ThawTesting"]),
         .testTarget(name: "ThawTrainerTests", dependencies: ["ThawTrainer", "ThawTesting", "thaw"]),

@@ -8,12 +8,16 @@ public enum ModelZoo {
     public static let architectures: [(name: String, description: String)] = [
         ("small-cnn", "2 conv blocks + MLP head, trained from scratch (groups stem, block1, head)"),
         ("mlp", "2 hidden layers + linear head; no batch norm (groups hidden1, hidden2, head)"),
+        ("mobilenet_v2", "MobileNetV2, torchvision layout (groups stem, block1..block7, head); ImageNet weights via thaw convert-torch"),
     ]
 
     /// Maps Thaw's tensor names to the architecture's standard (PyTorch) names; nil for a tensor the
     /// standard layout lacks. The small built-in networks have no other layout, so their names stay.
     public static func externalName(architecture: String) -> (String) -> String? {
-        { $0 }
+        switch architecture {
+        case "mobilenet_v2": return MobileNetV2.torchvisionName
+        default: return { $0 }
+        }
     }
 
     /// Loads pretrained weights (safetensors or PyTorch `.pth`) into `model` under the architecture's
@@ -42,6 +46,11 @@ public enum ModelZoo {
                                      classes: section.classes, headDropout: section.headDropout, seed: seed)
         case "mlp":
             groups = MultilayerPerceptron.groups(inputSize: sampleShape.reduce(1, *), classes: section.classes)
+        case "mobilenet_v2":
+            guard sampleShape.count == 3, sampleShape[0] == 3, sampleShape[1] >= 32, sampleShape[2] >= 32 else {
+                throw TrainingError.dataMismatch("mobilenet_v2 needs [3, H, W] inputs with H, W ≥ 32; the data gives \(sampleShape)")
+            }
+            groups = MobileNetV2.groups(classes: section.classes, dropout: section.headDropout, seed: seed)
         default:
             throw TrainingError.unknown(key: "model.architecture", value: section.architecture, choices: architectures.map(\.name))
         }

