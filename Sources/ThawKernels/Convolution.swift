@@ -3,7 +3,9 @@
 //
 // Three paths compute the same function:
 // - `im2col`: the general reference path. Each image's group is unfolded into a column matrix
-//   in a caller-owned scratch buffer and multiplied with `Gemm.multiply`.
+//   in a caller-owned scratch buffer and multiplied with `Gemm.multiply`. With stride 1 across and
+//   one output row per input row ("same" padding), each kernel tap's rows are one contiguous run
+//   of the input plane, so im2col copies and col2im adds one run per tap instead of row by row.
 // - `pointwise`: 1×1 kernels with stride 1 and no padding. The input already is the column
 //   matrix, so the convolution is a plain GEMM with no unfolding.
 // - `depthwise`: groups == input channels (> 1), each output channel reading one input channel
@@ -238,21 +240,34 @@ public enum Convolution2D {
         let (KH, KW) = (geometry.kernel.height, geometry.kernel.width)
         let (SH, SW, PH, PW, DH, DW) = (geometry.stride.height, geometry.stride.width, geometry.padding.height,
                                         geometry.padding.width, geometry.dilation.height, geometry.dilation.width)
-        for c in 0..<channels {
-            let plane = input + c * H * W
-            for i in 0..<KH {
-                let rowOffset = i * DH - PH
-                let rows = validOutputRange(outputs: OH, inputs: H, stride: SH, offset: rowOffset)
-                for j in 0..<KW {
-                    let columnOffset = j * DW - PW
-                    let cols = validOutputRange(outputs: OW, inputs: W, stride: SW, offset: columnOffset)
+        let contiguous = isContiguousTap(geometry)
+        // Taps outermost: their valid ranges (two divisions each) are the same for every channel.
+        for i in 0..<KH {
+            let rowOffset = i * DH - PH
+            let rows = validOutputRange(outputs: OH, inputs: H, stride: SH, offset: rowOffset)
+            for j in 0..<KW {
+                let columnOffset = j * DW - PW
+                let cols = validOutputRange(outputs: OW, inputs: W, stride: SW, offset: columnOffset)
+                for c in 0..<channels {
+                    let plane = input + c * H * W
                     let destination = columns + ((c * KH + i) * KW + j) * OH * OW
-                    for oh in 0..<OH {
+                    destination.update(repeating: 0, count: rows.lowerBound * OW)
+                    destination.advanced(by: rows.upperBound * OW).update(repeating: 0, count: (OH - rows.upperBound) * OW)
+                    guard !rows.isEmpty, !cols.isEmpty else {
+                        destination.advanced(by: rows.lowerBound * OW).update(repeating: 0, count: rows.count * OW)
+                        continue
+                    }
+                    if contiguous {
+                        // One copy for the whole tap, then zero the padding columns it overwrote.
+                        let first = rows.lowerBound * OW + cols.lowerBound
+                        let span = (rows.upperBound - 1) * OW + cols.upperBound - first
+                        (destination + first).update(from: plane + (rows.lowerBound * SH + rowOffset) * W + columnOffset + cols.lowerBound,
+                                                     count: span)
+                        zeroColumns(destination, rows: rows, outside: cols, width: OW)
+                        continue
+                    }
+                    for oh in rows {
                         let out = destination + oh * OW
-                        guard rows.contains(oh) else {
-                            out.update(repeating: 0, count: OW)
-                            continue
-                        }
                         let source = plane + (oh * SH + rowOffset) * W + columnOffset
                         for ow in 0..<cols.lowerBound { out[ow] = 0 }
                         for ow in cols { out[ow] = source[ow * SW] }
@@ -264,28 +279,44 @@ public enum Convolution2D {
     }
 
     /// Folds a column matrix back onto `channels` input planes, accumulating (`+=`); the adjoint of `im2col`.
+    ///
+    /// When `isContiguousTap(geometry)` holds, the entries of `columns` that fall in the padding are
+    /// set to zero on the way (they do not contribute to `dInput` either way).
     /// - Parameters:
     ///   - dInput: The first of `channels` consecutive `[H, W]` planes, accumulated into.
     ///   - columns: `[channels·kh·kw, OH·OW]`.
     ///   - channels: How many planes to fold onto.
     ///   - geometry: The sizes.
     public static func col2im(
-        dInput: UnsafeMutablePointer<Float>, columns: UnsafePointer<Float>, channels: Int, geometry: Convolution2DGeometry
+        dInput: UnsafeMutablePointer<Float>, columns: UnsafeMutablePointer<Float>, channels: Int, geometry: Convolution2DGeometry
     ) {
         // Legend: as in `im2col`.
         let (H, W, OH, OW) = (geometry.inputHeight, geometry.inputWidth, geometry.outputHeight, geometry.outputWidth)
         let (KH, KW) = (geometry.kernel.height, geometry.kernel.width)
         let (SH, SW, PH, PW, DH, DW) = (geometry.stride.height, geometry.stride.width, geometry.padding.height,
                                         geometry.padding.width, geometry.dilation.height, geometry.dilation.width)
-        for c in 0..<channels {
-            let plane = dInput + c * H * W
-            for i in 0..<KH {
-                let rowOffset = i * DH - PH
-                let rows = validOutputRange(outputs: OH, inputs: H, stride: SH, offset: rowOffset)
-                for j in 0..<KW {
-                    let columnOffset = j * DW - PW
-                    let cols = validOutputRange(outputs: OW, inputs: W, stride: SW, offset: columnOffset)
+        let contiguous = isContiguousTap(geometry)
+        // Taps outermost, as in `im2col`.
+        for i in 0..<KH {
+            let rowOffset = i * DH - PH
+            let rows = validOutputRange(outputs: OH, inputs: H, stride: SH, offset: rowOffset)
+            for j in 0..<KW {
+                let columnOffset = j * DW - PW
+                let cols = validOutputRange(outputs: OW, inputs: W, stride: SW, offset: columnOffset)
+                guard !rows.isEmpty, !cols.isEmpty else { continue }
+                for c in 0..<channels {
+                    let plane = dInput + c * H * W
                     let source = columns + ((c * KH + i) * KW + j) * OH * OW
+                    if contiguous {
+                        // Zero the padding entries, then one vector add over the whole tap: the zeros
+                        // land on neighbouring row ends and change nothing.
+                        zeroColumns(source, rows: rows, outside: cols, width: OW)
+                        let first = rows.lowerBound * OW + cols.lowerBound
+                        let span = (rows.upperBound - 1) * OW + cols.upperBound - first
+                        add(plane + (rows.lowerBound * SH + rowOffset) * W + columnOffset + cols.lowerBound,
+                            UnsafePointer(source + first), count: span)
+                        continue
+                    }
                     for oh in rows {
                         let column = source + oh * OW
                         let target = plane + (oh * SH + rowOffset) * W + columnOffset
@@ -294,6 +325,34 @@ public enum Convolution2D {
                 }
             }
         }
+    }
+
+    /// Whether each im2col row maps onto one contiguous run of its input plane: stride 1 across and
+    /// one output row per input row (`stride.height · W == OW`, as with "same" padding).
+    static func isContiguousTap(_ geometry: Convolution2DGeometry) -> Bool {
+        geometry.stride.width == 1 && geometry.stride.height * geometry.inputWidth == geometry.outputWidth
+    }
+
+    /// Zeroes the entries of `rows` of a `[_, width]` matrix whose column lies outside `columns`.
+    ///
+    /// Column-major order on purpose: the borders are one or two entries per row, and a row-wise
+    /// loop would become a `memset` call per row.
+    @inline(__always)
+    static func zeroColumns(_ matrix: UnsafeMutablePointer<Float>, rows: Range<Int>, outside columns: Range<Int>, width: Int) {
+        for column in 0..<columns.lowerBound {
+            for row in rows { matrix[row * width + column] = 0 }
+        }
+        for column in columns.upperBound..<width {
+            for row in rows { matrix[row * width + column] = 0 }
+        }
+    }
+
+    /// target[k] += source[k] for k in 0..<count, on non-overlapping buffers.
+    @inline(__always)
+    static func add(_ target: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, count: Int) {
+        let t = UnsafeMutableBufferPointer(start: target, count: count)
+        let s = UnsafeBufferPointer(start: source, count: count)
+        for k in 0..<count { t[k] += s[k] }
     }
 
     /// The reference path: per image and group, unfold then `Gemm.multiply`.

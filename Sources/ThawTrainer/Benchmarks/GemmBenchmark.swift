@@ -5,6 +5,13 @@
 // per sample and group: forward M×N×K, input gradient K×N×M, weight gradient M×K×N).
 // The raw baseline runs exactly those sgemm calls on preallocated buffers, so the ratio
 // shows what im2col, bias, layout and bookkeeping cost on top of OpenBLAS.
+//
+// Why the convolution GEMMs stay per sample: batching them across the batch (columns laid out
+// [K, N·P], one GEMM per pass) and keeping the forward's columns for backward-weights were both
+// measured slower on the small CNN (one thread): the per-sample column matrix (≤ 225 KB there)
+// stays in L2 between im2col and its GEMM, while batch-wide columns (14 MB for block1) stream
+// through L3 and OpenBLAS runs the wide GEMMs no faster. Re-unfolding one image from its input
+// costs less than reading its kept columns back.
 import Foundation
 import ThawKernels
 import ThawNN
