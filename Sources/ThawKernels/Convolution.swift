@@ -221,6 +221,54 @@ public enum Convolution2D {
         if let dBias { backwardBias(dBias: dBias, dOutput: dOutput, geometry: geometry) }
     }
 
+    /// Both backward passes in one sweep: dWeight += dOutput ⋆ input, dBias += Σ dOutput, and, when
+    /// `dInput` is given, dInput += convᵀ(dOutput, weight).
+    ///
+    /// Same sums in the same order as `backwardWeights` then `backwardData`. On the im2col path each
+    /// image's output gradient is read from memory once and feeds both GEMMs (and the bias sum) while
+    /// it is in cache; for a wide early layer the batch's output gradient is megabytes.
+    /// - Parameters:
+    ///   - dInput: `[N, inputChannels, H, W]` accumulated into, or nil to skip the input gradient.
+    ///   - dWeight: `[outputChannels, inputChannels / groups, kh, kw]`, accumulated into.
+    ///   - dBias: `[outputChannels]` accumulated into, or nil when there is no bias.
+    ///   - dOutput: `[N, outputChannels, OH, OW]`.
+    ///   - input: `[N, inputChannels, H, W]`, the forward input.
+    ///   - weight: `[outputChannels, inputChannels / groups, kh, kw]`.
+    ///   - geometry: The sizes.
+    ///   - algorithm: The path; must support `geometry`.
+    ///   - scratch: At least `scratchCount(algorithm, geometry)` elements (unused unless im2col).
+    public static func backward(
+        dInput: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
+        dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        geometry g: Convolution2DGeometry, algorithm: Algorithm, scratch: UnsafeMutablePointer<Float>
+    ) {
+        precondition(supports(algorithm, g), "\(algorithm) does not apply to \(g)")
+        guard algorithm == .im2col else {
+            backwardWeights(dWeight: dWeight, dBias: dBias, dOutput: dOutput, input: input, geometry: g, algorithm: algorithm, scratch: scratch)
+            if let dInput { backwardData(dInput: dInput, dOutput: dOutput, weight: weight, geometry: g, algorithm: algorithm, scratch: scratch) }
+            return
+        }
+        // Legend: as in `forwardIm2col`.
+        let (N, G) = (g.batch, g.groups)
+        let (C, O) = (g.inputChannelsPerGroup, g.outputChannelsPerGroup)
+        let K = C * g.kernel.height * g.kernel.width
+        let P = g.outputHeight * g.outputWidth
+        let planeIn = g.inputHeight * g.inputWidth
+        var image = g
+        image.batch = 1
+        for n in 0..<N {
+            for group in 0..<G {
+                let dOut = dOutput + (n * g.outputChannels + group * O) * P
+                im2col(columns: scratch, input: input + (n * g.inputChannels + group * C) * planeIn, channels: C, geometry: g)
+                Gemm.multiply(.none, .transposed, m: O, n: K, k: P, a: dOut, b: scratch, beta: 1, c: dWeight + group * O * K)
+                guard let dInput else { continue }
+                Gemm.multiply(.transposed, .none, m: K, n: P, k: O, a: weight + group * O * K, b: dOut, beta: 0, c: scratch)
+                col2im(dInput: dInput + (n * g.inputChannels + group * C) * planeIn, columns: scratch, channels: C, geometry: g)
+            }
+            if let dBias { backwardBias(dBias: dBias, dOutput: dOutput + n * g.outputChannels * P, geometry: image) }
+        }
+    }
+
     // MARK: - im2col path
 
     /// Unfolds `channels` input planes of one image into a column matrix.

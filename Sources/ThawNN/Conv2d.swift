@@ -128,13 +128,13 @@ public final class Conv2d: Layer {
         guard let weight, let x = input, let g = geometry else { preconditionFailure("Conv2d.backward without a training forward") }
         let path = algorithm(for: g)
         scratch.resize(to: [Convolution2D.scratchCount(path, g)])
-        Convolution2D.backwardWeights(dWeight: weight.gradient, dBias: bias?.gradient, dOutput: dY.data, input: x.data,
-                                      geometry: g, algorithm: path, scratch: scratch.data)
-        guard computeInputGradient else { return nil }
-        inputGradient.resize(to: x.shape)
-        inputGradient.zero()
-        Convolution2D.backwardData(dInput: inputGradient.data, dOutput: dY.data, weight: weight.value,
-                                   geometry: g, algorithm: path, scratch: scratch.data)
-        return inputGradient
+        if computeInputGradient {
+            inputGradient.resize(to: x.shape)
+            inputGradient.zero()
+        }
+        Convolution2D.backward(dInput: computeInputGradient ? inputGradient.data : nil, dWeight: weight.gradient,
+                               dBias: bias?.gradient, dOutput: dY.data, input: x.data, weight: weight.value,
+                               geometry: g, algorithm: path, scratch: scratch.data)
+        return computeInputGradient ? inputGradient : nil
     }
 }

@@ -1,7 +1,7 @@
 // Tests that the convolution fast paths (1×1 GEMM, depthwise direct loops) compute exactly what the
-// general im2col reference path computes, forward and both backwards, that im2col/col2im are adjoint, and
-// that im2col/col2im (whose stride-1 "same" geometries take a one-copy-per-tap shortcut) match their
-// entry-by-entry definitions.
+// general im2col reference path computes, forward and both backwards; that the one-sweep `backward`
+// equals the two separate backward passes; that im2col/col2im are adjoint; and that im2col/col2im
+// (whose stride-1 "same" geometries take a one-copy-per-tap shortcut) match their definitions.
 import Testing
 import ThawKernels
 import ThawTesting
@@ -60,6 +60,43 @@ import ThawTesting
 
     @Test(arguments: depthwise)
     func depthwiseMatchesIm2col(geometry: Convolution2DGeometry) { expectSame(.depthwise, geometry) }
+
+    /// One geometry per path, plus a grouped strided one and a "same"-padded one for im2col.
+    static let combined: [(Convolution2D.Algorithm, Convolution2DGeometry)] = [
+        (.im2col, Convolution2DGeometry(batch: 3, inputChannels: 4, inputHeight: 6, inputWidth: 5, outputChannels: 6, kernel: 3, padding: 1)),
+        (.im2col, Convolution2DGeometry(batch: 2, inputChannels: 4, inputHeight: 7, inputWidth: 6, outputChannels: 6, kernel: 3,
+                                        stride: 2, padding: 1, groups: 2)),
+        (.pointwise, pointwise[1]),
+        (.depthwise, depthwise[3]),
+    ]
+
+    /// `backward` (one sweep over the batch) gives what `backwardWeights` then `backwardData` give,
+    /// and with no input gradient leaves `dInput` alone and still gives the same parameter gradients.
+    @Test(arguments: combined)
+    func combinedBackwardMatchesSeparatePasses(algorithm: Convolution2D.Algorithm, geometry g: Convolution2DGeometry) {
+        let separate = run(algorithm, g)
+        for withInputGradient in [true, false] {
+            let x = GradientCheck.randomTensor([g.inputCount], seed: 1)
+            let w = GradientCheck.randomTensor([g.weightCount], seed: 2)
+            let dy = GradientCheck.randomTensor([g.outputCount], seed: 4)
+            let scratch = Tensor(shape: [max(1, Convolution2D.scratchCount(algorithm, g))])
+            let dx = Tensor(shape: [g.inputCount])
+            dx.fill(0.5)
+            let dw = Tensor(shape: [g.weightCount])
+            dw.fill(0.25)
+            let db = Tensor(shape: [g.outputChannels])
+            db.fill(-1)
+            Convolution2D.backward(dInput: withInputGradient ? dx.data : nil, dWeight: dw.data, dBias: db.data, dOutput: dy.data,
+                                   input: x.data, weight: w.data, geometry: g, algorithm: algorithm, scratch: scratch.data)
+            #expect(relativeError(dw.values, separate.dw) < 1e-5, "backward-weights \(g)")
+            #expect(relativeError(db.values, separate.db) < 1e-5, "bias \(g)")
+            if withInputGradient {
+                #expect(relativeError(dx.values, separate.dx) < 1e-5, "backward-data \(g)")
+            } else {
+                #expect(dx.values.allSatisfy { $0 == 0.5 }, "dInput touched without an input gradient \(g)")
+            }
+        }
+    }
 
     @Test func dispatchPicksTheRightPath() {
         let base = Convolution2DGeometry(batch: 1, inputChannels: 4, inputHeight: 6, inputWidth: 6, outputChannels: 8, kernel: 1)
