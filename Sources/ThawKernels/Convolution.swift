@@ -3,7 +3,9 @@
 //
 // Three paths compute the same function:
 // - `im2col`: the general reference path. Each image's group is unfolded into a column matrix
-//   in a caller-owned scratch buffer and multiplied with `Gemm.multiply`.
+//   in a caller-owned scratch buffer and multiplied with `Gemm.multiply`. With stride 1 across and
+//   one output row per input row ("same" padding), each kernel tap's rows are one contiguous run
+//   of the input plane, so im2col copies and col2im adds one run per tap instead of row by row.
 // - `pointwise`: 1×1 kernels with stride 1 and no padding. The input already is the column
 //   matrix, so the convolution is a plain GEMM with no unfolding.
 // - `depthwise`: groups == input channels (> 1), each output channel reading one input channel
@@ -219,6 +221,54 @@ public enum Convolution2D {
         if let dBias { backwardBias(dBias: dBias, dOutput: dOutput, geometry: geometry) }
     }
 
+    /// Both backward passes in one sweep: dWeight += dOutput ⋆ input, dBias += Σ dOutput, and, when
+    /// `dInput` is given, dInput += convᵀ(dOutput, weight).
+    ///
+    /// Same sums in the same order as `backwardWeights` then `backwardData`. On the im2col path each
+    /// image's output gradient is read from memory once and feeds both GEMMs (and the bias sum) while
+    /// it is in cache; for a wide early layer the batch's output gradient is megabytes.
+    /// - Parameters:
+    ///   - dInput: `[N, inputChannels, H, W]` accumulated into, or nil to skip the input gradient.
+    ///   - dWeight: `[outputChannels, inputChannels / groups, kh, kw]`, accumulated into.
+    ///   - dBias: `[outputChannels]` accumulated into, or nil when there is no bias.
+    ///   - dOutput: `[N, outputChannels, OH, OW]`.
+    ///   - input: `[N, inputChannels, H, W]`, the forward input.
+    ///   - weight: `[outputChannels, inputChannels / groups, kh, kw]`.
+    ///   - geometry: The sizes.
+    ///   - algorithm: The path; must support `geometry`.
+    ///   - scratch: At least `scratchCount(algorithm, geometry)` elements (unused unless im2col).
+    public static func backward(
+        dInput: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
+        dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        geometry g: Convolution2DGeometry, algorithm: Algorithm, scratch: UnsafeMutablePointer<Float>
+    ) {
+        precondition(supports(algorithm, g), "\(algorithm) does not apply to \(g)")
+        guard algorithm == .im2col else {
+            backwardWeights(dWeight: dWeight, dBias: dBias, dOutput: dOutput, input: input, geometry: g, algorithm: algorithm, scratch: scratch)
+            if let dInput { backwardData(dInput: dInput, dOutput: dOutput, weight: weight, geometry: g, algorithm: algorithm, scratch: scratch) }
+            return
+        }
+        // Legend: as in `forwardIm2col`.
+        let (N, G) = (g.batch, g.groups)
+        let (C, O) = (g.inputChannelsPerGroup, g.outputChannelsPerGroup)
+        let K = C * g.kernel.height * g.kernel.width
+        let P = g.outputHeight * g.outputWidth
+        let planeIn = g.inputHeight * g.inputWidth
+        var image = g
+        image.batch = 1
+        for n in 0..<N {
+            for group in 0..<G {
+                let dOut = dOutput + (n * g.outputChannels + group * O) * P
+                im2col(columns: scratch, input: input + (n * g.inputChannels + group * C) * planeIn, channels: C, geometry: g)
+                Gemm.multiply(.none, .transposed, m: O, n: K, k: P, a: dOut, b: scratch, beta: 1, c: dWeight + group * O * K)
+                guard let dInput else { continue }
+                Gemm.multiply(.transposed, .none, m: K, n: P, k: O, a: weight + group * O * K, b: dOut, beta: 0, c: scratch)
+                col2im(dInput: dInput + (n * g.inputChannels + group * C) * planeIn, columns: scratch, channels: C, geometry: g)
+            }
+            if let dBias { backwardBias(dBias: dBias, dOutput: dOutput + n * g.outputChannels * P, geometry: image) }
+        }
+    }
+
     // MARK: - im2col path
 
     /// Unfolds `channels` input planes of one image into a column matrix.
@@ -238,21 +288,34 @@ public enum Convolution2D {
         let (KH, KW) = (geometry.kernel.height, geometry.kernel.width)
         let (SH, SW, PH, PW, DH, DW) = (geometry.stride.height, geometry.stride.width, geometry.padding.height,
                                         geometry.padding.width, geometry.dilation.height, geometry.dilation.width)
-        for c in 0..<channels {
-            let plane = input + c * H * W
-            for i in 0..<KH {
-                let rowOffset = i * DH - PH
-                let rows = validOutputRange(outputs: OH, inputs: H, stride: SH, offset: rowOffset)
-                for j in 0..<KW {
-                    let columnOffset = j * DW - PW
-                    let cols = validOutputRange(outputs: OW, inputs: W, stride: SW, offset: columnOffset)
+        let contiguous = isContiguousTap(geometry)
+        // Taps outermost: their valid ranges (two divisions each) are the same for every channel.
+        for i in 0..<KH {
+            let rowOffset = i * DH - PH
+            let rows = validOutputRange(outputs: OH, inputs: H, stride: SH, offset: rowOffset)
+            for j in 0..<KW {
+                let columnOffset = j * DW - PW
+                let cols = validOutputRange(outputs: OW, inputs: W, stride: SW, offset: columnOffset)
+                for c in 0..<channels {
+                    let plane = input + c * H * W
                     let destination = columns + ((c * KH + i) * KW + j) * OH * OW
-                    for oh in 0..<OH {
+                    destination.update(repeating: 0, count: rows.lowerBound * OW)
+                    destination.advanced(by: rows.upperBound * OW).update(repeating: 0, count: (OH - rows.upperBound) * OW)
+                    guard !rows.isEmpty, !cols.isEmpty else {
+                        destination.advanced(by: rows.lowerBound * OW).update(repeating: 0, count: rows.count * OW)
+                        continue
+                    }
+                    if contiguous {
+                        // One copy for the whole tap, then zero the padding columns it overwrote.
+                        let first = rows.lowerBound * OW + cols.lowerBound
+                        let span = (rows.upperBound - 1) * OW + cols.upperBound - first
+                        (destination + first).update(from: plane + (rows.lowerBound * SH + rowOffset) * W + columnOffset + cols.lowerBound,
+                                                     count: span)
+                        zeroColumns(destination, rows: rows, outside: cols, width: OW)
+                        continue
+                    }
+                    for oh in rows {
                         let out = destination + oh * OW
-                        guard rows.contains(oh) else {
-                            out.update(repeating: 0, count: OW)
-                            continue
-                        }
                         let source = plane + (oh * SH + rowOffset) * W + columnOffset
                         for ow in 0..<cols.lowerBound { out[ow] = 0 }
                         if SW == 1 {
@@ -269,28 +332,44 @@ public enum Convolution2D {
     }
 
     /// Folds a column matrix back onto `channels` input planes, accumulating (`+=`); the adjoint of `im2col`.
+    ///
+    /// When `isContiguousTap(geometry)` holds, the entries of `columns` that fall in the padding are
+    /// set to zero on the way (they do not contribute to `dInput` either way).
     /// - Parameters:
     ///   - dInput: The first of `channels` consecutive `[H, W]` planes, accumulated into.
     ///   - columns: `[channels·kh·kw, OH·OW]`.
     ///   - channels: How many planes to fold onto.
     ///   - geometry: The sizes.
     public static func col2im(
-        dInput: UnsafeMutablePointer<Float>, columns: UnsafePointer<Float>, channels: Int, geometry: Convolution2DGeometry
+        dInput: UnsafeMutablePointer<Float>, columns: UnsafeMutablePointer<Float>, channels: Int, geometry: Convolution2DGeometry
     ) {
         // Legend: as in `im2col`.
         let (H, W, OH, OW) = (geometry.inputHeight, geometry.inputWidth, geometry.outputHeight, geometry.outputWidth)
         let (KH, KW) = (geometry.kernel.height, geometry.kernel.width)
         let (SH, SW, PH, PW, DH, DW) = (geometry.stride.height, geometry.stride.width, geometry.padding.height,
                                         geometry.padding.width, geometry.dilation.height, geometry.dilation.width)
-        for c in 0..<channels {
-            let plane = dInput + c * H * W
-            for i in 0..<KH {
-                let rowOffset = i * DH - PH
-                let rows = validOutputRange(outputs: OH, inputs: H, stride: SH, offset: rowOffset)
-                for j in 0..<KW {
-                    let columnOffset = j * DW - PW
-                    let cols = validOutputRange(outputs: OW, inputs: W, stride: SW, offset: columnOffset)
+        let contiguous = isContiguousTap(geometry)
+        // Taps outermost, as in `im2col`.
+        for i in 0..<KH {
+            let rowOffset = i * DH - PH
+            let rows = validOutputRange(outputs: OH, inputs: H, stride: SH, offset: rowOffset)
+            for j in 0..<KW {
+                let columnOffset = j * DW - PW
+                let cols = validOutputRange(outputs: OW, inputs: W, stride: SW, offset: columnOffset)
+                guard !rows.isEmpty, !cols.isEmpty else { continue }
+                for c in 0..<channels {
+                    let plane = dInput + c * H * W
                     let source = columns + ((c * KH + i) * KW + j) * OH * OW
+                    if contiguous {
+                        // Zero the padding entries, then one vector add over the whole tap: the zeros
+                        // land on neighbouring row ends and change nothing.
+                        zeroColumns(source, rows: rows, outside: cols, width: OW)
+                        let first = rows.lowerBound * OW + cols.lowerBound
+                        let span = (rows.upperBound - 1) * OW + cols.upperBound - first
+                        add(plane + (rows.lowerBound * SH + rowOffset) * W + columnOffset + cols.lowerBound,
+                            UnsafePointer(source + first), count: span)
+                        continue
+                    }
                     for oh in rows {
                         let column = source + oh * OW
                         let target = plane + (oh * SH + rowOffset) * W + columnOffset
@@ -303,6 +382,34 @@ public enum Convolution2D {
                 }
             }
         }
+    }
+
+    /// Whether each im2col row maps onto one contiguous run of its input plane: stride 1 across and
+    /// one output row per input row (`stride.height · W == OW`, as with "same" padding).
+    static func isContiguousTap(_ geometry: Convolution2DGeometry) -> Bool {
+        geometry.stride.width == 1 && geometry.stride.height * geometry.inputWidth == geometry.outputWidth
+    }
+
+    /// Zeroes the entries of `rows` of a `[_, width]` matrix whose column lies outside `columns`.
+    ///
+    /// Column-major order on purpose: the borders are one or two entries per row, and a row-wise
+    /// loop would become a `memset` call per row.
+    @inline(__always)
+    static func zeroColumns(_ matrix: UnsafeMutablePointer<Float>, rows: Range<Int>, outside columns: Range<Int>, width: Int) {
+        for column in 0..<columns.lowerBound {
+            for row in rows { matrix[row * width + column] = 0 }
+        }
+        for column in columns.upperBound..<width {
+            for row in rows { matrix[row * width + column] = 0 }
+        }
+    }
+
+    /// target[k] += source[k] for k in 0..<count, on non-overlapping buffers.
+    @inline(__always)
+    static func add(_ target: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, count: Int) {
+        let t = UnsafeMutableBufferPointer(start: target, count: count)
+        let s = UnsafeBufferPointer(start: source, count: count)
+        for k in 0..<count { t[k] += s[k] }
     }
 
     /// The reference path: per image and group, unfold then `Gemm.multiply`.
@@ -325,56 +432,6 @@ public enum Convolution2D {
                               beta: bias == nil ? 0 : 1, c: out)
             }
         }
-    }
-
-    /// The number of floats `forwardIm2colKeepingColumns` stores: every image's and group's column matrix.
-    public static func keptColumnsCount(_ g: Convolution2DGeometry) -> Int {
-        g.batch * g.groups * g.inputChannelsPerGroup * g.kernel.height * g.kernel.width * g.outputHeight * g.outputWidth
-    }
-
-    /// Training forward on the im2col path that keeps every image's columns (in `columns`, sized by
-    /// ``keptColumnsCount(_:)``) so that `backwardWeightsFromColumns` does not unfold the input again.
-    /// It runs the same GEMMs as `forwardIm2col`.
-    public static func forwardIm2colKeepingColumns(
-        output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-        bias: UnsafePointer<Float>?, geometry g: Convolution2DGeometry, columns: UnsafeMutablePointer<Float>
-    ) {
-        // Legend: as in `forwardIm2col`.
-        let (N, G) = (g.batch, g.groups)
-        let (C, O) = (g.inputChannelsPerGroup, g.outputChannelsPerGroup)
-        let K = C * g.kernel.height * g.kernel.width
-        let P = g.outputHeight * g.outputWidth
-        let planeIn = g.inputHeight * g.inputWidth
-        for n in 0..<N {
-            for group in 0..<G {
-                let slot = columns + (n * G + group) * K * P
-                im2col(columns: slot, input: input + (n * g.inputChannels + group * C) * planeIn, channels: C, geometry: g)
-                let out = output + (n * g.outputChannels + group * O) * P
-                fillBias(out, bias: bias.map { $0 + group * O }, channels: O, positions: P)
-                Gemm.multiply(.none, .none, m: O, n: P, k: K, a: weight + group * O * K, b: slot,
-                              beta: bias == nil ? 0 : 1, c: out)
-            }
-        }
-    }
-
-    /// Backward-weights from the columns kept by `forwardIm2colKeepingColumns` (accumulates, with the bias).
-    public static func backwardWeightsFromColumns(
-        dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?, dOutput: UnsafePointer<Float>,
-        columns: UnsafePointer<Float>, geometry g: Convolution2DGeometry
-    ) {
-        // Legend: as in `forwardIm2col`.
-        let (N, G) = (g.batch, g.groups)
-        let O = g.outputChannelsPerGroup
-        let K = g.inputChannelsPerGroup * g.kernel.height * g.kernel.width
-        let P = g.outputHeight * g.outputWidth
-        for n in 0..<N {
-            for group in 0..<G {
-                Gemm.multiply(.none, .transposed, m: O, n: K, k: P,
-                              a: dOutput + (n * g.outputChannels + group * O) * P, b: columns + (n * G + group) * K * P,
-                              beta: 1, c: dWeight + group * O * K)
-            }
-        }
-        if let dBias { backwardBias(dBias: dBias, dOutput: dOutput, geometry: g) }
     }
 
     /// Reference backward-data: per image and group, columns = Wᵀ·dOutput, then `col2im`.

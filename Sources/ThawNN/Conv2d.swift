@@ -31,9 +31,6 @@ public final class Conv2d: Layer {
     private let output = Tensor(shape: [0])
     private let inputGradient = Tensor(shape: [0])
     private let scratch = Tensor(shape: [0])
-    /// Every image's im2col columns from the last training forward, reused by backward-weights.
-    private let keptColumns = Tensor(shape: [0])
-    private var hasKeptColumns = false
     private var input: Tensor?
     private var geometry: Convolution2DGeometry?
 
@@ -117,18 +114,10 @@ public final class Conv2d: Layer {
         precondition(x.shape.count == 4 && x.shape[1] == inputChannels, "Conv2d: input shape \(x.shape), expected [N, \(inputChannels), H, W]")
         let g = geometry(for: x.shape)
         let path = algorithm(for: g)
+        scratch.resize(to: [Convolution2D.scratchCount(path, g)])
         output.resize(to: [g.batch, outputChannels, g.outputHeight, g.outputWidth])
-        hasKeptColumns = mode == .training && path == .im2col
-        if hasKeptColumns {
-            // Training on the im2col path: keep the columns so backward-weights does not unfold again.
-            keptColumns.resize(to: [Convolution2D.keptColumnsCount(g)])
-            Convolution2D.forwardIm2colKeepingColumns(output: output.data, input: x.data, weight: weight.value,
-                                                      bias: bias.map { UnsafePointer($0.value) }, geometry: g, columns: keptColumns.data)
-        } else {
-            scratch.resize(to: [Convolution2D.scratchCount(path, g)])
-            Convolution2D.forward(output: output.data, input: x.data, weight: weight.value, bias: bias.map { UnsafePointer($0.value) },
-                                  geometry: g, algorithm: path, scratch: scratch.data)
-        }
+        Convolution2D.forward(output: output.data, input: x.data, weight: weight.value, bias: bias.map { UnsafePointer($0.value) },
+                              geometry: g, algorithm: path, scratch: scratch.data)
         input = mode == .training ? x : nil
         geometry = mode == .training ? g : nil
         return output
@@ -139,18 +128,13 @@ public final class Conv2d: Layer {
         guard let weight, let x = input, let g = geometry else { preconditionFailure("Conv2d.backward without a training forward") }
         let path = algorithm(for: g)
         scratch.resize(to: [Convolution2D.scratchCount(path, g)])
-        if hasKeptColumns {
-            Convolution2D.backwardWeightsFromColumns(dWeight: weight.gradient, dBias: bias?.gradient, dOutput: dY.data,
-                                                     columns: keptColumns.data, geometry: g)
-        } else {
-            Convolution2D.backwardWeights(dWeight: weight.gradient, dBias: bias?.gradient, dOutput: dY.data, input: x.data,
-                                          geometry: g, algorithm: path, scratch: scratch.data)
+        if computeInputGradient {
+            inputGradient.resize(to: x.shape)
+            inputGradient.zero()
         }
-        guard computeInputGradient else { return nil }
-        inputGradient.resize(to: x.shape)
-        inputGradient.zero()
-        Convolution2D.backwardData(dInput: inputGradient.data, dOutput: dY.data, weight: weight.value,
-                                   geometry: g, algorithm: path, scratch: scratch.data)
-        return inputGradient
+        Convolution2D.backward(dInput: computeInputGradient ? inputGradient.data : nil, dWeight: weight.gradient,
+                               dBias: bias?.gradient, dOutput: dY.data, input: x.data, weight: weight.value,
+                               geometry: g, algorithm: path, scratch: scratch.data)
+        return computeInputGradient ? inputGradient : nil
     }
 }

@@ -1,5 +1,7 @@
 // Tests that the convolution fast paths (1×1 GEMM, depthwise direct loops) compute exactly what the
-// general im2col reference path computes, forward and both backwards, and that im2col/col2im are adjoint.
+// general im2col reference path computes, forward and both backwards; that the one-sweep `backward`
+// equals the two separate backward passes; that im2col/col2im are adjoint; and that im2col/col2im
+// (whose stride-1 "same" geometries take a one-copy-per-tap shortcut) match their definitions.
 import Testing
 import ThawKernels
 import ThawTesting
@@ -59,6 +61,43 @@ import ThawTesting
     @Test(arguments: depthwise)
     func depthwiseMatchesIm2col(geometry: Convolution2DGeometry) { expectSame(.depthwise, geometry) }
 
+    /// One geometry per path, plus a grouped strided one and a "same"-padded one for im2col.
+    static let combined: [(Convolution2D.Algorithm, Convolution2DGeometry)] = [
+        (.im2col, Convolution2DGeometry(batch: 3, inputChannels: 4, inputHeight: 6, inputWidth: 5, outputChannels: 6, kernel: 3, padding: 1)),
+        (.im2col, Convolution2DGeometry(batch: 2, inputChannels: 4, inputHeight: 7, inputWidth: 6, outputChannels: 6, kernel: 3,
+                                        stride: 2, padding: 1, groups: 2)),
+        (.pointwise, pointwise[1]),
+        (.depthwise, depthwise[3]),
+    ]
+
+    /// `backward` (one sweep over the batch) gives what `backwardWeights` then `backwardData` give,
+    /// and with no input gradient leaves `dInput` alone and still gives the same parameter gradients.
+    @Test(arguments: combined)
+    func combinedBackwardMatchesSeparatePasses(algorithm: Convolution2D.Algorithm, geometry g: Convolution2DGeometry) {
+        let separate = run(algorithm, g)
+        for withInputGradient in [true, false] {
+            let x = GradientCheck.randomTensor([g.inputCount], seed: 1)
+            let w = GradientCheck.randomTensor([g.weightCount], seed: 2)
+            let dy = GradientCheck.randomTensor([g.outputCount], seed: 4)
+            let scratch = Tensor(shape: [max(1, Convolution2D.scratchCount(algorithm, g))])
+            let dx = Tensor(shape: [g.inputCount])
+            dx.fill(0.5)
+            let dw = Tensor(shape: [g.weightCount])
+            dw.fill(0.25)
+            let db = Tensor(shape: [g.outputChannels])
+            db.fill(-1)
+            Convolution2D.backward(dInput: withInputGradient ? dx.data : nil, dWeight: dw.data, dBias: db.data, dOutput: dy.data,
+                                   input: x.data, weight: w.data, geometry: g, algorithm: algorithm, scratch: scratch.data)
+            #expect(relativeError(dw.values, separate.dw) < 1e-5, "backward-weights \(g)")
+            #expect(relativeError(db.values, separate.db) < 1e-5, "bias \(g)")
+            if withInputGradient {
+                #expect(relativeError(dx.values, separate.dx) < 1e-5, "backward-data \(g)")
+            } else {
+                #expect(dx.values.allSatisfy { $0 == 0.5 }, "dInput touched without an input gradient \(g)")
+            }
+        }
+    }
+
     @Test func dispatchPicksTheRightPath() {
         let base = Convolution2DGeometry(batch: 1, inputChannels: 4, inputHeight: 6, inputWidth: 6, outputChannels: 8, kernel: 1)
         #expect(Convolution2D.algorithm(for: base) == .pointwise)
@@ -78,6 +117,63 @@ import ThawTesting
         #expect(Convolution2D.algorithm(for: singleChannel) == .im2col)
         #expect(Convolution2D.scratchCount(.pointwise, base) == 0)
         #expect(Convolution2D.scratchCount(.im2col, padded) == 4 * 8 * 8)
+    }
+
+    /// Geometries for the unfold tests; the first four take the contiguous one-copy-per-tap shortcut.
+    static let unfold: [Convolution2DGeometry] = [
+        Convolution2DGeometry(batch: 1, inputChannels: 3, inputHeight: 6, inputWidth: 5, outputChannels: 1, kernel: 3, padding: 1),
+        Convolution2DGeometry(batch: 1, inputChannels: 2, inputHeight: 5, inputWidth: 5, outputChannels: 1, kernel: 3, padding: 2, dilation: 2),
+        Convolution2DGeometry(batch: 1, inputChannels: 2, inputHeight: 4, inputWidth: 6, outputChannels: 1,
+                              kernel: Size2D(height: 3, width: 5), padding: Size2D(height: 1, width: 2)),
+        // stride.height · W == OW with stride 2: output rows still map onto a run of input rows.
+        Convolution2DGeometry(batch: 1, inputChannels: 2, inputHeight: 4, inputWidth: 3, outputChannels: 1,
+                              kernel: 2, stride: Size2D(height: 2, width: 1), padding: 2),
+        // General path: strided, or padding wider than the kernel reaches (whole rows and columns of zeros).
+        Convolution2DGeometry(batch: 1, inputChannels: 2, inputHeight: 7, inputWidth: 6, outputChannels: 1, kernel: 3, stride: 2, padding: 1),
+        Convolution2DGeometry(batch: 1, inputChannels: 1, inputHeight: 3, inputWidth: 4, outputChannels: 1, kernel: 1, padding: 2),
+    ]
+
+    /// The column matrix by its definition: entry (c, i, j; oh, ow) reads input (c, oh·s + i·d − p, ow·s + j·d − p) or 0.
+    func directColumns(_ x: [Float], channels: Int, _ g: Convolution2DGeometry) -> [Float] {
+        let (H, W, OH, OW, KH, KW) = (g.inputHeight, g.inputWidth, g.outputHeight, g.outputWidth, g.kernel.height, g.kernel.width)
+        var columns = [Float](repeating: 0, count: channels * KH * KW * OH * OW)
+        for c in 0..<channels {
+            for i in 0..<KH {
+                for j in 0..<KW {
+                    for oh in 0..<OH {
+                        for ow in 0..<OW {
+                            let h = oh * g.stride.height + i * g.dilation.height - g.padding.height
+                            let w = ow * g.stride.width + j * g.dilation.width - g.padding.width
+                            guard (0..<H).contains(h), (0..<W).contains(w) else { continue }
+                            columns[(((c * KH + i) * KW + j) * OH + oh) * OW + ow] = x[(c * H + h) * W + w]
+                        }
+                    }
+                }
+            }
+        }
+        return columns
+    }
+
+    @Test(arguments: unfold)
+    func im2colAndCol2imMatchTheirDefinition(geometry g: Convolution2DGeometry) {
+        let channels = g.inputChannels
+        let x = GradientCheck.randomTensor([channels * g.inputHeight * g.inputWidth], seed: 5)
+        let expected = directColumns(x.values, channels: channels, g)
+        let unfolded = Tensor(shape: [expected.count])
+        unfolded.fill(7) // im2col must overwrite everything, padding entries included
+        Convolution2D.im2col(columns: unfolded.data, input: x.data, channels: channels, geometry: g)
+        #expect(unfolded.values == expected, "im2col \(g)")
+
+        // col2im by definition: every column entry adds onto the input it was read from.
+        let c = GradientCheck.randomTensor([expected.count], seed: 6)
+        let marker = directColumns([Float](repeating: 1, count: x.count), channels: channels, g)
+        let indices = directColumns((0..<x.count).map { Float($0) }, channels: channels, g)
+        var folded = [Float](repeating: 0.5, count: x.count)
+        for (k, value) in c.values.enumerated() where marker[k] == 1 { folded[Int(indices[k])] += value }
+        let dInput = Tensor(shape: [x.count])
+        dInput.fill(0.5) // col2im accumulates
+        Convolution2D.col2im(dInput: dInput.data, columns: c.data, channels: channels, geometry: g)
+        #expect(relativeError(dInput.values, folded) < 1e-6, "col2im \(g)")
     }
 
     /// ⟨im2col(x), c⟩ = ⟨x, col2im(c)⟩: the backward fold is the exact adjoint of the unfold.

@@ -4,8 +4,19 @@
 // A layer's useful work is the GEMMs its math needs (for a convolution through im2col,
 // per sample and group: forward W·cols, input gradient Wᵀ·dY, weight gradient dY·colsᵀ).
 // The raw baseline runs exactly those sgemm calls, with the same shapes AND transpose flags,
-// on preallocated buffers, so the ratio shows what im2col, bias, layout and bookkeeping cost
-// on top of OpenBLAS.
+// on small preallocated buffers, so the ratio shows what im2col, bias, layout, bookkeeping and
+// memory traffic cost on top of OpenBLAS. The raw buffers stay in cache; the layer streams its
+// batch-sized tensors. For a wide layer with a tiny K (the small CNN's stem: K = 9 and a 6.4 MB
+// output at batch 64) that traffic dominates, and its ratio moves with how much L3 the host
+// leaves free (on a shared machine: from run to run).
+//
+// Why the convolution GEMMs stay per sample: batching them across the batch (columns laid out
+// [K, N·P], one GEMM per pass) and keeping the forward's columns for backward-weights were both
+// measured slower on the small CNN (one thread): the per-sample column matrix (≤ 225 KB there)
+// stays in L2 between im2col and its GEMM, while batch-wide columns (14 MB for block1) stream
+// through L3 and OpenBLAS runs the wide GEMMs no faster. Re-unfolding one image from its input
+// costs less than reading its kept columns back. The backward does both GEMMs of an image in one
+// sweep (`Convolution2D.backward`), so each image's output gradient is read from memory once.
 import Foundation
 import ThawKernels
 import ThawNN
