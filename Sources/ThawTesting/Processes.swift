@@ -37,6 +37,11 @@ public struct SpawnResult {
     public var timedOut: Bool
 }
 
+/// The `mpirun` command line tests use on this machine: as root, more ranks than cores allowed, and
+/// without Open MPI's rtc/hwloc component, which now and then segfaults in hwloc_shmem_topology_write
+/// (seen in CI; it only handles process binding).
+public let localMPIRun = ["/usr/bin/mpirun", "--allow-run-as-root", "--oversubscribe", "--mca", "rtc", "^hwloc"]
+
 /// Starts `arguments` in a new process group with output to `outputPath` and no standard input.
 func startProcessGroup(_ arguments: [String], outputPath: String) throws -> pid_t {
 

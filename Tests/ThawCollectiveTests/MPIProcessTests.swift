@@ -45,7 +45,7 @@ import Darwin
         let thaw = try #require(thawExecutablePath(), "no thaw executable next to the test binary; run `swift build` first")
         let mpirun = "/usr/bin/mpirun"
         try #require(FileManager.default.isExecutableFile(atPath: mpirun), "mpirun missing: apt-get install openmpi-bin")
-        let arguments = [mpirun, "--allow-run-as-root", "--oversubscribe", "-np", String(ranks), thaw, "selftest-collective"] + extraArguments
+        let arguments = localMPIRun + ["-np", String(ranks), thaw, "selftest-collective"] + extraArguments
         return try spawnProcessGroup(arguments, hangGuardSeconds: 120)
     }
 }

@@ -13,7 +13,7 @@ import Glibc
 /// `mpirun -np 2 thaw train ...` in the background.
 func startWorkers(config: String, coordinator: String, extra: [String] = []) throws -> BackgroundProcess {
     let thaw = try #require(thawExecutablePath())
-    return try BackgroundProcess(["/usr/bin/mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2", thaw, "train",
+    return try BackgroundProcess(localMPIRun + ["-np", "2", thaw, "train",
                                   "--config", config, "--progress", "quiet", "--coordinator", coordinator] + extra)
 }
 

@@ -66,7 +66,7 @@ func runTraining(config: String, ranks: Int, extraArguments: [String] = [], mpir
     let command = [thaw, "train", "--config", config, "--progress", "quiet"] + extraArguments
     let arguments = ranks == 1 && mpirunPrefix.isEmpty
         ? command
-        : ["/usr/bin/mpirun", "--allow-run-as-root", "--oversubscribe", "-np", String(ranks)] + mpirunPrefix + command
+        : localMPIRun + ["-np", String(ranks)] + mpirunPrefix + command
     return try spawnProcessGroup(arguments, hangGuardSeconds: 180)
 }
 
@@ -187,8 +187,7 @@ func epochRecords(_ directory: String) throws -> [[String: Any]] {
         let config = try scratch.writeConfig(name: "bad", extra: "training: {epochs: 1, batch_size: 12}")
         let thaw = try #require(thawExecutablePath())
         let started = Date()
-        let result = try spawnProcessGroup([
-            "/usr/bin/mpirun", "--allow-run-as-root", "--oversubscribe",
+        let result = try spawnProcessGroup(localMPIRun + [
             "-np", "1", thaw, "train", "--config", config, "--progress", "quiet", ":",
             "-np", "1", thaw, "train", "--config", config, "--progress", "quiet", "--set", "training.epochs=2",
         ], hangGuardSeconds: 120)

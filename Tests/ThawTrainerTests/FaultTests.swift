@@ -42,7 +42,7 @@ import Glibc
         }
         killer.start()
         let started = Date()
-        let crashed = try spawnProcessGroup(["/usr/bin/mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2",
+        let crashed = try spawnProcessGroup(localMPIRun + ["-np", "2",
                                              thaw, "train", "--config", config, "--progress", "quiet"], hangGuardSeconds: 180)
         #expect(!crashed.timedOut, "the surviving rank hung after its peer died:\n\(crashed.output)")
         #expect(crashed.exitCode != 0, "the job did not notice the killed rank:\n\(crashed.output)")
