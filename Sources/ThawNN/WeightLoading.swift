@@ -14,6 +14,8 @@ public struct WeightLoadReport: Sendable, Equatable, CustomStringConvertible {
     public var unexpected: [String] = []
     /// Tensors present on both sides with different shapes.
     public var shapeMismatched: [String] = []
+    /// Tensors of the new head whose pretrained counterparts had another shape (kept freshly initialized).
+    public var replaced: [String] = []
 
     /// A summary, listing every name that did not load.
     public var description: String {
@@ -21,6 +23,7 @@ public struct WeightLoadReport: Sendable, Equatable, CustomStringConvertible {
         if !missing.isEmpty { lines.append("missing \(missing.count): " + missing.joined(separator: ", ")) }
         if !unexpected.isEmpty { lines.append("unexpected \(unexpected.count): " + unexpected.joined(separator: ", ")) }
         if !shapeMismatched.isEmpty { lines.append("shape mismatch \(shapeMismatched.count): " + shapeMismatched.joined(separator: ", ")) }
+        if !replaced.isEmpty { lines.append("new head (not loaded): " + replaced.joined(separator: ", ")) }
         return lines.joined(separator: "; ")
     }
 }
@@ -61,7 +64,12 @@ extension Model {
             }
             used.insert(name)
             guard tensor.shape == entry.shape else {
-                report.shapeMismatched.append("\(entry.name) (file \(tensor.shape), model \(entry.shape))")
+                // A new head replaces the pretrained one (1000 ImageNet classes → the task's): expected.
+                if allowMissingGroups.contains(entry.group) {
+                    report.replaced.append(entry.name)
+                } else {
+                    report.shapeMismatched.append("\(entry.name) (file \(tensor.shape), model \(entry.shape))")
+                }
                 continue
             }
             copies.append((entry, buffer, tensor.values))

@@ -139,6 +139,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require(data.trainLimit >= 0, "data.train_limit", "expected an integer ≥ 0 (0 means all)")
         try require(data.testLimit >= 0, "data.test_limit", "expected an integer ≥ 0 (0 means all)")
         try require(data.validationSize >= 0, "data.validation_size", "expected an integer ≥ 0")
+        try require(data.imageSize >= 0, "data.image_size", "expected an integer ≥ 0 (0 keeps the dataset's size)")
+        try require(["dataset", "imagenet"].contains(data.normalization), "data.normalization",
+                    "expected dataset or imagenet, got '\(data.normalization)'")
         try require(unfreezing.discriminativeFactor >= 1, "unfreezing.discriminative_factor", "expected a number ≥ 1")
         try require(unfreezing.every >= 1, "unfreezing.every", "expected an integer ≥ 1")
         try require(unfreezing.patience >= 1, "unfreezing.patience", "expected an integer ≥ 1")
@@ -316,6 +319,11 @@ public struct DataSection: Codable, Equatable, Sendable {
     public var testLimit = 0
     /// Samples held out of the training set for validation (taken from its end).
     public var validationSize = 0
+    /// Resize images to this height and width on the fly (0 keeps the dataset's size).
+    public var imageSize = 0
+    /// `dataset` (the dataset's own statistics) or `imagenet` (3 channels, torchvision's ImageNet
+    /// statistics, as pretrained backbones expect; grayscale is repeated).
+    public var normalization = "dataset"
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case dataset, directory
@@ -326,6 +334,8 @@ public struct DataSection: Codable, Equatable, Sendable {
         case trainLimit = "train_limit"
         case testLimit = "test_limit"
         case validationSize = "validation_size"
+        case imageSize = "image_size"
+        case normalization
     }
 
     /// The defaults.
@@ -344,6 +354,8 @@ public struct DataSection: Codable, Equatable, Sendable {
         trainLimit = try c.decodeIfPresent(Int.self, forKey: .trainLimit) ?? trainLimit
         testLimit = try c.decodeIfPresent(Int.self, forKey: .testLimit) ?? testLimit
         validationSize = try c.decodeIfPresent(Int.self, forKey: .validationSize) ?? validationSize
+        imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? imageSize
+        normalization = try c.decodeIfPresent(String.self, forKey: .normalization) ?? normalization
     }
 }
 

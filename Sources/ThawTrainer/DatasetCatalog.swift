@@ -24,7 +24,18 @@ public enum DatasetCatalog {
             let directory = section.directory.isEmpty ? FashionMNIST.defaultDirectory : section.directory
             let fullTrain = try FashionMNIST.load(.train, directory: directory)
             let test = try FashionMNIST.load(.test, directory: directory)
-            return try split(train: fullTrain, test: test, section)
+            guard section.imageSize > 0 || section.normalization == "imagenet" else {
+                return try split(train: fullTrain, test: test, section)
+            }
+            // For pretrained backbones: resize, repeat to 3 channels, ImageNet statistics, per sample on access.
+            let imageNet = section.normalization == "imagenet"
+            func transform(_ images: InMemoryDataset) -> TransformedImageDataset<InMemoryDataset> {
+                TransformedImageDataset(
+                    base: images, sourceNormalization: (FashionMNIST.mean, FashionMNIST.standardDeviation),
+                    size: section.imageSize > 0 ? section.imageSize : 28, channels: imageNet ? 3 : 1,
+                    normalization: imageNet ? .imageNet : PixelNormalization(mean: [FashionMNIST.mean], standardDeviation: [FashionMNIST.standardDeviation]))
+            }
+            return try split(train: transform(fullTrain), test: transform(test), section)
         case "npy":
             guard !section.trainFeatures.isEmpty, !section.trainLabels.isEmpty else {
                 throw TrainingError.dataMismatch("data.train_features and data.train_labels: the npy dataset needs both paths")

@@ -61,7 +61,7 @@ public final class TrainingRun {
         let data = try DatasetCatalog.load(config.data)
         let model = try ModelZoo.build(config.model, sampleShape: data.train.sampleShape, seed: config.run.seed)
         if isLeader {
-            printer.line("thaw: \(config.model.architecture) on \(config.data.dataset): \(data.train.count) train, "
+            printer.line("thaw: \(config.model.architecture) on \(config.data.dataset) \(data.train.sampleShape): \(data.train.count) train, "
                          + "\(data.validation?.count ?? 0) validation, \(data.test?.count ?? 0) test samples; "
                          + "\(collective.worldSize) rank(s); \(model.store.parameterCount) parameters in groups "
                          + model.groupNames.joined(separator: ", "))
@@ -185,15 +185,24 @@ public final class TrainingRun {
     /// The final table: accuracy, time and bytes per epoch, and when each group thawed.
     func summaryTable(_ history: [EpochRecord]) -> String {
         func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text : text + String(repeating: " ", count: width - text.count) }
+        // Trainable groups are a top slice, so "first…last" names them all.
+        func slice(_ groups: [String]) -> String {
+            groups.count <= 2 ? groups.joined(separator: ",") : "\(groups[0])…\(groups[groups.count - 1]) (\(groups.count))"
+        }
         var lines = ["", "epoch  trainable groups                  train acc  test acc   seconds  exchanged"]
         for r in history {
-            let thawed = r.newlyThawed.isEmpty || r.epoch == 0 ? "" : " (+\(r.newlyThawed.joined(separator: ",")))"
-            lines.append(pad(String(format: "%5d", r.epoch + 1), 7) + pad(r.trainableGroups.joined(separator: ",") + thawed, 34)
+            let thawed = r.newlyThawed.isEmpty || r.epoch == 0 ? "" : " +\(r.newlyThawed.count)"
+            lines.append(pad(String(format: "%5d", r.epoch + 1), 7) + pad(slice(r.trainableGroups) + thawed, 34)
                          + pad(percent(r.train.accuracy), 11) + pad(r.test.map { percent($0.accuracy) } ?? "-", 10)
                          + pad(String(format: "%7.1f", r.seconds), 9) + bytes(r.bytesExchanged))
         }
         if let final = history.last?.test {
             lines.append("final test accuracy: \(percent(final.accuracy)) on \(final.samples) samples")
+            // The epochs before the first thaw trained the head alone: the feature-extraction baseline.
+            if let headOnly = history.last(where: { $0.trainableGroups.count == 1 })?.test, history.last?.trainableGroups.count ?? 1 > 1 {
+                lines.append("head-only accuracy (feature extraction): \(percent(headOnly.accuracy)); "
+                             + String(format: "thawing added %+.2f points", (final.accuracy - headOnly.accuracy) * 100))
+            }
         }
         return lines.joined(separator: "\n")
     }

@@ -31,21 +31,29 @@ import ThawTesting
         #expect(report.missing.isEmpty && report.unexpected.isEmpty && report.shapeMismatched.isEmpty)
         #expect(model.store.values(of: "head.fc.weight") == source["head.fc.weight"]?.values)
 
-        // A model with a different head (5 classes): the head mismatches. Lenient loads the rest and
-        // reports it; strict refuses and changes nothing.
+        // A model with a new head (5 classes): the head is expected to differ, so even a strict load
+        // keeps it fresh and loads the rest.
         section.classes = 5
         let other = try ModelZoo.build(section, sampleShape: [6], seed: 123)
-        let before = other.store.values(of: "hidden1.fc.weight")
+        let freshHead = other.store.values(of: "head.fc.weight")
+        let newHead = try ModelZoo.loadPretrained(exported, into: other, architecture: "mlp", strict: true)
+        #expect(newHead.replaced == ["head.fc.weight", "head.fc.bias"])
+        #expect(other.store.values(of: "head.fc.weight") == freshHead)
+        #expect(other.store.values(of: "hidden1.fc.weight") == source["hidden1.fc.weight"]?.values)
+
+        // A body that does not fit (hidden width 128 vs the file's 256) is a shape mismatch:
+        // strict refuses, naming it, and changes nothing.
+        let narrow = try Model(groups: MultilayerPerceptron.groups(inputSize: 6, hidden: 128, classes: 3), sampleShape: [6], seed: 5)
+        let before = narrow.store.values(of: "hidden2.fc.weight")
         #expect {
-            try ModelZoo.loadPretrained(exported, into: other, architecture: "mlp", strict: true)
+            try ModelZoo.loadPretrained(exported, into: narrow, architecture: "mlp", strict: true)
         } throws: { error in
             let text = "\(error)"
-            return text.contains("exported.safetensors") && text.contains("head.fc.weight (file [3, 128], model [5, 128])")
+            return text.contains("exported.safetensors") && text.contains("hidden1.fc.weight (file [256, 6], model [128, 6])")
         }
-        #expect(other.store.values(of: "hidden1.fc.weight") == before)
-        let lenient = try ModelZoo.loadPretrained(exported, into: other, architecture: "mlp", strict: false)
-        #expect(lenient.shapeMismatched.count == 2)
-        #expect(other.store.values(of: "hidden1.fc.weight") == source["hidden1.fc.weight"]?.values)
+        #expect(narrow.store.values(of: "hidden2.fc.weight") == before)
+        let lenient = try ModelZoo.loadPretrained(exported, into: narrow, architecture: "mlp", strict: false)
+        #expect(lenient.shapeMismatched.count == 4)
     }
 
     @Test func missingAndUnexpectedTensorsAreNamed() throws {
