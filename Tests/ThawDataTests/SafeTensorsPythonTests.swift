@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 import ThawData
+import ThawKernels
 
 @Suite(.serialized) struct SafeTensorsPythonTests {
     typealias Support = FormatTestSupport

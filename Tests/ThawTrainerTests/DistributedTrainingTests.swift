@@ -5,6 +5,7 @@
 import Foundation
 import Testing
 import ThawData
+import ThawKernels
 import ThawTesting
 
 /// A scratch run directory with seeded synthetic data as NPY files, removed at the end.
@@ -16,7 +17,7 @@ final class ScratchRun {
         let features = sampleShape.reduce(1, *)
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("thaw-test-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        var generator = ShuffleGenerator(seed: seed)
+        var generator = SplitMix64(seed: seed)
         var x: [Float] = []
         var y: [Int64] = []
         for _ in 0..<samples {
