@@ -4,12 +4,23 @@ import ThawNN
 
 /// Builds the model a configuration names.
 public enum ModelZoo {
-    /// The architecture names `model.architecture` accepts, with a one-line description.
-    public static let architectures: [(name: String, description: String)] = [
-        ("small-cnn", "2 conv blocks + MLP head, trained from scratch (groups stem, block1, head)"),
-        ("mlp", "2 hidden layers + linear head; no batch norm (groups hidden1, hidden2, head)"),
-        ("mobilenet_v2", "MobileNetV2, torchvision layout (groups stem, block1..block7, head); ImageNet weights via thaw convert-torch"),
+    /// The architecture names `model.architecture` accepts, with a one-line description and a
+    /// typical input shape (used by `thaw models` and the benchmarks when none is given).
+    public static let architectures: [(name: String, description: String, sampleShape: [Int])] = [
+        ("small-cnn", "2 conv blocks + MLP head, trained from scratch (groups stem, block1, head)", [1, 28, 28]),
+        ("mlp", "2 hidden layers + linear head; no batch norm (groups hidden1, hidden2, head)", [1, 28, 28]),
+        ("mobilenet_v2", "MobileNetV2, torchvision layout (groups stem, block1..block7, head); ImageNet weights via scripts/fetch-backbone",
+         [3, 64, 64]),
     ]
+
+    /// Builds an architecture by name with default settings, for tools that need only its shape.
+    /// - Parameter sampleShape: The input shape; nil takes the architecture's typical one.
+    public static func build(architecture: String, sampleShape: [Int]? = nil, seed: UInt64 = 1) throws -> Model {
+        var section = ModelSection()
+        section.architecture = architecture
+        let shape = sampleShape ?? architectures.first { $0.name == architecture }?.sampleShape ?? [1, 28, 28]
+        return try build(section, sampleShape: shape, seed: seed)
+    }
 
     /// Maps Thaw's tensor names to the architecture's standard (PyTorch) names; nil for a tensor the
     /// standard layout lacks. The small built-in networks have no other layout, so their names stay.

@@ -20,23 +20,16 @@ struct GemmBenchCommand: ParsableCommand {
         commandName: "gemm",
         abstract: "Each conv/linear layer's forward+backward GEMM throughput as a ratio to raw cblas_sgemm on the same shapes.")
 
-    @Option(help: "Architecture name (see `thaw models`).") var architecture = "small-cnn"
-    @Option(help: "Input sample shape, comma separated (C,H,W).") var sampleShape = "1,28,28"
+    @OptionGroup var model: ModelChoice
     @Option(help: "Batch size.") var batch = 64
     @Option(help: "Timed repetitions per measurement (median reported).") var repetitions = 9
     @Option(help: "OpenBLAS threads.") var threads = 1
 
     func run() throws {
         Gemm.setThreadCount(threads)
-        let shape = sampleShape.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        guard !shape.isEmpty, shape.allSatisfy({ $0 > 0 }) else {
-            throw ValidationError("--sample-shape: expected positive integers like 3,64,64; got '\(sampleShape)'")
-        }
-        var section = ModelSection()
-        section.architecture = architecture
-        let model = try ModelZoo.build(section, sampleShape: shape, seed: 1)
+        let model = try self.model.build()
         let rows = try GemmBenchmark.run(model: model, batch: batch, repetitions: repetitions)
-        print("GEMM benchmark: \(architecture), batch \(batch), \(threads) OpenBLAS thread(s), median of \(repetitions)")
+        print("GEMM benchmark: \(self.model.architecture), batch \(batch), \(threads) OpenBLAS thread(s), median of \(repetitions)")
         print("layer                      GFLOP      layer GFLOP/s   sgemm GFLOP/s   ratio (goal >= 0.7)")
         for row in rows {
             let name = row.layer.count >= 26 ? row.layer : row.layer + String(repeating: " ", count: 26 - row.layer.count)
@@ -56,8 +49,7 @@ struct ExchangeBenchCommand: ParsableCommand {
         commandName: "exchange",
         abstract: "Run under mpirun -np 2: gradient exchange vs raw MPI_Allreduce on the same bytes, and step time vs max(compute, communication).")
 
-    @Option(help: "Architecture name (see `thaw models`).") var architecture = "small-cnn"
-    @Option(help: "Input sample shape, comma separated (C,H,W).") var sampleShape = "1,28,28"
+    @OptionGroup var model: ModelChoice
     @Option(help: "Per-rank batch size.") var batch = 64
     @Option(help: "Bucket size in megabytes for the bucketed path.") var bucketMegabytes = 0.5
     @Option(help: "Timed repetitions per measurement (median reported).") var repetitions = 21
@@ -67,10 +59,7 @@ struct ExchangeBenchCommand: ParsableCommand {
         let collective = try MPICollective()
         defer { try? collective.finalize() }
         Gemm.setThreadCount(1)
-        let shape = sampleShape.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        var section = ModelSection()
-        section.architecture = architecture
-        let model = try ModelZoo.build(section, sampleShape: shape, seed: 1)
+        let model = try self.model.build()
         let bucketBytes = Int(bucketMegabytes * 1_048_576)
         let result = try ExchangeBenchmark.run(model: model, collective: collective, batch: batch, bucketBytes: bucketBytes, repetitions: repetitions)
         var synthetic: ExchangeBenchmarkResult?
@@ -83,7 +72,7 @@ struct ExchangeBenchCommand: ParsableCommand {
         }
         guard collective.rank == 0 else { return }
         print("Exchange benchmark: \(collective.worldSize) ranks, median of \(repetitions), rank 0's clock")
-        for (name, r) in [("\(architecture) batch \(batch)/rank", result)] + (synthetic.map { [("synthetic linear", $0)] } ?? []) {
+        for (name, r) in [("\(self.model.architecture) batch \(batch)/rank", result)] + (synthetic.map { [("synthetic linear", $0)] } ?? []) {
             let megabytes = Double(r.trainableParameters * 4) / 1e6
             print(String(format: "%@: %d trainable parameters (%.2f MB), %d bucket(s)", name, r.trainableParameters, megabytes, r.buckets))
             print(String(format: "  raw MPI_Allreduce    %8.3f ms  %6.2f GB/s", r.rawSeconds * 1e3, megabytes / 1e3 / r.rawSeconds))
@@ -92,5 +81,24 @@ struct ExchangeBenchCommand: ParsableCommand {
             print(String(format: "  compute (fwd+bwd)    %8.3f ms", r.computeSeconds * 1e3))
             print(String(format: "  overlapped step      %8.3f ms   step / max(compute, comm) = %.2f (goal <= 1.15)", r.stepSeconds * 1e3, r.overlapRatio))
         }
+    }
+}
+
+/// `--architecture` and `--sample-shape`, shared by the benchmarks.
+struct ModelChoice: ParsableArguments {
+    @Option(help: "Architecture name (see `thaw models`).") var architecture = "small-cnn"
+    @Option(help: "Input sample shape, comma separated (C,H,W); default: the architecture's typical input.") var sampleShape: String?
+
+    /// The model, built with default settings.
+    func build() throws -> Model {
+        var shape: [Int]?
+        if let sampleShape {
+            let parsed = sampleShape.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard !parsed.isEmpty, parsed.allSatisfy({ $0 > 0 }), parsed.count == sampleShape.split(separator: ",").count else {
+                throw ValidationError("--sample-shape: expected positive integers like 3,64,64; got '\(sampleShape)'")
+            }
+            shape = parsed
+        }
+        return try ModelZoo.build(architecture: architecture, sampleShape: shape)
     }
 }
