@@ -198,8 +198,7 @@ public final class Trainer {
         for epoch in history.count..<config.training.epochs {
             // A run stopped mid-epoch continues under the plan it had; otherwise the ranks agree a new one.
             let resumeFrom = partial?.epoch == epoch ? partial : nil
-            let plan = try resumeFrom.flatMap { _ in self.plan } ?? agreePlan(epoch: epoch)
-            try apply(plan)
+            let plan = try apply(resumeFrom.flatMap { _ in self.plan } ?? agreePlan(epoch: epoch))
             guard var record = try trainEpoch(epoch: epoch, plan: plan, resumeFrom: resumeFrom) else { return history }
             if let validation { record.validation = try evaluate(validation) }
             if let test, config.training.evaluateEveryEpoch || epoch == config.training.epochs - 1 {
@@ -252,21 +251,29 @@ public final class Trainer {
 
     /// Applies a plan at an epoch boundary: the new trainable set, fresh optimizer state for
     /// newly thawed groups, new buckets, and a cross-rank check of the trainable set.
-    func apply(_ plan: TrainingPlan) throws {
+    /// - Returns: The plan as applied: its `newlyThawed` lists the groups that were frozen under the
+    ///   previous agreed plan (derived here, not trusted, so a resume or a restarted coordinator never
+    ///   resets live optimizer state).
+    @discardableResult
+    func apply(_ proposed: TrainingPlan) throws -> TrainingPlan {
+        var plan = proposed
+        // Re-applying the plan of an epoch resumed mid-way thaws nothing new; its record keeps what
+        // the epoch thawed when it began.
+        let resumingEpoch = self.plan.map { $0.epoch == plan.epoch && $0.version == plan.version } ?? false
+        let previous = Set(self.plan?.trainableGroups ?? [])
+        let thawedNow = resumingEpoch ? [] : plan.trainableGroups.filter { !previous.contains($0) }
+        plan.newlyThawed = resumingEpoch ? self.plan?.newlyThawed ?? [] : thawedNow
         try model.setTrainableGroups(plan.trainableGroups)
         if let policy = FrozenBatchNormPolicy(rawValue: plan.batchNormPolicy) { model.frozenBatchNormPolicy = policy }
-        // Newly thawed means: not trainable under the previous agreed plan. Deriving it here (rather
-        // than trusting the plan's own list) keeps optimizer state intact across a resume or a
-        // restarted coordinator.
-        let previous = Set(self.plan?.trainableGroups ?? [])
-        let newlyThawed = plan.trainableGroups.filter { !previous.contains($0) }
-        optimizer.initializeState(forNewlyTrainableGroups: newlyThawed.compactMap { model.groupNames.firstIndex(of: $0) }, store: model.store)
-        for group in newlyThawed { thawedAtStep[group] = globalStep }
+        optimizer.initializeState(forNewlyTrainableGroups: thawedNow.compactMap { model.groupNames.firstIndex(of: $0) }, store: model.store)
+        for group in thawedNow { thawedAtStep[group] = globalStep }
         exchange.prepare(firstTrainableGroup: model.firstTrainableGroup)
         try collective.verifyAgreement(on: plan.trainableSetDigest, describing: "trainable set of plan version \(plan.version)")
         self.plan = plan
         onEvent(.plan(plan, step: globalStep))
+        return plan
     }
+
 
     /// One pass over this rank's shard.
     /// Trains one epoch (from `resumeFrom` when continuing a stopped one). Returns nil when the run
