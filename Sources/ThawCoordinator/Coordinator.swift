@@ -49,8 +49,31 @@ struct CoordinatorState: Codable {
     var history: [EpochSummary] = []
     var ended: [Int: String] = [:]
     var error: String?
+    var failedRank: Int?
+    var previousFailures: [String] = []
     var checkpoint: CheckpointStatus?
     var stopRequested = false
+
+    init(runID: String) { self.runID = runID }
+
+    /// Decodes a state file, giving fields added in later versions their defaults.
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        runID = try c.decode(String.self, forKey: .runID)
+        state = try c.decode(String.self, forKey: .state)
+        worldSize = try c.decode(Int.self, forKey: .worldSize)
+        configHash = try c.decodeIfPresent(String.self, forKey: .configHash)
+        hellos = try c.decode([Int: HelloMessage].self, forKey: .hellos)
+        planner = try c.decodeIfPresent(UnfreezingPlanner.self, forKey: .planner)
+        plan = try c.decodeIfPresent(TrainingPlan.self, forKey: .plan)
+        history = try c.decode([EpochSummary].self, forKey: .history)
+        ended = try c.decode([Int: String].self, forKey: .ended)
+        error = try c.decodeIfPresent(String.self, forKey: .error)
+        failedRank = try c.decodeIfPresent(Int.self, forKey: .failedRank)
+        previousFailures = try c.decodeIfPresent([String].self, forKey: .previousFailures) ?? []
+        checkpoint = try c.decodeIfPresent(CheckpointStatus.self, forKey: .checkpoint)
+        stopRequested = try c.decode(Bool.self, forKey: .stopRequested)
+    }
 }
 
 /// The coordinator: plans, liveness and status for one run.
@@ -61,6 +84,7 @@ public final class Coordinator {
     private var lastHeartbeat: [Int: Double] = [:]
     private var steps: [Int: Int] = [:]
     private var progress: ProgressMessage?
+    private var terminationReason: String?
 
     /// Creates a coordinator, continuing the run in `statePath` if that file exists.
     /// - Throws: When the state file exists but cannot be read.
@@ -107,7 +131,14 @@ public final class Coordinator {
             state.worldSize = hello.worldSize
             state.hellos[hello.rank] = hello
             state.ended[hello.rank] = nil
-            if state.state == "waiting" || state.state == "finished" { state.state = "running" }
+            // A relaunch (`--resume`) after a failure continues the same run; the failure is kept as history.
+            if state.state == "failed" {
+                state.previousFailures.append(state.error ?? "failed")
+                state.error = nil
+                state.failedRank = nil
+                state.ended = [:]
+            }
+            if state.state != "running" { state.state = "running" }
             lastHeartbeat[hello.rank] = now
             save()
             return .ok(runID: state.runID)
@@ -168,23 +199,51 @@ public final class Coordinator {
             return .ok(runID: state.runID)
         case .failed(let end):
             state.ended[end.rank] = "failed"
-            fail("rank \(end.rank) failed: \(end.reason ?? "no reason given")")
+            fail("rank \(end.rank) failed: \(end.reason ?? "no reason given")", rank: end.rank)
+            return .ok(runID: state.runID)
+        case .terminated(let end):
+            guard state.hellos[end.rank] != nil else { return unknownRank(end.rank) }
+            if state.ended[end.rank] == nil { state.ended[end.rank] = "terminated" }
+            terminationReason = terminationReason ?? end.reason
+            save()
+            checkLiveness(now: now)
             return .ok(runID: state.runID)
         case .status:
             return .status(status(now: now))
         }
     }
 
-    /// Marks ranks that stopped sending heartbeats as dead, failing the run.
+    /// Seconds of silence after which a rank counts as dead once another rank of the job has been
+    /// terminated by a signal: the job is ending, so the silent rank is the one that died first.
+    public static let silenceAfterTermination = 2.5
+
+    /// Marks ranks that stopped sending heartbeats as dead, failing the run and naming the rank.
+    ///
+    /// When a rank dies (`kill -9`, out of memory, a lost host), mpirun stops the others with
+    /// SIGTERM, and they report `terminated`. Those reports are not blamed: the run fails naming the
+    /// rank that went silent instead, after ``silenceAfterTermination`` seconds rather than the full
+    /// heartbeat timeout. If every rank reports `terminated`, the job was stopped from outside.
     public func checkLiveness(now: Double) {
         guard state.state == "running" else { return }
-        for (rank, hello) in state.hellos.sorted(by: { $0.key < $1.key }) where state.ended[rank] == nil {
+        let terminated = state.ended.filter { $0.value == "terminated" }.keys.sorted()
+        let limit = terminated.isEmpty ? settings.heartbeatTimeout : min(settings.heartbeatTimeout, Self.silenceAfterTermination)
+        let silent = state.hellos.keys.filter { state.ended[$0] == nil && now - (lastHeartbeat[$0] ?? now) > limit }
+        // The rank silent the longest is the one that died first.
+        if let rank = silent.min(by: { (lastHeartbeat[$0] ?? now, $0) < (lastHeartbeat[$1] ?? now, $1) }), let hello = state.hellos[rank] {
             let age = now - (lastHeartbeat[rank] ?? now)
-            if age > settings.heartbeatTimeout {
-                fail("rank \(rank) (host \(hello.host), pid \(hello.pid)) sent no heartbeat for \(Int(age)) s")
-                return
-            }
+            let others = terminated.isEmpty ? "" : "; then \(Self.rankList(terminated)) stopped (\(terminationReason ?? "signal")), as mpirun does to the other ranks"
+            state.ended[rank] = "dead"
+            fail("rank \(rank) (host \(hello.host), pid \(hello.pid)) died: no heartbeat for \(Int(age.rounded())) s" + others, rank: rank)
+            return
         }
+        if !terminated.isEmpty && state.hellos.keys.allSatisfy({ state.ended[$0] != nil }) {
+            fail("\(Self.rankList(terminated)) stopped by \(terminationReason ?? "a signal"): the job was stopped from outside (Ctrl-C, scancel, mpirun, a pod eviction)",
+                 rank: nil)
+        }
+    }
+
+    private static func rankList(_ ranks: [Int]) -> String {
+        ranks.count == 1 ? "rank \(ranks[0])" : "ranks " + ranks.map(String.init).joined(separator: ", ")
     }
 
     /// The status report at time `now`.
@@ -194,7 +253,7 @@ public final class Coordinator {
             let age = now - (lastHeartbeat[rank] ?? now)
             return RankStatus(rank: rank, host: hello.host, pid: hello.pid,
                               alive: state.ended[rank] == nil && age <= settings.heartbeatTimeout && lastHeartbeat[rank] != nil,
-                              heartbeatAgeS: lastHeartbeat[rank] == nil ? -1 : age, step: steps[rank] ?? 0)
+                              heartbeatAgeS: lastHeartbeat[rank] == nil ? -1 : age, step: steps[rank] ?? 0, ended: state.ended[rank])
         }
         var schedule: ScheduleStatus?
         if let plan = state.plan, let planner = state.planner {
@@ -210,7 +269,8 @@ public final class Coordinator {
             schedule: schedule,
             metrics: MetricsStatus(trainLoss: progress?.loss ?? last?.trainLoss, valLoss: last?.validationLoss,
                                    valAccuracy: last?.validationAccuracy, history: state.history),
-            checkpoint: state.checkpoint, bytesExchangedPerStep: progress?.bytesExchangedPerStep, error: state.error)
+            checkpoint: state.checkpoint, bytesExchangedPerStep: progress?.bytesExchangedPerStep, error: state.error,
+            failedRank: state.failedRank, previousFailures: state.previousFailures)
     }
 
     /// Serves requests on `address` until `shouldStop` returns true, or (with `exitWhenDone`)
@@ -261,10 +321,11 @@ public final class Coordinator {
         .error(MessageError(field: "rank", message: "rank \(rank) has not said hello"))
     }
 
-    private func fail(_ reason: String) {
+    private func fail(_ reason: String, rank: Int?) {
         if state.state != "failed" {
             state.state = "failed"
             state.error = reason
+            state.failedRank = rank
         }
         save()
     }

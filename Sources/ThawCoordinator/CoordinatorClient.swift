@@ -20,6 +20,7 @@ public final class CoordinatorClient {
     private let shared = SharedHeartbeat()
     private var heartbeatsStarted = false
     private var lastFailure = -Double.infinity
+    private var signalSources: [(signal: Int32, source: any DispatchSourceSignal)] = []
 
     /// Connects and says hello, retrying for up to `timeout` seconds (the coordinator may start later).
     /// - Throws: ``MessageError`` when the coordinator refuses the hello (for example a different
@@ -92,8 +93,40 @@ public final class CoordinatorClient {
         }
     }
 
+    /// Reports termination by a signal instead of dying silently: from now on SIGTERM, SIGINT and
+    /// SIGHUP make this process tell the coordinator `terminated` (on a socket of its own, waiting
+    /// at most half a second) and then exit with 128 + the signal number, as the default action would.
+    ///
+    /// mpirun stops the surviving ranks with SIGTERM when one rank dies, so this is what lets the
+    /// coordinator tell the rank that died from the ranks that were stopped because of it.
+    public func reportTerminationBySignal() {
+        let context = self.context
+        let address = self.address
+        let rank = self.rank
+        let serverKey = self.serverKey
+        for (signalNumber, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT"), (SIGHUP, "SIGHUP")] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+            source.setEventHandler {
+                let message = CoordinatorRequest.terminated(EndMessage(rank: rank, reason: "\(name)"))
+                if let requester = try? JSONRequester(context: context, address: address, serverKey: serverKey) {
+                    _ = try? requester.request(message.encoded(), timeout: 0.5)
+                }
+                _exit(128 + signalNumber)
+            }
+            source.resume()
+            signalSources.append((signalNumber, source))
+        }
+    }
+
     /// Stops the heartbeat thread and waits briefly for it to close its socket.
+    /// Signals get their default action back.
     public func stop() {
+        for (signalNumber, source) in signalSources {
+            source.cancel()
+            signal(signalNumber, SIG_DFL)
+        }
+        signalSources = []
         guard shared.stop(), heartbeatsStarted else { return }
         _ = shared.finished.wait(timeout: .now() + 3)
     }

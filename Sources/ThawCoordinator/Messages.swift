@@ -183,6 +183,10 @@ public enum CoordinatorRequest: Equatable, Sendable {
     case finished(EndMessage)
     /// A rank failed.
     case failed(EndMessage)
+    /// A rank was stopped by a signal (SIGTERM, SIGINT): mpirun stopping the job after another rank
+    /// died, a cancelled job, or Ctrl-C. Not a failure by itself: the coordinator then looks for the
+    /// rank that went silent first.
+    case terminated(EndMessage)
     /// A status query.
     case status
     /// An operator's command.
@@ -209,6 +213,10 @@ public enum CoordinatorRequest: Equatable, Sendable {
             let end = try decodeBody(EndMessage.self, bytes, fields)
             guard end.reason != nil else { throw MessageError(field: "reason", message: "a failed message needs a reason") }
             return .failed(end)
+        case "terminated":
+            let end = try decodeBody(EndMessage.self, bytes, fields)
+            guard end.reason != nil else { throw MessageError(field: "reason", message: "a terminated message needs a reason (the signal)") }
+            return .terminated(end)
         case "control":
             let control = try decodeBody(ControlMessage.self, bytes, fields)
             guard ["stop", "thaw"].contains(control.command) else {
@@ -233,12 +241,13 @@ public enum CoordinatorRequest: Equatable, Sendable {
         case .planRequest(let m): return frame("plan_request", m)
         case .finished(let m): return frame("finished", m)
         case .failed(let m): return frame("failed", m)
+        case .terminated(let m): return frame("terminated", m)
         case .status: return Array(#"{"type":"status"}"#.utf8)
         case .control(let m): return frame("control", m)
         }
     }
 
-    static let types = ["hello", "heartbeat", "progress", "epoch_report", "plan_request", "finished", "failed", "status", "control"]
+    static let types = ["hello", "heartbeat", "progress", "epoch_report", "plan_request", "finished", "failed", "terminated", "status", "control"]
 }
 
 /// The body of an epoch report.

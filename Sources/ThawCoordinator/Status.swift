@@ -15,6 +15,29 @@ public struct RankStatus: Codable, Equatable, Sendable {
     public var heartbeatAgeS: Double
     /// Optimizer steps it has taken.
     public var step: Int
+    /// How it ended: `finished`, `failed`, `terminated` (stopped by a signal), `dead` (went silent),
+    /// or nil while it runs.
+    public var ended: String?
+
+    enum CodingKeys: String, CodingKey { case rank, host, pid, alive, heartbeatAgeS, step, ended }
+
+    /// Creates a rank's status.
+    public init(rank: Int, host: String, pid: Int, alive: Bool, heartbeatAgeS: Double, step: Int, ended: String?) {
+        self.rank = rank; self.host = host; self.pid = pid; self.alive = alive
+        self.heartbeatAgeS = heartbeatAgeS; self.step = step; self.ended = ended
+    }
+
+    /// Encodes every key, writing null for `ended` while the rank runs.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(rank, forKey: .rank)
+        try c.encode(host, forKey: .host)
+        try c.encode(pid, forKey: .pid)
+        try c.encode(alive, forKey: .alive)
+        try c.encode(heartbeatAgeS, forKey: .heartbeatAgeS)
+        try c.encode(step, forKey: .step)
+        try c.encode(ended, forKey: .ended)
+    }
 }
 
 /// The unfreezing schedule as it stands.
@@ -77,9 +100,14 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var bytesExchangedPerStep: Int?
     /// What went wrong, when failed.
     public var error: String?
+    /// The rank the failure is attributed to (the one that failed or went silent first), when known.
+    public var failedRank: Int?
+    /// Earlier failures of this run that a resumed launch recovered from, oldest first.
+    public var previousFailures: [String]
 
     enum CodingKeys: String, CodingKey {
         case state, runId, worldSize, ranks, epoch, step, samplesPerSecond, schedule, metrics, checkpoint, bytesExchangedPerStep, error
+        case failedRank, previousFailures
     }
 
     /// Encodes every key, writing null for unknown values.
@@ -97,6 +125,8 @@ public struct StatusReport: Codable, Equatable, Sendable {
         try c.encode(checkpoint, forKey: .checkpoint)
         try c.encode(bytesExchangedPerStep, forKey: .bytesExchangedPerStep)
         try c.encode(error, forKey: .error)
+        try c.encode(failedRank, forKey: .failedRank)
+        try c.encode(previousFailures, forKey: .previousFailures)
     }
 
     /// A table a person can read at a glance.
@@ -104,7 +134,8 @@ public struct StatusReport: Codable, Equatable, Sendable {
         func number(_ value: Double?, _ format: String) -> String { value.map { String(format: format, $0) } ?? "-" }
         var lines: [String] = []
         lines.append("run \(runId)   state \(state.uppercased())   \(worldSize) rank(s)")
-        if let error { lines.append("error: \(error)") }
+        if let error { lines.append("error" + (failedRank.map { " (rank \($0))" } ?? "") + ": \(error)") }
+        if !previousFailures.isEmpty { lines.append("recovered from \(previousFailures.count) earlier failure(s); last: \(previousFailures[previousFailures.count - 1])") }
         let position = epoch.map { "epoch \($0 + 1)" + (step.map { " step \($0)" } ?? "") } ?? "not started"
         lines.append("\(position)   \(number(samplesPerSecond, "%.0f")) samples/s   \(bytesExchangedPerStep.map { "\($0) B" } ?? "-") exchanged per step")
         if let schedule {
@@ -119,7 +150,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
         for r in ranks {
             let host = r.host.count > 20 ? String(r.host.prefix(20)) : r.host + String(repeating: " ", count: 20 - r.host.count)
             lines.append(String(format: "%4d  ", r.rank) + host + String(format: " %-8d ", r.pid) + (r.alive ? "yes   " : "NO    ")
-                         + String(format: " %7.1f s  %d", r.heartbeatAgeS, r.step))
+                         + String(format: " %7.1f s  %d", r.heartbeatAgeS, r.step) + (r.ended.map { "  \($0)" } ?? ""))
         }
         if !metrics.history.isEmpty {
             lines.append("epoch  plan  trainable                     train loss  val acc   test acc  seconds")

@@ -161,10 +161,22 @@ public final class BackgroundProcess {
     /// Everything it has printed so far.
     public var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
 
+    /// How it exited (128 + the signal number if a signal ended it), once it has been seen to exit.
+    public private(set) var exitCode: Int32?
+
     /// Whether it is still running.
     public var isRunning: Bool {
+        guard !stopped else { return false }
         var status: Int32 = 0
-        return !stopped && waitpid(pid, &status, WNOHANG) == 0
+        let waited = waitpid(pid, &status, WNOHANG)
+        if waited == pid { record(status) }
+        return waited == 0
+    }
+
+    private func record(_ status: Int32) {
+        stopped = true
+        let signal = status & 0x7f
+        exitCode = signal == 0 ? (status >> 8) & 0xff : 128 + signal
     }
 
     /// Sends `signal` to the whole group.
@@ -175,8 +187,10 @@ public final class BackgroundProcess {
         let deadline = Date().addingTimeInterval(seconds)
         var status: Int32 = 0
         while Date() < deadline {
+            if stopped { return true }
             let waited = waitpid(pid, &status, WNOHANG)
-            if waited == pid || (waited < 0 && errno == ECHILD) { stopped = true; return true }
+            if waited == pid { record(status); return true }
+            if waited < 0 && errno == ECHILD { stopped = true; return true }
             usleep(20_000)
         }
         return false

@@ -58,7 +58,7 @@ public final class MetricsLog {
         path = (directory as NSString).appendingPathComponent("metrics.jsonl")
         guard enabled else { handle = nil; return }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        if !append || !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !append || !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let handle = FileHandle(forWritingAtPath: path) else {
             throw TrainingError.io(path: path, message: "cannot open for writing")
         }
@@ -92,7 +92,7 @@ public final class RankLog {
         guard enabled else { handle = nil; return }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = (directory as NSString).appendingPathComponent("rank-\(rank).log")
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let handle = FileHandle(forWritingAtPath: path) else {
             throw TrainingError.io(path: path, message: "cannot open for writing")
         }

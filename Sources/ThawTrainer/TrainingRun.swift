@@ -103,6 +103,7 @@ public final class TrainingRun {
             }
             let connected = try CoordinatorClient(address: coordinator, hello: hello, timeout: coordinatorTimeout, serverKey: serverKey)
             client = connected
+            connected.reportTerminationBySignal()
             planSource = CoordinatorPlanSource(client: connected)
             if isLeader { printer.line("thaw: coordinator \(coordinator), run \(connected.runID)") }
         }

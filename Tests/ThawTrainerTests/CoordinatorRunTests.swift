@@ -137,6 +137,61 @@ func waitForStatus(_ coordinator: CoordinatorProcess, seconds: Double, _ conditi
                 "the restarted coordinator saw no epoch reports")
     }
 
+    /// kill -9 one worker mid-epoch: the job stops within a bounded time, the coordinator's status
+    /// names the dead rank (and not the rank mpirun stopped because of it), and relaunching with
+    /// `--resume latest` against the same coordinator finishes the same run with exactly the
+    /// weights of an uninterrupted run.
+    @Test func aKilledWorkerIsNamedInStatusAndAResumedLaunchFinishesTheSameRun() throws {
+        let scratch = try ScratchRun(samples: 3000, sampleShape: [1, 16, 16])
+        let reference = try runTraining(config: try config(scratch, "reference"), ranks: 2)
+        try #require(reference.exitCode == 0, "\(reference.output)")
+
+        let config = try config(scratch, "killed")
+        let coordinator = try CoordinatorProcess(directory: scratch.directory, arguments: ["--config", config, "--state-file", scratch.path("coordinator.json")])
+        let workers = try startWorkers(config: config, coordinator: coordinator.endpoint)
+        // Mid-run: after two epochs (checkpoints exist), part-way into the next.
+        let running = waitForStatus(coordinator, seconds: 90) {
+            (($0["metrics"] as? [String: Any])?["history"] as? [Any])?.count ?? 0 >= 2 && ($0["step"] as? Int ?? 0) >= 5
+        }
+        let runID = try #require(running["run_id"] as? String)
+        let victim = try #require((running["ranks"] as? [[String: Any]])?.first { $0["rank"] as? Int == 1 }?["pid"] as? Int,
+                                  "no pid for rank 1 in \(running)")
+        try #require(workers.isRunning, "the run ended before a worker could be killed:\n\(workers.output)")
+        let killedAt = Date()
+        kill(pid_t(victim), SIGKILL)
+
+        #expect(workers.waitForExit(seconds: 60), "the surviving rank did not stop after its peer died:\n\(workers.output)")
+        #expect(workers.exitCode != 0)
+        let failed = waitForStatus(coordinator, seconds: 30) { $0["state"] as? String == "failed" }
+        #expect(Date().timeIntervalSince(killedAt) < 60, "the failure took too long to show")
+        #expect(failed["state"] as? String == "failed", "\(failed)")
+        #expect(failed["failed_rank"] as? Int == 1, "the failure is blamed on the wrong rank: \(failed)")
+        let error = failed["error"] as? String ?? ""
+        #expect(error.contains("rank 1") && error.contains("pid \(victim)") && error.contains("died"), "\(error)")
+        let ranks = failed["ranks"] as? [[String: Any]] ?? []
+        #expect(ranks.first { $0["rank"] as? Int == 1 }?["ended"] as? String == "dead", "\(ranks)")
+        #expect(ranks.first { $0["rank"] as? Int == 0 }?["ended"] as? String == "terminated", "\(ranks)")
+        #expect(ranks.allSatisfy { $0["alive"] as? Bool == false })
+
+        // Relaunch: the same coordinator continues the same run, and the failure becomes history.
+        let resumed = try startWorkers(config: config, coordinator: coordinator.endpoint, extra: ["--resume", "latest"])
+        #expect(resumed.waitForExit(seconds: 180), "the resumed run did not finish:\n\(resumed.output)")
+        #expect(resumed.exitCode == 0, "\(resumed.output)")
+        let finished = waitForStatus(coordinator, seconds: 20) { $0["state"] as? String == "finished" }
+        #expect(finished["state"] as? String == "finished", "\(finished)")
+        #expect(finished["run_id"] as? String == runID)
+        #expect(finished["error"] is NSNull && finished["failed_rank"] is NSNull)
+        let previous = finished["previous_failures"] as? [String] ?? []
+        #expect(previous.count == 1 && previous.first?.contains("rank 1") == true, "\(previous)")
+        let history = ((finished["metrics"] as? [String: Any])?["history"] as? [[String: Any]] ?? []).compactMap { $0["epoch"] as? Int }
+        #expect(history == Array(0..<6), "\(history)")
+        let a = try Data(contentsOf: URL(fileURLWithPath: scratch.path("reference/model.safetensors")))
+        let b = try Data(contentsOf: URL(fileURLWithPath: scratch.path("killed/model.safetensors")))
+        #expect(a == b, "the resumed run's weights differ from the uninterrupted run's")
+        let epochs = try epochRecords(scratch.path("killed")).compactMap { $0["epoch"] as? Int }
+        #expect(Set(epochs) == Set(0..<6), "metrics.jsonl lost epochs: \(epochs)")
+    }
+
     @Test func anOperatorStopCheckpointsAndTheRunResumesExactly() throws {
         let scratch = try ScratchRun(samples: 3000, sampleShape: [1, 16, 16])
         let token = scratch.path("token")

@@ -67,6 +67,41 @@ func gradualSettings(heartbeatTimeout: Double = 10) -> CoordinatorSettings {
         #expect(status.ranks.map(\.alive) == [true, false])
     }
 
+    /// mpirun stops the survivors with SIGTERM when a rank dies: the survivors' `terminated` reports
+    /// are not blamed; the rank that went silent is, after a short silence rather than the timeout.
+    @Test func terminatedRanksPointAtTheRankThatWentSilent() throws {
+        let coordinator = try Coordinator(settings: gradualSettings(heartbeatTimeout: 30), statePath: nil)
+        for rank in 0..<3 { _ = coordinator.handle(hello(rank: rank, worldSize: 3), now: 0) }
+        _ = coordinator.handle(.heartbeat(HeartbeatMessage(rank: 0, step: 4)), now: 9)
+        _ = coordinator.handle(.heartbeat(HeartbeatMessage(rank: 1, step: 4)), now: 8)   // rank 1 dies after this beat
+        _ = coordinator.handle(.heartbeat(HeartbeatMessage(rank: 2, step: 4)), now: 9)
+        _ = coordinator.handle(.terminated(EndMessage(rank: 0, reason: "SIGTERM")), now: 9.2)
+        _ = coordinator.handle(.terminated(EndMessage(rank: 2, reason: "SIGTERM")), now: 9.3)
+        #expect(coordinator.status(now: 9.5).state == "running", "a termination alone must not fail the run")
+        coordinator.checkLiveness(now: 8 + Coordinator.silenceAfterTermination + 0.1)
+        let status = coordinator.status(now: 11)
+        #expect(status.state == "failed")
+        #expect(status.failedRank == 1)
+        #expect(status.error?.contains("rank 1 (host h, pid 101) died") == true, "\(status.error ?? "")")
+        #expect(status.ranks.map(\.ended) == ["terminated", "dead", "terminated"])
+
+        // A relaunch continues the run; the failure is kept as history.
+        _ = coordinator.handle(hello(rank: 0, worldSize: 3), now: 20)
+        let resumed = coordinator.status(now: 20)
+        #expect(resumed.state == "running" && resumed.error == nil && resumed.failedRank == nil)
+        #expect(resumed.previousFailures.count == 1 && resumed.previousFailures[0].contains("rank 1"))
+    }
+
+    @Test func everyRankTerminatedMeansTheJobWasStoppedFromOutside() throws {
+        let coordinator = try Coordinator(settings: gradualSettings(), statePath: nil)
+        for rank in 0..<2 { _ = coordinator.handle(hello(rank: rank), now: 0) }
+        _ = coordinator.handle(.terminated(EndMessage(rank: 1, reason: "SIGINT")), now: 1)
+        _ = coordinator.handle(.terminated(EndMessage(rank: 0, reason: "SIGINT")), now: 1)
+        let status = coordinator.status(now: 1)
+        #expect(status.state == "failed" && status.failedRank == nil)
+        #expect(status.error?.contains("stopped from outside") == true, "\(status.error ?? "")")
+    }
+
     @Test func malformedFramesAreRefusedByField() {
         func field(_ text: String) -> String? {
             do { _ = try CoordinatorRequest.decode(Array(text.utf8)); return nil } catch { return error.field }
