@@ -125,10 +125,12 @@ public struct Checkpoint {
         try AtomicFile.synchronizeDirectory(of: path)
     }
 
-    /// The checkpoint a `--resume` value names: a file path, or `latest` for the newest in the run's
-    /// `checkpoints/` directory.
-    public static func resolve(_ value: String, runDirectory: String) throws -> String {
-        guard value == "latest" else {
+    /// The checkpoint a `--resume` value names: a file path, `latest` for the newest in the run's
+    /// `checkpoints/` directory, or `auto` for the newest if there is one and nil (start fresh) if
+    /// not, for schedulers that rerun the same command after a failure (Slurm `--requeue`, a
+    /// restarted Kubernetes launcher).
+    public static func resolve(_ value: String, runDirectory: String) throws -> String? {
+        guard value == "latest" || value == "auto" else {
             guard FileManager.default.fileExists(atPath: value) else {
                 throw TrainingError.io(path: value, message: "no such checkpoint file")
             }
@@ -136,6 +138,7 @@ public struct Checkpoint {
         }
         let directory = (runDirectory as NSString).appendingPathComponent("checkpoints")
         guard let newest = epochFiles(in: directory).last else {
+            if value == "auto" { return nil }
             throw TrainingError.io(path: directory, message: "--resume latest: no epoch-NNNN.safetensors checkpoint here")
         }
         return (directory as NSString).appendingPathComponent(newest)

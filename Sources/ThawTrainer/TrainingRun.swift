@@ -21,7 +21,8 @@ public final class TrainingRun {
     /// - Parameters:
     ///   - config: The configuration.
     ///   - progress: How rank 0 shows progress.
-    ///   - resume: A checkpoint path, or `latest` for the newest in the run directory, or nil.
+    ///   - resume: A checkpoint path, `latest` for the newest in the run directory, `auto` for the newest
+    ///     if any (else a fresh start), or nil.
     ///   - coordinator: The coordinator's address (`tcp://HOST:PORT`), or nil to plan in-process.
     ///   - coordinatorTimeout: Seconds to keep trying to reach the coordinator at start.
     public init(config: TrainingConfig, progress: ProgressStyle, resume: String? = nil, coordinator: String? = nil,
@@ -74,8 +75,7 @@ public final class TrainingRun {
         }
         // Only rank 0 reads the checkpoint; the trainer broadcasts its state to the other ranks.
         var checkpoint: Checkpoint?
-        if isLeader, let resume {
-            let path = try Checkpoint.resolve(resume, runDirectory: config.run.output)
+        if isLeader, let resume, let path = try Checkpoint.resolve(resume, runDirectory: config.run.output) {
             let loaded = try Checkpoint.load(path)
             checkpoint = loaded
             printer.line("thaw: resuming from \(path): \(loaded.metadata.epochsCompleted) epoch(s) done, "

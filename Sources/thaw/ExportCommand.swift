@@ -16,7 +16,9 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "The safetensors file to write.") var out: String
 
     func run() throws {
-        let path = try Checkpoint.resolve(checkpoint, runDirectory: runDirectory ?? ".")
+        guard checkpoint != "auto", let path = try Checkpoint.resolve(checkpoint, runDirectory: runDirectory ?? ".") else {
+            throw ValidationError("--checkpoint takes a file or `latest`")
+        }
         let loaded = try Checkpoint.load(path)
         let rename = ModelZoo.externalName(architecture: loaded.metadata.architecture)
         let names = loaded.tensors.keys.filter { !$0.hasPrefix("optimizer.") }.sorted()

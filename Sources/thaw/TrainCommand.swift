@@ -19,7 +19,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Progress display: auto, live, lines or quiet. Under mpirun, auto sees a terminal; launch scripts pass lines when logging.")
     var progress: String = "auto"
 
-    @Option(help: ArgumentHelp("Resume from a checkpoint file, or `latest` for the newest in the run's checkpoints/ directory.", valueName: "path|latest"))
+    @Option(help: ArgumentHelp("Resume from a checkpoint file, `latest` for the newest in the run's checkpoints/ directory, or `auto`: the newest if there is one, else start fresh (for batch scripts that are rerun after a failure).", valueName: "path|latest|auto"))
     var resume: String?
 
     @Option(help: ArgumentHelp("Take plans from the coordinator at this address and report to it.", valueName: "tcp://host:port"))

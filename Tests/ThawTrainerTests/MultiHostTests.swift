@@ -83,4 +83,62 @@ struct MultiHostTests {
         }
         #expect(records.map { $0["bytes_exchanged"] as? Int } == [6 * 4 * count("head"), 6 * 4 * (count("head") + count("hidden2"))])
     }
+
+    /// The two commands `launch/hostfile` prints, run as printed: the coordinator in host 0's
+    /// namespace, mpirun from host 0 with a worker on each host, and status asked from host 1,
+    /// across the namespaces' network.
+    @Test func theHostfileLauncherLinesRunAcrossHostsAndStatusAnswersFromAnotherHost() throws {
+        let scratch = try ScratchRun(samples: 2000, sampleShape: [1, 16, 16])
+        let hosts = try NamespaceHosts(count: 2)
+        let hostfile = scratch.path("hosts")
+        try "# two namespace hosts\n10.77.0.1 slots=1\n10.77.0.2 slots=1\n".write(toFile: hostfile, atomically: true, encoding: .utf8)
+        let config = try scratch.writeConfig(name: "hostfile", extra: "training: {epochs: 4, batch_size: 16}\nunfreezing: {policy: gradual, every: 2}",
+                                             model: "{architecture: small-cnn, classes: 3}")
+        let printed = try spawnProcessGroup([packageRoot() + "/launch/hostfile", hostfile, config,
+                                             "--coordinator-address", "10.77.0.1", "--port", "5599", "--network", "10.77.0.0/24",
+                                             "--state-file", scratch.path("coordinator.json"),
+                                             "--mpirun-option", "--mca", "--mpirun-option", "plm_rsh_agent",
+                                             "--mpirun-option", "\(hosts.script) agent \(hosts.prefix)"], hangGuardSeconds: 30)
+        try #require(printed.exitCode == 0, "\(printed.output)")
+        let lines = printed.output.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("#") && !$0.isEmpty }
+        try #require(lines.count == 2, "expected two command lines:\n\(printed.output)")
+        #expect(lines[1].contains("-np 2") && lines[1].contains("--coordinator tcp://10.77.0.1:5599"), "\(lines[1])")
+        let coordinatorLine = String(lines[0].dropLast(lines[0].hasSuffix(" &") ? 2 : 0))
+
+        func inHost(_ index: Int, _ line: String) -> [String] {
+            ["/usr/sbin/ip", "netns", "exec", "\(hosts.prefix)-h\(index)", "/bin/sh", "-c", line]
+        }
+        let coordinator = try BackgroundProcess(inHost(0, "exec " + coordinatorLine))
+        let workers = try BackgroundProcess(inHost(0, lines[1]))
+        let thaw = try #require(thawExecutablePath())
+        func statusFromHost1() -> [String: Any] {
+            guard let answer = try? spawnProcessGroup(inHost(1, "\(thaw) status --coordinator tcp://10.77.0.1:5599 --json --timeout 2"),
+                                                       hangGuardSeconds: 10),
+                  answer.exitCode == 0, let start = answer.output.firstIndex(of: "{"),
+                  let object = try? JSONSerialization.jsonObject(with: Data(answer.output[start...].utf8)) as? [String: Any] else { return [:] }
+            return object
+        }
+        var live: [String: Any] = [:]
+        for _ in 0..<300 where workers.isRunning {
+            live = statusFromHost1()
+            if live["state"] as? String == "running", (live["ranks"] as? [[String: Any]])?.count == 2 { break }
+            usleep(200_000)
+        }
+        #expect(live["state"] as? String == "running", "no running status from host 1: \(live)\n\(coordinator.output)")
+        let hostsSeen = Set((live["ranks"] as? [[String: Any]] ?? []).compactMap { $0["pid"] as? Int })
+        #expect(hostsSeen.count == 2)
+
+        #expect(workers.waitForExit(seconds: 240), "the workers did not finish:\n\(workers.output)")
+        #expect(workers.exitCode == 0, "\(workers.output)")
+        var final: [String: Any] = [:]
+        for _ in 0..<50 {
+            final = statusFromHost1()
+            if final["state"] as? String == "finished" { break }
+            usleep(100_000)
+        }
+        #expect(final["state"] as? String == "finished", "\(final)\n\(coordinator.output)")
+        let history = ((final["metrics"] as? [String: Any])?["history"] as? [[String: Any]] ?? []).compactMap { ($0["trainable_groups"] as? [String])?.count }
+        #expect(history == [1, 1, 2, 2], "\(history)")
+        #expect(coordinator.waitForExit(seconds: 20), "the coordinator did not exit after the run (--exit-when-done)")
+    }
 }
