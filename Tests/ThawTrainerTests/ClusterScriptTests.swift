@@ -1,0 +1,105 @@
+// The cluster launch files, run as far as this machine allows: the Slurm batch script under a
+// stand-in for Slurm's commands (scontrol names the node, srun starts a job step locally, and
+// `srun --mpi=pmix` starts the tasks with mpirun), on loopback; its coordinator, workers, state
+// file and cleanup are real.
+import Foundation
+import Testing
+import ThawTesting
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A directory of stand-ins for Slurm's commands, put first on PATH.
+struct FakeSlurm {
+    let directory: String
+
+    init(in scratch: ScratchRun) throws {
+        directory = scratch.path("fake-slurm")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let scontrol = """
+            #!/bin/sh
+            # scontrol show hostnames LIST: every node of this one-machine "cluster" is loopback.
+            [ "$1 $2" = "show hostnames" ] && { echo 127.0.0.1; exit 0; }
+            echo "fake scontrol: unsupported: $*" >&2; exit 1
+            """
+        let mpirun = localMPIRun.map { "'\($0)'" }.joined(separator: " ")
+        let srun = """
+            #!/bin/bash
+            # srun [options] COMMAND...: a job step on this machine. With --mpi=..., one MPI task per
+            # allocated task, started by mpirun; otherwise the command itself (a one-task step).
+            mpi=false
+            while [ $# -gt 0 ] && [ "${1#-}" != "$1" ]; do
+                case "$1" in --mpi=*) mpi=true ;; esac
+                echo "$1" >> "\(directory)/srun-options"
+                shift
+            done
+            if $mpi; then exec \(mpirun) -np "${SLURM_NTASKS:?}" "$@"; fi
+            exec "$@"
+            """
+        for (name, text) in [("scontrol", scontrol), ("srun", srun)] {
+            let path = (directory as NSString).appendingPathComponent(name)
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            chmod(path, 0o755)
+        }
+    }
+
+    /// Runs `sbatch`'s part: the batch script itself, as Slurm would on the first node.
+    func runBatchScript(jobID: String, arguments: [String]) throws -> SpawnResult {
+        let environment = ["SLURM_JOB_ID=\(jobID)", "SLURM_JOB_NODELIST=node[1-2]", "SLURM_NTASKS=2",
+                           "SLURM_SUBMIT_DIR=\(packageRoot())", "PATH=\(directory):\(ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")"]
+        return try spawnProcessGroup(["/usr/bin/env"] + environment + ["/bin/bash", packageRoot() + "/cluster/slurm/thaw.sbatch"] + arguments,
+                                     hangGuardSeconds: 240)
+    }
+}
+
+@Suite(.serialized) struct SlurmScriptTests {
+    @Test func theBatchScriptRunsACoordinatorAndWorkersAndARequeueResumes() throws {
+        let scratch = try ScratchRun(samples: 1200, sampleShape: [1, 16, 16])
+        let slurm = try FakeSlurm(in: scratch)
+        let config = try scratch.writeConfig(name: "slurm", extra: "training: {epochs: 3, batch_size: 16}\nunfreezing: {policy: gradual}",
+                                             model: "{architecture: small-cnn, classes: 3}")
+        let jobID = "t\(getpid())"
+        let port = String(20000 + Int(getpid()) % 20000)
+        let files = ["coordinator.json", "coordinator.endpoint", "coordinator.log"].map { packageRoot() + "/runs/slurm/\(jobID)-\($0)" }
+        defer { for file in files { unlink(file) } }
+
+        let arguments = [config, "--port", port, "--", "--set", "optimizer.learning_rate=0.02"]
+        let first = try slurm.runBatchScript(jobID: jobID, arguments: arguments)
+        try #require(first.exitCode == 0, "\(first.output)")
+        #expect(first.output.contains("coordinator at tcp://127.0.0.1:\(port) on 127.0.0.1"), "\(first.output)")
+        let options = try String(contentsOfFile: slurm.directory + "/srun-options", encoding: .utf8)
+        #expect(options.contains("--mpi=pmix") && options.contains("--overlap") && options.contains("--nodelist=127.0.0.1"), "\(options)")
+
+        // The coordinator saw the whole run, and it exited with the job (nothing left listening).
+        let state = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: files[0]))) as? [String: Any])
+        #expect(state["state"] as? String == "finished", "\(state)")
+        let planner = state["planner"] as? [String: Any]
+        #expect("\(planner ?? [:])".contains("0.02"), "the coordinator did not get the --set override: \(planner ?? [:])")
+        #expect((state["history"] as? [Any])?.count == 3)
+        #expect(try epochRecords(scratch.path("slurm")).count == 3)
+        let probe = try spawnProcessGroup([try #require(thawExecutablePath()), "status", "--coordinator", "tcp://127.0.0.1:\(port)", "--timeout", "1"],
+                                          hangGuardSeconds: 20)
+        #expect(probe.exitCode != 0, "the coordinator is still answering after the job ended:\n\(probe.output)")
+
+        // A requeue runs the same script again with the same job id: the workers resume from the
+        // newest checkpoint (nothing is left to train) and the coordinator continues the same run.
+        let again = try slurm.runBatchScript(jobID: jobID, arguments: arguments)
+        try #require(again.exitCode == 0, "\(again.output)")
+        #expect(again.output.contains("resuming from"), "\(again.output)")
+        let resumed = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: files[0]))) as? [String: Any])
+        #expect(resumed["run_id"] as? String == state["run_id"] as? String)
+        #expect(resumed["state"] as? String == "finished", "\(resumed)")
+        #expect(try epochRecords(scratch.path("slurm")).count == 3, "a requeue of a finished run must not train again")
+    }
+
+    @Test func theBatchScriptRefusesToRunOutsideSlurmAndNamesBadOptions() throws {
+        let outside = try spawnProcessGroup(["/usr/bin/env", "-u", "SLURM_JOB_ID", "/bin/bash", packageRoot() + "/cluster/slurm/thaw.sbatch",
+                                             "configs/demo.yaml"], hangGuardSeconds: 20)
+        #expect(outside.exitCode != 0 && outside.output.contains("not inside a Slurm job"), "\(outside.output)")
+        let scratch = try ScratchRun()
+        let slurm = try FakeSlurm(in: scratch)
+        let bad = try slurm.runBatchScript(jobID: "bad", arguments: ["configs/demo.yaml", "--launcher", "ssh"])
+        #expect(bad.exitCode != 0 && bad.output.contains("--launcher must be srun or mpirun"), "\(bad.output)")
+    }
+}
