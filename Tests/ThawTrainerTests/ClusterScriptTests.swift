@@ -5,6 +5,7 @@
 import Foundation
 import Testing
 import ThawTesting
+import ThawTrainer
 
 #if canImport(Glibc)
 import Glibc
@@ -101,5 +102,50 @@ struct FakeSlurm {
         let slurm = try FakeSlurm(in: scratch)
         let bad = try slurm.runBatchScript(jobID: "bad", arguments: ["configs/demo.yaml", "--launcher", "ssh"])
         #expect(bad.exitCode != 0 && bad.output.contains("--launcher must be srun or mpirun"), "\(bad.output)")
+    }
+}
+
+/// The Kubernetes manifest, checked by the API's own schemas (kubernetes-validate, strict) and the
+/// MPI operator's v2beta1 fields, and its embedded configuration by Thaw's own loader. Each
+/// mutation must be caught, so the checker is shown to check.
+@Suite(.serialized) struct KubernetesManifestTests {
+    static let manifest = packageRoot() + "/cluster/kubernetes/thaw-mpijob.yaml"
+    static let validator = packageRoot() + "/cluster/kubernetes/validate-manifests"
+
+    func python() throws -> String {
+        try PythonEnvironment.python(name: "kubernetes-validate", packages: ["kubernetes-validate==1.37.0", "pyyaml"],
+                                     probe: "import kubernetes_validate, yaml")
+    }
+
+    @Test func theManifestIsValidAndItsConfigurationLoads() throws {
+        let scratch = try ScratchRun()
+        let config = scratch.path("k8s-thaw.yaml")
+        let result = try spawnProcessGroup([try python(), Self.validator, Self.manifest, "--extract-config", config], hangGuardSeconds: 120)
+        #expect(result.exitCode == 0, "\(result.output)")
+        #expect(result.output.contains("5 document(s) valid"), "\(result.output)")
+        let loaded = try TrainingConfig.load(path: config, overrides: [])
+        #expect(loaded.model.architecture == "mobilenet_v2")
+        #expect(loaded.run.output.hasPrefix("/runs/"), "checkpoints must go to the shared volume")
+    }
+
+    @Test(arguments: [
+        (#"-np, "2""#, #"-np, "3""#, "mpirun -np 3 but the workers have 2 slot(s)"),
+        ("slotsPerWorker: 1", "slotsPerWorkers: 1", "unknown field 'slotsPerWorkers'"),
+        ("readOnly: true}", "readOnly: true, bogus: 1}", "'bogus' was unexpected"),
+        ("tcp://thaw-coordinator:5555", "tcp://coordinator:5555", "is not the Service"),
+        ("cleanPodPolicy: Running", "cleanPodPolicy: Sometimes", "'Sometimes' is not one of"),
+        ("claimName: thaw-runs}", "claimName: runs}", "names claim runs"),
+        ("targetPort: zmq", "targetPort: 5556", "targetPort 5556 is not a port"),
+        ("--config, /config/thaw.yaml,\n", "--config, /config/other.yaml,\n", "--config /config/other.yaml is not a file the workers mount"),
+    ])
+    func aBrokenManifestIsRefusedByName(original: String, broken: String, message: String) throws {
+        let scratch = try ScratchRun()
+        let text = try String(contentsOfFile: Self.manifest, encoding: .utf8)
+        try #require(text.contains(original), "the manifest no longer contains \(original)")
+        let path = scratch.path("broken.yaml")
+        try text.replacingOccurrences(of: original, with: broken).write(toFile: path, atomically: true, encoding: .utf8)
+        let result = try spawnProcessGroup([try python(), Self.validator, path], hangGuardSeconds: 120)
+        #expect(result.exitCode == 1, "\(result.output)")
+        #expect(result.output.contains(message), "\(result.output)")
     }
 }

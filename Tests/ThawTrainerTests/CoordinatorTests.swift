@@ -330,18 +330,7 @@ final class CoordinatorProcess {
     /// A pyzmq client written from docs/protocol.md reads status. The test installs pyzmq into its
     /// own virtual environment (cached under the temporary directory); no system Python is changed.
     @Test func aPyzmqClientReadsStatus() throws {
-        let venv = FileManager.default.temporaryDirectory.appendingPathComponent("thaw-test-pyzmq").path
-        let python = venv + "/bin/python"
-        var ready = false
-        if FileManager.default.isExecutableFile(atPath: python) {
-            ready = try spawnProcessGroup([python, "-c", "import zmq"], hangGuardSeconds: 60).exitCode == 0
-        }
-        if !ready {
-            let create = try spawnProcessGroup(["/usr/bin/env", "python3", "-m", "venv", venv], hangGuardSeconds: 120)
-            try #require(create.exitCode == 0, "python3 -m venv failed: \(create.output)")
-            let install = try spawnProcessGroup([python, "-m", "pip", "install", "--quiet", "pyzmq"], hangGuardSeconds: 300)
-            try #require(install.exitCode == 0, "pip install pyzmq failed: \(install.output)")
-        }
+        let python = try PythonEnvironment.python(name: "pyzmq", packages: ["pyzmq"], probe: "import zmq")
         let scratch = try ScratchRun()
         let coordinator = try CoordinatorProcess(directory: scratch.directory, arguments: [])
         let result = try spawnProcessGroup([python, packageRoot() + "/scripts/thaw_status.py", coordinator.endpoint], hangGuardSeconds: 60)
