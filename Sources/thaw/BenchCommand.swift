@@ -11,7 +11,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks; every figure is a ratio against a baseline measured in the same run.",
-        subcommands: [GemmBenchCommand.self, ExchangeBenchCommand.self])
+        subcommands: [GemmBenchCommand.self, ExchangeBenchCommand.self, StatusSoakBenchCommand.self])
 }
 
 /// Per-layer GEMM throughput ÷ raw cblas_sgemm on the same shapes.
@@ -81,6 +81,38 @@ struct ExchangeBenchCommand: ParsableCommand {
             print(String(format: "  compute (fwd+bwd)    %8.3f ms", r.computeSeconds * 1e3))
             print(String(format: "  overlapped step      %8.3f ms   step / max(compute, comm) = %.2f (goal <= 1.15)", r.stepSeconds * 1e3, r.overlapRatio))
         }
+    }
+}
+
+/// Status queries under load: training throughput with and without them, and query latency.
+struct StatusSoakBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status-soak",
+        abstract: "Hammer the coordinator with status queries while a real job trains; report throughput loaded ÷ quiet and query latency.",
+        discussion: "Starts its own coordinator and `mpirun -np RANKS thaw train` on loopback, once quiet and once under load per repetition.")
+
+    @Option(help: "The training configuration.") var config = "configs/fashion-small-cnn.yaml"
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override one configuration key.", valueName: "key=value"))
+    var overrides: [String] = ["data.train_limit=12000", "data.test_limit=1000", "training.epochs=2"]
+    @Option(help: "Workers.") var ranks = 2
+    @Option(help: "Status queries per second during the loaded runs.") var rate = 300.0
+    @Option(help: "Quiet/loaded pairs (median ratio reported).") var repetitions = 3
+    @Option(help: "Where the runs and their logs go.") var scratch = "runs/bench-status-soak"
+
+    func run() throws {
+        guard let thaw = Bundle.main.executablePath else { throw ValidationError("cannot tell where the thaw executable is") }
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        var mpirun = ["--mca", "coll_libnbc_iallreduce_algorithm", "1", "--mca", "rtc", "^hwloc"]
+        if getuid() == 0 { mpirun.append("--allow-run-as-root") }
+        if ranks > ProcessInfo.processInfo.activeProcessorCount { mpirun.append("--oversubscribe") }
+        print("Status soak: \(config) \(overrides.joined(separator: " ")), \(ranks) ranks, \(Int(rate)) queries/s, \(repetitions) quiet/loaded pair(s)")
+        let result = try StatusSoakBenchmark.run(thaw: thaw, configPath: config, ranks: ranks, rate: rate, repetitions: repetitions,
+                                                 overrides: overrides, mpirunOptions: mpirun, scratch: scratch, log: { print($0) })
+        print(String(format: "queries: %d answered (%.0f/s achieved), %d unanswered within 5 s", result.latencies.count,
+                     Double(result.latencies.count) / max(result.loadSeconds, 1e-9), result.unanswered))
+        print(String(format: "latency: median %.2f ms, p99 %.2f ms, max %.2f ms", result.latency(quantile: 0.5) * 1e3,
+                     result.latency(quantile: 0.99) * 1e3, result.latency(quantile: 1) * 1e3))
+        print(String(format: "training throughput loaded ÷ quiet: %.3f (median of %d; goal >= 0.95)", result.throughputRatio, repetitions))
     }
 }
 

@@ -149,3 +149,21 @@ struct FakeSlurm {
         #expect(result.output.contains(message), "\(result.output)")
     }
 }
+
+/// The status soak benchmark runs end to end on a small job: every query is answered and the
+/// report has its figures (the figures themselves are for BENCHMARKS-style runs, not asserted).
+@Suite(.serialized) struct StatusSoakBenchmarkTests {
+    @Test func theSoakRunsAJobQuietAndLoadedAndAnswersEveryQuery() throws {
+        let scratch = try ScratchRun(samples: 1500, sampleShape: [1, 16, 16])
+        let config = try scratch.writeConfig(name: "soak", extra: "training: {epochs: 2, batch_size: 16}", model: "{architecture: small-cnn, classes: 3}")
+        let thaw = try #require(thawExecutablePath())
+        let result = try spawnProcessGroup([thaw, "bench", "status-soak", "--config", config, "--set", "training.epochs=2",
+                                            "--repetitions", "1", "--rate", "200", "--scratch", scratch.path("bench")], hangGuardSeconds: 240)
+        #expect(result.exitCode == 0, "\(result.output)")
+        let answered = result.output.split(separator: "\n").first { $0.hasPrefix("queries: ") }
+        let count = answered.flatMap { Int($0.dropFirst("queries: ".count).prefix { $0.isNumber }) } ?? 0
+        #expect(count > 0 && answered?.contains(" 0 unanswered") == true, "\(result.output)")
+        #expect(result.output.contains("training throughput loaded ÷ quiet: "), "\(result.output)")
+        #expect(try epochRecords(scratch.path("bench/soak-0-loaded")).count == 2)
+    }
+}
