@@ -167,3 +167,56 @@ struct FakeSlurm {
         #expect(try epochRecords(scratch.path("bench/soak-0-loaded")).count == 2)
     }
 }
+
+/// `launch/local` as a user runs it: it starts a coordinator and workers, status answers, and
+/// Ctrl-C (SIGINT to its process group) stops everything, leaving no process and no listening socket.
+@Suite(.serialized) struct LocalLaunchTests {
+    /// Processes whose command line mentions `text`.
+    func processes(mentioning text: String) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { entry -> Int32? in
+            guard let pid = Int32(entry), pid != getpid(),
+                  let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return nil }
+            let command = String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
+            return command.contains(text) ? pid : nil
+        }
+    }
+
+    @Test func ctrlCStopsTheCoordinatorAndEveryWorker() throws {
+        let scratch = try ScratchRun(samples: 3000, sampleShape: [1, 16, 16])
+        let name = "local-\(getpid())"
+        let config = try scratch.writeConfig(name: name, extra: "training: {epochs: 50, batch_size: 16}", model: "{architecture: small-cnn, classes: 3}")
+        let logs = packageRoot() + "/runs/launch/\(name)"
+        defer { try? FileManager.default.removeItem(atPath: logs) }
+        let launch = try BackgroundProcess([packageRoot() + "/launch/local", "2", config])
+        var endpoint = ""
+        var running = false
+        let thaw = try #require(thawExecutablePath())
+        for _ in 0..<300 where launch.isRunning {
+            endpoint = (try? String(contentsOfFile: logs + "/coordinator.endpoint", encoding: .utf8)) ?? ""
+            if !endpoint.isEmpty, let answer = try? spawnProcessGroup([thaw, "status", "--coordinator", endpoint, "--json"], hangGuardSeconds: 10),
+               answer.output.contains(#""state":"running""#), answer.output.contains(#""step":"#), !answer.output.contains(#""step":null"#) {
+                running = true
+                break
+            }
+            usleep(200_000)
+        }
+        try #require(running, "the job never showed as running:\n\(launch.output)")
+        #expect(launch.output.contains("watch it with: \(thaw) status --coordinator \(endpoint)") || launch.output.contains("watch it with: .build/release/thaw status"),
+                "\(launch.output)")
+        #expect(processes(mentioning: config).count >= 3, "expected the coordinator, mpirun and 2 ranks")
+
+        launch.signal(SIGINT)
+        #expect(launch.waitForExit(seconds: 30), "launch/local did not stop on Ctrl-C:\n\(launch.output)")
+        var left: [Int32] = []
+        for _ in 0..<100 {
+            left = processes(mentioning: config)
+            if left.isEmpty { break }
+            usleep(100_000)
+        }
+        #expect(left.isEmpty, "processes left behind: \(left)")
+        let probe = try spawnProcessGroup([thaw, "status", "--coordinator", endpoint, "--timeout", "1"], hangGuardSeconds: 20)
+        #expect(probe.exitCode != 0, "the coordinator still answers after Ctrl-C")
+        for pid in left { kill(pid, SIGKILL) }
+    }
+}
