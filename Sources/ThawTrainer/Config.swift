@@ -140,6 +140,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require(data.testLimit >= 0, "data.test_limit", "expected an integer ≥ 0 (0 means all)")
         try require(data.validationSize >= 0, "data.validation_size", "expected an integer ≥ 0")
         try require(data.imageSize >= 0, "data.image_size", "expected an integer ≥ 0 (0 keeps the dataset's size)")
+        try require(data.cropPadding >= 0, "data.crop_padding", "expected an integer ≥ 0 (0 turns the random crop off)")
         try require(["dataset", "imagenet"].contains(data.normalization), "data.normalization",
                     "expected dataset or imagenet, got '\(data.normalization)'")
         try require(unfreezing.discriminativeFactor >= 1, "unfreezing.discriminative_factor", "expected a number ≥ 1")
@@ -324,8 +325,15 @@ public struct DataSection: Codable, Equatable, Sendable {
     /// `dataset` (the dataset's own statistics) or `imagenet` (3 channels, torchvision's ImageNet
     /// statistics, as pretrained backbones expect; grayscale is repeated).
     public var normalization = "dataset"
+    /// Training augmentation: pad each image by this many pixels (repeating the border) and crop a
+    /// random window of the original size back out (0 = off). Keyed by (seed, epoch, sample).
+    public var cropPadding = 0
+    /// Training augmentation: flip each image left-right with probability ½.
+    public var horizontalFlip = false
 
     enum CodingKeys: String, CodingKey, CaseIterable {
+        case cropPadding = "crop_padding"
+        case horizontalFlip = "horizontal_flip"
         case dataset, directory
         case trainFeatures = "train_features"
         case trainLabels = "train_labels"
@@ -356,6 +364,8 @@ public struct DataSection: Codable, Equatable, Sendable {
         validationSize = try c.decodeIfPresent(Int.self, forKey: .validationSize) ?? validationSize
         imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? imageSize
         normalization = try c.decodeIfPresent(String.self, forKey: .normalization) ?? normalization
+        cropPadding = try c.decodeIfPresent(Int.self, forKey: .cropPadding) ?? cropPadding
+        horizontalFlip = try c.decodeIfPresent(Bool.self, forKey: .horizontalFlip) ?? horizontalFlip
     }
 }
 

@@ -102,6 +102,7 @@ public final class Trainer {
     private let schedule: LearningRateSchedule
     private let microBatchesPerStep: Int
     private let input: Tensor
+    private let augmentation: ImageAugmentation?
     private let logitsGradient = Tensor(shape: [0])
     private let labels: UnsafeMutableBufferPointer<Int32>
     private let weights: UnsafeMutableBufferPointer<Float>
@@ -143,6 +144,15 @@ public final class Trainer {
                                  globalBatchSize: microBatch, seed: config.run.seed, shuffle: true)
         let capacity = sampler.localBatchCapacity
         input = Tensor(shape: [capacity] + model.sampleShape)
+        let imageAugmentation = ImageAugmentation(cropPadding: config.data.cropPadding, horizontalFlip: config.data.horizontalFlip, seed: config.run.seed)
+        if !imageAugmentation.isIdentity {
+            guard model.sampleShape.count == 3, model.sampleShape[1] > 2 * config.data.cropPadding, model.sampleShape[2] > 2 * config.data.cropPadding else {
+                throw TrainingError.dataMismatch("data.crop_padding / data.horizontal_flip need [C, H, W] images larger than twice the padding; the data gives \(model.sampleShape)")
+            }
+            augmentation = imageAugmentation
+        } else {
+            augmentation = nil
+        }
         labels = .allocate(capacity: capacity)
         labels.initialize(repeating: 0)
         weights = .allocate(capacity: capacity)
@@ -296,6 +306,7 @@ public final class Trainer {
             for samplerStep in micro {
                 let indices = sampler.localBatch(epoch: epoch, step: samplerStep)
                 try assemble(indices, from: train)
+                augmentation?.apply(to: input.data, sampleShape: model.sampleShape, sampleIndices: indices, epoch: epoch)
                 let logits = try model.forward(input, training: true)
                 let result = lossAndGradient(logits: logits, rows: indices.count, normalizer: normalizer)
                 lossSum += result.lossSum; correct += result.correct; counted += result.weightSum

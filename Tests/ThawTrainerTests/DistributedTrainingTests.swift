@@ -160,6 +160,35 @@ func epochRecords(_ directory: String) throws -> [[String: Any]] {
 
     /// Two micro-batches of 6 per step give the same step as one batch of 12, on 1 and on 2 ranks,
     /// and every rank can keep its own log.
+    /// Augmentation is keyed by (seed, epoch, sample), so 2 and 3 ranks train on exactly the
+    /// augmented batches one process does; and it is really applied (the weights differ without it).
+    @Test func augmentedTrainingMatchesAcrossRanks() throws {
+        let scratch = try ScratchRun(samples: 90, sampleShape: [1, 8, 8])
+        let extra = "training: {epochs: 2, batch_size: 12}\n"
+        // The MLP has no batch norm, whose per-rank statistics would differ from one process's.
+        let model = "{architecture: mlp, classes: 3}"
+        let augmented = { (name: String) in
+            try scratch.writeConfig(name: name, extra: extra, model: model)
+        }
+        var results: [String: [String: SafeTensor]] = [:]
+        for (name, ranks) in [("one", 1), ("two", 2), ("three", 3)] {
+            let config = try augmented(name)
+            let text = try String(contentsOfFile: config, encoding: .utf8)
+                .replacingOccurrences(of: "test_labels: \(scratch.path("y.npy"))}", with: "test_labels: \(scratch.path("y.npy")), crop_padding: 2, horizontal_flip: true}")
+            try text.write(toFile: config, atomically: true, encoding: .utf8)
+            let run = try runTraining(config: config, ranks: ranks)
+            try #require(run.exitCode == 0, "\(run.output)")
+            results[name] = try readWeights(scratch.path("\(name)/model.safetensors"))
+        }
+        let plain = try runTraining(config: try scratch.writeConfig(name: "plain", extra: extra, model: model), ranks: 1)
+        try #require(plain.exitCode == 0, "\(plain.output)")
+        let one = try #require(results["one"])
+        #expect(maximumRelativeDifference(one, try #require(results["two"])) < 1e-5)
+        #expect(maximumRelativeDifference(one, try #require(results["three"])) < 1e-5)
+        #expect(maximumRelativeDifference(one, try readWeights(scratch.path("plain/model.safetensors"))) > 1e-3,
+                "augmentation changed nothing")
+    }
+
     @Test func accumulationMatchesOneLargeBatch() throws {
         let scratch = try ScratchRun()
         let plain = try runTraining(config: try scratch.writeConfig(name: "one", extra: "training: {epochs: 2, batch_size: 12}"), ranks: 1)
