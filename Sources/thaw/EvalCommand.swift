@@ -1,0 +1,56 @@
+// thaw eval: a checkpoint's accuracy, per-class precision/recall/F1 and confusion matrix on a
+// split of the configured dataset, as a table or JSON.
+import ArgumentParser
+import Foundation
+import ThawData
+import ThawTrainer
+
+/// `thaw eval --config FILE [--checkpoint PATH|latest] [--split test|validation|train] [--json]`.
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Evaluate a checkpoint on a split of the configured dataset: accuracy, per-class precision, recall and F1, confusion matrix.",
+        discussion: "The configuration gives the data and the model; use the one the run trained with.")
+
+    @Option(help: "The run's configuration file.") var config: String
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override one configuration key.", valueName: "key=value")) var overrides: [String] = []
+    @Option(help: ArgumentHelp("The checkpoint, or `latest` in the run's checkpoints/ directory.", valueName: "path|latest")) var checkpoint = "latest"
+    @Option(help: "Which split: test, validation or train.") var split = "test"
+    @Option(help: "Samples per forward pass.") var batch = 128
+    @Flag(help: "Print the report as JSON.") var json = false
+
+    func run() throws {
+        let training: TrainingConfig
+        do { training = try TrainingConfig.load(path: config, overrides: overrides) } catch { throw ValidationError(error.description) }
+        guard checkpoint != "auto", let path = try Checkpoint.resolve(checkpoint, runDirectory: training.run.output) else {
+            throw ValidationError("--checkpoint takes a file or `latest`")
+        }
+        guard batch > 0 else { throw ValidationError("--batch must be at least 1") }
+        let data = try DatasetCatalog.load(training.data)
+        let chosen: (any Dataset)?
+        switch split {
+        case "test": chosen = data.test
+        case "validation": chosen = data.validation
+        case "train": chosen = data.train
+        default: throw ValidationError("--split must be test, validation or train, not '\(split)'")
+        }
+        guard let dataset = chosen else {
+            throw ValidationError("the configuration has no \(split) split" + (split == "validation" ? " (set data.validation_size)" : ""))
+        }
+        let loaded = try Checkpoint.load(path)
+        guard loaded.metadata.architecture == training.model.architecture else {
+            throw ValidationError("\(path) holds a \(loaded.metadata.architecture) model, but the configuration says \(training.model.architecture)")
+        }
+        let model = try ModelZoo.build(training.model, sampleShape: dataset.sampleShape, seed: training.run.seed)
+        try loaded.restore(into: model)
+        let report = try ClassificationReport.evaluate(model: model, dataset: dataset, classCount: training.model.classes, batchSize: batch)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            print("\(path) on the \(split) split of \(training.data.dataset):")
+            print(report.table(names: training.data.dataset == "fashion-mnist" ? FashionMNIST.classNames : nil))
+        }
+    }
+}
