@@ -140,6 +140,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require(data.testLimit >= 0, "data.test_limit", "expected an integer ≥ 0 (0 means all)")
         try require(data.validationSize >= 0, "data.validation_size", "expected an integer ≥ 0")
         try require(data.imageSize >= 0, "data.image_size", "expected an integer ≥ 0 (0 keeps the dataset's size)")
+        try require(training.earlyStopping.patience >= 0, "training.early_stopping.patience", "expected an integer ≥ 0 (0 turns early stopping off)")
+        try require(training.earlyStopping.minimumDelta >= 0, "training.early_stopping.min_delta", "expected a number ≥ 0")
         try require(data.cropPadding >= 0, "data.crop_padding", "expected an integer ≥ 0 (0 turns the random crop off)")
         try require(["dataset", "imagenet"].contains(data.normalization), "data.normalization",
                     "expected dataset or imagenet, got '\(data.normalization)'")
@@ -428,6 +430,8 @@ public struct TrainingSection: Codable, Equatable, Sendable {
     public var bucketSizeMegabytes: Double = 4
     /// Evaluate on the test set after every epoch (otherwise only at the end).
     public var evaluateEveryEpoch = true
+    /// Stop when the validation metric stops improving (off unless `patience` > 0).
+    public var earlyStopping = EarlyStoppingSection()
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case epochs, exchange
@@ -437,6 +441,7 @@ public struct TrainingSection: Codable, Equatable, Sendable {
         case gradientClipNorm = "gradient_clip_norm"
         case bucketSizeMegabytes = "bucket_size_mb"
         case evaluateEveryEpoch = "evaluate_every_epoch"
+        case earlyStopping = "early_stopping"
     }
 
     /// The defaults.
@@ -454,6 +459,47 @@ public struct TrainingSection: Codable, Equatable, Sendable {
         exchange = try decodeEnum(c, .exchange) ?? exchange
         bucketSizeMegabytes = try c.decodeIfPresent(Double.self, forKey: .bucketSizeMegabytes) ?? bucketSizeMegabytes
         evaluateEveryEpoch = try c.decodeIfPresent(Bool.self, forKey: .evaluateEveryEpoch) ?? evaluateEveryEpoch
+        earlyStopping = try c.decodeIfPresent(EarlyStoppingSection.self, forKey: .earlyStopping) ?? earlyStopping
+    }
+}
+
+/// The validation metric early stopping watches.
+public enum EarlyStoppingMetric: String, Codable, Sendable, CaseIterable {
+    /// Lower is better.
+    case validationLoss = "validation_loss"
+    /// Higher is better.
+    case validationAccuracy = "validation_accuracy"
+}
+
+/// Early stopping: end training once the validation metric has not improved for `patience` epochs,
+/// but never while the unfreezing schedule still has groups to thaw.
+public struct EarlyStoppingSection: Codable, Equatable, Sendable {
+    /// Epochs without improvement before stopping (0 = off).
+    public var patience = 0
+    /// The metric watched.
+    public var metric: EarlyStoppingMetric = .validationLoss
+    /// The smallest change that counts as an improvement.
+    public var minimumDelta: Double = 0
+    /// Whether to put back the weights of the best epoch before the final test evaluation and export.
+    public var restoreBest = true
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case patience, metric
+        case minimumDelta = "min_delta"
+        case restoreBest = "restore_best"
+    }
+
+    /// The defaults (off).
+    public init() {}
+
+    /// Decodes the section, rejecting unknown keys.
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        patience = try c.decodeIfPresent(Int.self, forKey: .patience) ?? patience
+        metric = try decodeEnum(c, .metric) ?? metric
+        minimumDelta = try c.decodeIfPresent(Double.self, forKey: .minimumDelta) ?? minimumDelta
+        restoreBest = try c.decodeIfPresent(Bool.self, forKey: .restoreBest) ?? restoreBest
     }
 }
 

@@ -91,6 +91,12 @@ public final class Trainer {
     public var stopRequested: (() -> Bool)?
     /// Where the epoch stood when the run stopped on request (nil when it ran to the end).
     public private(set) var partial: PartialEpoch?
+    /// When early stopping ended the run: the last epoch trained and the best epoch (0-based).
+    public private(set) var earlyStop: (stoppedAfter: Int, bestEpoch: Int)?
+    /// The epoch whose weights were put back at the end (early stopping's `restore_best`), if any.
+    public private(set) var restoredEpoch: Int?
+    /// The best epoch so far by the early-stopping metric, with a copy of its parameters and state.
+    private var best: (epoch: Int, value: Double, parameters: [Float], state: [Float])?
     private var randomLayers: [(index: UInt64, layer: any RandomLayer)] = []
 
     private let train: any Dataset
@@ -137,6 +143,9 @@ public final class Trainer {
         }
         guard train.classCount <= config.model.classes else {
             throw TrainingError.dataMismatch("the data has \(train.classCount) classes but model.classes is \(config.model.classes)")
+        }
+        guard config.training.earlyStopping.patience == 0 || validation != nil else {
+            throw TrainingError.dataMismatch("training.early_stopping needs a validation set: set data.validation_size")
         }
         microBatchesPerStep = config.training.accumulationSteps
         let microBatch = config.training.batchSize / microBatchesPerStep
@@ -211,14 +220,57 @@ public final class Trainer {
             let plan = try apply(resumeFrom.flatMap { _ in self.plan } ?? agreePlan(epoch: epoch))
             guard var record = try trainEpoch(epoch: epoch, plan: plan, resumeFrom: resumeFrom) else { return history }
             if let validation { record.validation = try evaluate(validation) }
-            if let test, config.training.evaluateEveryEpoch || epoch == config.training.epochs - 1 {
+            if let test, config.training.evaluateEveryEpoch || epoch == config.training.epochs - 1 || config.training.earlyStopping.patience > 0 {
                 record.test = try evaluate(test)
             }
             history.append(record)
             onEvent(.epoch(record))
             try afterEpoch(self)
+            if shouldStopEarly(after: record) {
+                earlyStop = (epoch, best?.epoch ?? epoch)
+                break
+            }
         }
+        try restoreBestIfAsked()
         return history
+    }
+
+    /// Tracks the best epoch and decides whether to stop: the metric has not improved for `patience`
+    /// epochs (counted from the later of the best epoch and the last thaw, so a newly thawed group gets
+    /// its full chance), and the unfreezing schedule has nothing left to thaw. Every rank holds the same
+    /// all-reduced validation results, so every rank decides the same.
+    func shouldStopEarly(after record: EpochRecord) -> Bool {
+        let settings = config.training.earlyStopping
+        guard settings.patience > 0, let validation = record.validation else { return false }
+        let value = settings.metric == .validationLoss ? validation.loss : validation.accuracy
+        let improved = best.map { settings.metric == .validationLoss ? value < $0.value - settings.minimumDelta
+                                                                     : value > $0.value + settings.minimumDelta } ?? true
+        if improved {
+            best = (record.epoch, value, Array(model.store.parameters), Array(model.store.state))
+        }
+        let lastThaw = history.last { !$0.newlyThawed.isEmpty }?.epoch ?? 0
+        let stale = record.epoch - max(best?.epoch ?? record.epoch, lastThaw)
+        return stale >= settings.patience && thawingIsExhausted(after: record.epoch)
+    }
+
+    /// Whether no group is left to thaw: every group trains, or the schedule changes no more.
+    private func thawingIsExhausted(after epoch: Int) -> Bool {
+        if (plan?.trainableGroups.count ?? 0) == model.groupNames.count { return true }
+        guard config.unfreezing.policy != .plateau,
+              let planner = try? UnfreezingPlanner(settings: config.unfreezing, groupNames: model.groupNames,
+                                                   baseLearningRate: config.optimizer.learningRate,
+                                                   batchNormPolicy: config.model.frozenBatchNorm.rawValue) else { return false }
+        return planner.nextChange(after: epoch, epochs: config.training.epochs) == nil
+    }
+
+    /// With early stopping and `restore_best`, puts back the best epoch's weights and evaluates the
+    /// test set on them (the last record's test result then describes the restored model).
+    private func restoreBestIfAsked() throws {
+        guard config.training.earlyStopping.restoreBest, let best, let last = history.last, best.epoch != last.epoch else { return }
+        best.parameters.withUnsafeBufferPointer { model.store.parameters.baseAddress!.update(from: $0.baseAddress!, count: $0.count) }
+        best.state.withUnsafeBufferPointer { model.store.state.baseAddress!.update(from: $0.baseAddress!, count: $0.count) }
+        restoredEpoch = best.epoch
+        if let test { history[history.count - 1].test = try evaluate(test) }
     }
 
     /// The non-tensor state a checkpoint needs to continue this run exactly.

@@ -161,6 +161,15 @@ public final class TrainingRun {
             try? collective.finalize()
             return history
         }
+        if isLeader, let stop = trainer.earlyStop {
+            printer.line("thaw: early stopping after epoch \(stop.stoppedAfter + 1): \(config.training.earlyStopping.metric.rawValue) "
+                         + "has not improved since epoch \(stop.bestEpoch + 1) and nothing is left to thaw")
+        }
+        if isLeader, let restored = trainer.restoredEpoch {
+            printer.line("thaw: restored the weights of epoch \(restored + 1), the best by \(config.training.earlyStopping.metric.rawValue)")
+            log.write(kind: "final", FinalRecord(restoredEpoch: restored, stoppedAfterEpoch: trainer.earlyStop?.stoppedAfter,
+                                                 test: trainer.history.last?.test))
+        }
         client?.report(.finished(EndMessage(rank: collective.rank, reason: nil)))
         client?.stop()
         if isLeader {
@@ -254,5 +263,18 @@ final class CheckpointWriter {
             }
         }
         return path
+    }
+}
+
+/// The metrics.jsonl line written when early stopping put back the best epoch's weights.
+struct FinalRecord: Encodable {
+    var restoredEpoch: Int
+    var stoppedAfterEpoch: Int?
+    var test: Evaluation?
+
+    enum CodingKeys: String, CodingKey {
+        case restoredEpoch = "restored_epoch"
+        case stoppedAfterEpoch = "stopped_after_epoch"
+        case test
     }
 }
