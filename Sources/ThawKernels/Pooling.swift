@@ -1,5 +1,6 @@
-// Pooling: max, average and global-average pooling on NCHW tensors, with PyTorch's semantics
-// (floor output size, zero-padding counted in the average, first maximum wins ties).
+// Pooling: max, average, adaptive-average and global-average pooling on NCHW tensors, with
+// PyTorch's semantics (floor output size, zero-padding counted in the average, first maximum wins
+// ties, adaptive windows from ⌊o·I/O⌋ to ⌈(o+1)·I/O⌉).
 //
 // Backward kernels accumulate (`+=`) into dInput, as in llm.c; callers zero it first.
 
@@ -187,6 +188,72 @@ public enum Pooling2D {
             let share = dOutput[plane] * scale
             for i in 0..<planeSize { dx[i] += share }
         }
+    }
+
+    /// Adaptive average pooling (PyTorch's `adaptive_avg_pool2d`): output position `o` along an axis
+    /// of input extent `I` and output extent `O` averages input positions ⌊o·I/O⌋ ..< ⌈(o+1)·I/O⌉.
+    ///
+    /// Windows may overlap or repeat: a 1×1 input pooled to 7×7 is copied to all 49 positions.
+    /// - Parameters:
+    ///   - output: `planes` planes of `outputSize`, overwritten.
+    ///   - input: `planes` planes of `inputSize`.
+    ///   - planes: N·C.
+    ///   - inputSize: (H, W), each ≥ 1.
+    ///   - outputSize: (OH, OW), each ≥ 1.
+    public static func adaptiveAverageForward(
+        output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, planes: Int, inputSize: Size2D, outputSize: Size2D
+    ) {
+        // Legend: H, W input plane; OH, OW output plane.
+        let (H, W, OH, OW) = (inputSize.height, inputSize.width, outputSize.height, outputSize.width)
+        for plane in 0..<planes {
+            let x = input + plane * H * W
+            let y = output + plane * OH * OW
+            for oh in 0..<OH {
+                let rows = adaptiveWindow(oh, input: H, output: OH)
+                for ow in 0..<OW {
+                    let cols = adaptiveWindow(ow, input: W, output: OW)
+                    var sum: Float = 0
+                    for h in rows {
+                        for w in cols { sum += x[h * W + w] }
+                    }
+                    y[oh * OW + ow] = sum / Float(rows.count * cols.count)
+                }
+            }
+        }
+    }
+
+    /// Adaptive average pooling backward: spreads each output gradient evenly over its window (`+=`).
+    /// - Parameters:
+    ///   - dInput: `planes` planes of `inputSize`, accumulated into.
+    ///   - dOutput: `planes` planes of `outputSize`.
+    ///   - planes: N·C.
+    ///   - inputSize: (H, W).
+    ///   - outputSize: (OH, OW).
+    public static func adaptiveAverageBackward(
+        dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>, planes: Int, inputSize: Size2D, outputSize: Size2D
+    ) {
+        // Legend: as in `adaptiveAverageForward`.
+        let (H, W, OH, OW) = (inputSize.height, inputSize.width, outputSize.height, outputSize.width)
+        for plane in 0..<planes {
+            let dx = dInput + plane * H * W
+            let dy = dOutput + plane * OH * OW
+            for oh in 0..<OH {
+                let rows = adaptiveWindow(oh, input: H, output: OH)
+                for ow in 0..<OW {
+                    let cols = adaptiveWindow(ow, input: W, output: OW)
+                    let share = dy[oh * OW + ow] / Float(rows.count * cols.count)
+                    for h in rows {
+                        for w in cols { dx[h * W + w] += share }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The input positions adaptive pooling averages for output position `o`: ⌊o·I/O⌋ ..< ⌈(o+1)·I/O⌉.
+    @inline(__always)
+    public static func adaptiveWindow(_ o: Int, input: Int, output: Int) -> Range<Int> {
+        (o * input / output)..<(((o + 1) * input + output - 1) / output)
     }
 
     /// The input indices covered by output position `o`, clipped to the unpadded input.

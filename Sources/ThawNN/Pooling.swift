@@ -1,5 +1,6 @@
 // Pooling layers: MaxPool2d, AvgPool2d (PyTorch defaults: floor mode, padding counted in the
-// average) and GlobalAveragePool ([N, C, H, W] → [N, C], i.e. adaptive_avg_pool2d((1, 1)) then flatten).
+// average), AdaptiveAveragePool2d (a fixed output size, PyTorch's window formula) and
+// GlobalAveragePool ([N, C, H, W] → [N, C], i.e. adaptive_avg_pool2d((1, 1)) then flatten).
 import ThawKernels
 
 /// Max pooling over `[N, C, H, W]`, remembering each window's argmax for backward.
@@ -114,6 +115,55 @@ public final class AvgPool2d: Layer {
         inputGradient.resize(to: [g.batch, g.channels, g.inputHeight, g.inputWidth])
         inputGradient.zero()
         Pooling2D.averageBackward(dInput: inputGradient.data, dOutput: dY.data, geometry: g)
+        return inputGradient
+    }
+}
+
+/// Average pooling to a fixed output size, PyTorch's `AdaptiveAvgPool2d`: `[N, C, H, W]` → `[N, C, OH, OW]`.
+///
+/// Output row `oh` averages input rows ⌊oh·H/OH⌋ ..< ⌈(oh+1)·H/OH⌉, and likewise for columns, so any
+/// H, W ≥ 1 works: torchvision's VGG pools a 1×1 map (from 32×32 images) to 7×7 by copying it.
+public final class AdaptiveAveragePool2d: Layer {
+    /// The output plane's size.
+    public let outputSize: Size2D
+
+    private let output = Tensor(shape: [0])
+    private let inputGradient = Tensor(shape: [0])
+    private var inputShape: [Int]?
+
+    /// Creates an adaptive average pool.
+    /// - Parameter outputSize: The output plane's size (an integer for a square one), each ≥ 1.
+    public init(outputSize: Size2D) {
+        precondition(outputSize.height >= 1 && outputSize.width >= 1, "AdaptiveAveragePool2d: output size \(outputSize) must be ≥ 1")
+        self.outputSize = outputSize
+    }
+
+    /// `[N, C, H, W]` → `[N, C, OH, OW]`.
+    public func outputShape(for inputShape: [Int]) throws(ShapeError) -> [Int] {
+        guard inputShape.count == 4, inputShape[2] > 0, inputShape[3] > 0 else {
+            throw ShapeError(layer: "AdaptiveAveragePool2d", shape: inputShape, expected: "[N, C, H, W] with H, W ≥ 1")
+        }
+        return [inputShape[0], inputShape[1], outputSize.height, outputSize.width]
+    }
+
+    /// y = the mean over each adaptive window.
+    public func forward(_ x: Tensor, mode: LayerMode) -> Tensor {
+        precondition(x.shape.count == 4, "AdaptiveAveragePool2d: input shape \(x.shape), expected [N, C, H, W]")
+        output.resize(to: [x.shape[0], x.shape[1], outputSize.height, outputSize.width])
+        Pooling2D.adaptiveAverageForward(output: output.data, input: x.data, planes: x.shape[0] * x.shape[1],
+                                         inputSize: Size2D(height: x.shape[2], width: x.shape[3]), outputSize: outputSize)
+        inputShape = mode == .training ? x.shape : nil
+        return output
+    }
+
+    /// Spreads each output gradient evenly over its window; overlapping windows add up.
+    public func backward(_ dY: Tensor, computeInputGradient: Bool) -> Tensor? {
+        guard let shape = inputShape else { preconditionFailure("AdaptiveAveragePool2d.backward without a training forward") }
+        guard computeInputGradient else { return nil }
+        inputGradient.resize(to: shape)
+        inputGradient.zero()
+        Pooling2D.adaptiveAverageBackward(dInput: inputGradient.data, dOutput: dY.data, planes: shape[0] * shape[1],
+                                          inputSize: Size2D(height: shape[2], width: shape[3]), outputSize: outputSize)
         return inputGradient
     }
 }

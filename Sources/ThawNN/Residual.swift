@@ -1,4 +1,5 @@
-// Residual: y = body(x) + shortcut(x), with the identity as the default shortcut.
+// Residual: y = activation(body(x) + shortcut(x)), with the identity as the default shortcut and
+// no activation by default (torchvision's BasicBlock and Bottleneck apply a ReLU after the sum).
 //
 // Note: residual parameter names. The body's parameters keep the body's own names (its children's
 // names, prefixed by `bodyName` when one is given), and the shortcut's are prefixed by `shortcutName`.
@@ -18,6 +19,8 @@ public final class Residual: Layer {
     public let bodyName: String?
     /// The prefix of the shortcut's parameter names.
     public let shortcutName: String
+    /// A parameterless layer applied after the sum (a ReLU in ResNet blocks), or nil for none.
+    public let activation: (any Layer)?
 
     private let output = Tensor(shape: [0])
     private let inputGradient = Tensor(shape: [0])
@@ -28,15 +31,20 @@ public final class Residual: Layer {
     ///   - shortcut: The projection path (a strided 1×1 conv and batch norm, say); nil for the identity.
     ///   - bodyName: Prefix for the body's parameter names; nil keeps them unprefixed (torchvision BasicBlock).
     ///   - shortcutName: Prefix for the shortcut's parameter names (torchvision's `downsample`).
-    public init(body: Sequential, shortcut: (any Layer)? = nil, bodyName: String? = nil, shortcutName: String = "downsample") {
+    ///   - activation: A layer without parameters or state applied to the sum (ResNet's ReLU); nil for none.
+    public init(body: Sequential, shortcut: (any Layer)? = nil, bodyName: String? = nil, shortcutName: String = "downsample",
+                activation: (any Layer)? = nil) {
+        precondition(activation.map { $0.parameterSpecs.isEmpty && $0.stateSpecs.isEmpty } ?? true,
+                     "Residual: the activation after the sum must have no parameters or state")
         self.body = body
         self.shortcut = shortcut
         self.bodyName = bodyName
         self.shortcutName = shortcutName
+        self.activation = activation
     }
 
-    /// The body, then the shortcut if any.
-    public var children: [any Layer] { [body] + (shortcut.map { [$0] } ?? []) }
+    /// The body, then the shortcut and the activation if any.
+    public var children: [any Layer] { [body] + (shortcut.map { [$0] } ?? []) + (activation.map { [$0] } ?? []) }
 
     /// The body's parameters (prefixed by `bodyName` if set), then the shortcut's prefixed by `shortcutName`.
     public var parameterSpecs: [ParameterSpec] {
@@ -72,23 +80,33 @@ public final class Residual: Layer {
             throw ShapeError(layer: "Residual", shape: inputShape,
                              expected: "an input whose body output \(bodyShape) matches its shortcut output \(shortcutShape)")
         }
-        return bodyShape
+        guard let activation else { return bodyShape }
+        do { return try activation.outputShape(for: bodyShape) } catch {
+            throw ShapeError(layer: "activation.\(error.layer)", shape: error.shape, expected: error.expected)
+        }
     }
 
-    /// y = body(x) + shortcut(x).
+    /// y = activation(body(x) + shortcut(x)).
     public func forward(_ x: Tensor, mode: LayerMode) -> Tensor {
         let main = body.forward(x, mode: mode)
         let skip = shortcut?.forward(x, mode: mode) ?? x
         precondition(main.shape == skip.shape, "Residual: body output \(main.shape) ≠ shortcut output \(skip.shape)")
         output.resize(to: main.shape)
         Elementwise.add(output: output.data, main.data, skip.data, count: main.count)
-        return output
+        return activation?.forward(output, mode: mode) ?? output
     }
 
-    /// Both paths receive dY; the input gradient is the sum of theirs.
+    /// The activation's gradient (or dY) goes to both paths; the input gradient is the sum of theirs.
     public func backward(_ dY: Tensor, computeInputGradient: Bool) -> Tensor? {
-        let dMain = body.backward(dY, computeInputGradient: computeInputGradient)
-        let dSkip = shortcut.map { $0.backward(dY, computeInputGradient: computeInputGradient) } ?? dY
+        var dSum = dY
+        if let activation {
+            guard let d = activation.backward(dY, computeInputGradient: true) else {
+                preconditionFailure("Residual: the activation returned no input gradient")
+            }
+            dSum = d
+        }
+        let dMain = body.backward(dSum, computeInputGradient: computeInputGradient)
+        let dSkip = shortcut.map { $0.backward(dSum, computeInputGradient: computeInputGradient) } ?? dSum
         guard computeInputGradient else { return nil }
         guard let dMain, let dSkip else { preconditionFailure("Residual: a path returned no input gradient") }
         inputGradient.resize(to: dMain.shape)

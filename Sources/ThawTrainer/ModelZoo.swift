@@ -11,6 +11,12 @@ public enum ModelZoo {
         ("mlp", "2 hidden layers + linear head; no batch norm (groups hidden1, hidden2, head)", [1, 28, 28]),
         ("mobilenet_v2", "MobileNetV2, torchvision layout (groups stem, block1..block7, head); ImageNet weights via scripts/fetch-backbone",
          [3, 64, 64]),
+        ("resnet18", "ResNet-18, torchvision layout (groups stem, layer1..layer4, head)", [3, 64, 64]),
+        ("resnet50", "ResNet-50 (v1.5), torchvision layout (groups stem, layer1..layer4, head)", [3, 64, 64]),
+        ("vgg16", "VGG-16, torchvision layout (groups block1..block5, classifier, head); head_dropout sets both classifier dropouts",
+         [3, 32, 32]),
+        ("vgg16_bn", "VGG-16 with batch norm, torchvision layout (groups block1..block5, classifier, head); head_dropout as vgg16",
+         [3, 32, 32]),
     ]
 
     /// Builds an architecture by name with default settings, for tools that need only its shape.
@@ -27,6 +33,8 @@ public enum ModelZoo {
     public static func externalName(architecture: String) -> (String) -> String? {
         switch architecture {
         case "mobilenet_v2": return MobileNetV2.torchvisionName
+        case "resnet18", "resnet50": return ResNet.torchvisionName
+        case "vgg16", "vgg16_bn": return VGG.torchvisionName
         default: return { $0 }
         }
     }
@@ -62,6 +70,20 @@ public enum ModelZoo {
                 throw TrainingError.dataMismatch("mobilenet_v2 needs [3, H, W] inputs with H, W ≥ 32; the data gives \(sampleShape)")
             }
             groups = MobileNetV2.groups(classes: section.classes, dropout: section.headDropout, seed: seed)
+        case "resnet18", "resnet50":
+            // Five stride-2 stages: at 32×32 the last stage is 1×1, and smaller inputs leave nothing to pool.
+            guard sampleShape.count == 3, sampleShape[0] == 3, sampleShape[1] >= 32, sampleShape[2] >= 32 else {
+                throw TrainingError.dataMismatch("\(section.architecture) needs [3, H, W] inputs with H, W ≥ 32; the data gives \(sampleShape)")
+            }
+            let variant: ResNet.Variant = section.architecture == "resnet18" ? .resnet18 : .resnet50
+            groups = ResNet.groups(variant, classes: section.classes, dropout: section.headDropout, seed: seed)
+        case "vgg16", "vgg16_bn":
+            // Five 2×2 max pools need H, W ≥ 32; the adaptive pool then brings any size to 7×7.
+            guard sampleShape.count == 3, sampleShape[0] == 3, sampleShape[1] >= 32, sampleShape[2] >= 32 else {
+                throw TrainingError.dataMismatch("\(section.architecture) needs [3, H, W] inputs with H, W ≥ 32; the data gives \(sampleShape)")
+            }
+            groups = VGG.groups(.vgg16, batchNorm: section.architecture == "vgg16_bn", classes: section.classes,
+                                dropout: section.headDropout, seed: seed)
         default:
             throw TrainingError.unknown(key: "model.architecture", value: section.architecture, choices: architectures.map(\.name))
         }

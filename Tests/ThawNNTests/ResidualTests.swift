@@ -1,5 +1,5 @@
-// Tests for Residual: identity and projection shortcuts (gradients, values), torchvision-style
-// parameter names, and shape errors.
+// Tests for Residual: identity and projection shortcuts (gradients, values), the activation after
+// the sum (ResNet's ReLU), torchvision-style parameter names, and shape errors.
 import Testing
 import ThawKernels
 import ThawNN
@@ -44,6 +44,33 @@ import ThawTesting
         #expect(dx.values == [3, 3, 4, 4])
         _ = block.forward(x, mode: .training)
         #expect(block.backward(Tensor(shape: [1, 2, 1, 2], values: [1, 1, 1, 1]), computeInputGradient: false) == nil)
+    }
+
+    @Test func activationAfterTheSumGradients() {
+        // A ReLU after the sum, with and without a strided projection shortcut. The seeds give no
+        // sum within the finite-difference step of ReLU's kink.
+        let identity = Residual(body: basicBody(3, 3, stride: 1, relu: false), activation: ReLU())
+        let report = GradientCheck.run(LayerHarness(identity), input: GradientCheck.randomTensor([2, 3, 4, 4], seed: 23), epsilon: 1e-3, maxEntriesPerTensor: 48)
+        #expect(report.worst < 1e-2, "\(report)")
+        let projection = Residual(body: basicBody(2, 4, stride: 2, relu: false), shortcut: downsample(2, 4, stride: 2), activation: ReLU())
+        let projected = GradientCheck.run(LayerHarness(projection), input: GradientCheck.randomTensor([2, 2, 5, 5], seed: 24), epsilon: 1e-3, maxEntriesPerTensor: 48)
+        #expect(projected.worst < 1e-2, "\(projected)")
+    }
+
+    @Test func activationAppliesToTheSum() throws {
+        // y = relu(body(x) + x) with body = diag(2, −3): [1, 2 | 3, 4] → relu([3, 6 | −6, −8]).
+        let block = Residual(body: Sequential([("scale", Conv2d(2, 2, kernelSize: 1, bias: false))]), activation: ReLU())
+        let harness = LayerHarness(block)
+        harness.setParameter("scale.weight", [2, 0, 0, -3])
+        let x = Tensor(shape: [1, 2, 1, 2], values: [1, 2, 3, 4])
+        #expect(block.forward(x, mode: .training).values == [3, 6, 0, 0])
+        // Only the first channel passes the ReLU: dX = (1 + 2)·dY there, 0 in the second.
+        let dx = try #require(block.backward(Tensor(shape: [1, 2, 1, 2], values: [1, 1, 1, 1]), computeInputGradient: true))
+        #expect(dx.values == [3, 3, 0, 0])
+        #expect(harness.store.gradient(of: "scale.weight") == [3, 7, 0, 0])
+        #expect(block.children.count == 2)
+        #expect(block.parameterSpecs.map(\.name) == ["scale.weight"])
+        #expect(try block.outputShape(for: [1, 2, 3, 3]) == [1, 2, 3, 3])
     }
 
     @Test func namesMapToTorchvisionBasicBlock() throws {
