@@ -97,7 +97,8 @@ public enum ModelZoo {
             dataset.copySample(index, into: sample.data)
             for check in checks {
                 do { try check.validate(ids: sample) } catch {
-                    throw TrainingError.dataMismatch("\(name), sample \(index): \(error)")
+                    throw TrainingError.dataMismatch("\(name), sample \(index), position \(error.position.last ?? 0): token id \(error.id) "
+                                                     + "is not an integer in 0..<\(error.vocabularySize) (the model's vocab_size)")
                 }
             }
         }
