@@ -51,14 +51,18 @@ public enum EmbeddingKernel {
     ///   - ids: The forward pass's validated ids.
     ///   - count: The number of ids.
     ///   - dimension: D.
+    ///   - paddingId: An id whose row gets no gradient (PyTorch's `padding_idx`), or nil.
     public static func backward(
         dWeight: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>, ids: UnsafePointer<Float>,
-        count: Int, dimension: Int
+        count: Int, dimension: Int, paddingId: Int? = nil
     ) {
         // Legend: D dimension, v token id, g gradient row of v, dy output-gradient row.
         let D = dimension
+        let skipped = paddingId ?? -1
         for r in 0..<count {
-            let g = dWeight + Int(ids[r]) * D
+            let v = Int(ids[r])
+            if v == skipped { continue }
+            let g = dWeight + v * D
             let dy = dOutput + r * D
             for i in 0..<D { g[i] += dy[i] }
         }

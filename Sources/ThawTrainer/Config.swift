@@ -136,6 +136,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require(optimizer.weightDecay >= 0, "optimizer.weight_decay", "expected a number ≥ 0")
         try require((0..<1).contains(optimizer.momentum), "optimizer.momentum", "expected a number in [0, 1)")
         try require(model.classes >= 2, "model.classes", "expected an integer ≥ 2, got \(model.classes)")
+        try require(model.headHidden >= 0, "model.head_hidden", "expected an integer ≥ 0 (0 means a linear head), got \(model.headHidden)")
         try require(data.trainLimit >= 0, "data.train_limit", "expected an integer ≥ 0 (0 means all)")
         try require(data.testLimit >= 0, "data.test_limit", "expected an integer ≥ 0 (0 means all)")
         try require(data.validationSize >= 0, "data.validation_size", "expected an integer ≥ 0")
@@ -287,16 +288,26 @@ public struct ModelSection: Codable, Equatable, Sendable {
     public var frozenBatchNorm: FrozenBatchNormPolicy = .runningStatistics
     /// Dropout before the head (0 turns it off).
     public var headDropout: Float = 0
-    /// Pretrained weights to start from: a safetensors or PyTorch `.pth` file (empty = random init).
+    /// Pretrained weights to start from: a safetensors or PyTorch `.pth` file, or a directory holding
+    /// `model.safetensors` (a Hugging Face model directory) (empty = random init).
     public var pretrained = ""
     /// Whether any missing (outside the head), unexpected or mis-shaped tensor stops the run.
     public var strictLoad = false
+    /// For `bert`: the Hugging Face `config.json` with the sizes; empty takes `config.json` from the
+    /// `pretrained` directory.
+    public var bertConfig = ""
+    /// For `bert`: how token vectors become one sentence vector, `mean` (over real tokens) or `cls` (first token).
+    public var pooling: BERTPooling = .mean
+    /// For `bert`: the width of a hidden layer in the head (0 = a linear head).
+    public var headHidden = 0
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case architecture, classes, pretrained
+        case architecture, classes, pretrained, pooling
         case frozenBatchNorm = "frozen_batch_norm"
         case headDropout = "head_dropout"
         case strictLoad = "strict_load"
+        case bertConfig = "bert_config"
+        case headHidden = "head_hidden"
     }
 
     /// The defaults.
@@ -312,6 +323,9 @@ public struct ModelSection: Codable, Equatable, Sendable {
         headDropout = try c.decodeIfPresent(Float.self, forKey: .headDropout) ?? headDropout
         pretrained = try c.decodeIfPresent(String.self, forKey: .pretrained) ?? pretrained
         strictLoad = try c.decodeIfPresent(Bool.self, forKey: .strictLoad) ?? strictLoad
+        bertConfig = try c.decodeIfPresent(String.self, forKey: .bertConfig) ?? bertConfig
+        pooling = try decodeEnum(c, .pooling) ?? pooling
+        headHidden = try c.decodeIfPresent(Int.self, forKey: .headHidden) ?? headHidden
     }
 }
 

@@ -1,5 +1,8 @@
 // ModelZoo: architecture names in the configuration → models.
+import Foundation
+import ThawCoordinator
 import ThawData
+import ThawKernels
 import ThawNN
 
 /// Builds the model a configuration names.
@@ -17,15 +20,18 @@ public enum ModelZoo {
          [3, 32, 32]),
         ("vgg16_bn", "VGG-16 with batch norm, torchvision layout (groups block1..block5, classifier, head); head_dropout as vgg16",
          [3, 32, 32]),
+        ("bert", "BERT-family text encoder, Hugging Face layout, sized by model.bert_config (groups embeddings, layer0..layerL-1, head); "
+         + "input [T] token ids; all-MiniLM-L6-v2 via scripts/fetch-backbone minilm (shown with its sizes)", [128]),
     ]
 
     /// Builds an architecture by name with default settings, for tools that need only its shape.
+    /// `bert`, which needs a `config.json` otherwise, takes all-MiniLM-L6-v2's sizes.
     /// - Parameter sampleShape: The input shape; nil takes the architecture's typical one.
     public static func build(architecture: String, sampleShape: [Int]? = nil, seed: UInt64 = 1) throws -> Model {
         var section = ModelSection()
         section.architecture = architecture
         let shape = sampleShape ?? architectures.first { $0.name == architecture }?.sampleShape ?? [1, 28, 28]
-        return try build(section, sampleShape: shape, seed: seed)
+        return try build(section, sampleShape: shape, seed: seed, bertConfiguration: architecture == "bert" ? .miniLML6 : nil)
     }
 
     /// Maps Thaw's tensor names to the architecture's standard (PyTorch) names; nil for a tensor the
@@ -35,26 +41,85 @@ public enum ModelZoo {
         case "mobilenet_v2": return MobileNetV2.torchvisionName
         case "resnet18", "resnet50": return ResNet.torchvisionName
         case "vgg16", "vgg16_bn": return VGG.torchvisionName
+        case "bert": return BERT.huggingFaceName
         default: return { $0 }
         }
     }
 
-    /// Loads pretrained weights (safetensors or PyTorch `.pth`) into `model` under the architecture's
-    /// standard names, returning the report. Strict mode throws naming every problem.
+    /// The weights file for `model.pretrained`: the path itself, or `model.safetensors` inside a directory.
+    public static func weightsFile(_ path: String) -> String {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { return path }
+        return (path as NSString).appendingPathComponent("model.safetensors")
+    }
+
+    /// Loads pretrained weights (safetensors or PyTorch `.pth`, or a directory holding `model.safetensors`)
+    /// into `model` under the architecture's standard names, returning the report. Strict mode throws
+    /// naming every problem.
+    ///
+    /// For `bert`, file names lose a wrapper prefix (`bert.`, `0.auto_model.`) before matching, and the
+    /// pooler, pre-training heads and `embeddings.position_ids` are reported as ignored (see BERT.swift).
     public static func loadPretrained(_ path: String, into model: Model, architecture: String, strict: Bool) throws -> WeightLoadReport {
-        var tensors: [String: (shape: [Int], values: [Float])] = [:]
-        if path.hasSuffix(".safetensors") {
-            for (name, tensor) in try SafeTensors.read(path).tensors { tensors[name] = (tensor.shape, tensor.values) }
+        let file = weightsFile(path)
+        var raw: [String: (shape: [Int], values: [Float])] = [:]
+        if file.hasSuffix(".safetensors") {
+            for (name, tensor) in try SafeTensors.read(file).tensors { raw[name] = (tensor.shape, tensor.values) }
         } else {
-            for (name, tensor) in try TorchCheckpoint.read(path).tensors { tensors[name] = (tensor.shape, tensor.values) }
+            for (name, tensor) in try TorchCheckpoint.read(file).tensors { raw[name] = (tensor.shape, tensor.values) }
         }
-        return try model.loadWeights(tensors, file: path, externalName: externalName(architecture: architecture), strict: strict)
+        guard architecture == "bert" else {
+            return try model.loadWeights(raw, file: file, externalName: externalName(architecture: architecture), strict: strict)
+        }
+        var tensors: [String: (shape: [Int], values: [Float])] = [:]
+        for name in raw.keys.sorted() {
+            // A name present both with and without a prefix keeps its prefixed copy apart (then unexpected).
+            let canonical = BERT.canonicalName(fileName: name)
+            let key = canonical != name && raw[canonical] != nil ? name : canonical
+            tensors[key] = raw[name]
+        }
+        return try model.loadWeights(tensors, file: file, externalName: BERT.huggingFaceName, strict: strict,
+                                     isUnusedByDesign: { BERT.isUnusedByDesign(BERT.canonicalName(fileName: $0)) })
+    }
+
+    /// The BERT configuration a model section names: `model.bert_config`, else `config.json` in the
+    /// `model.pretrained` directory.
+    /// - Throws: ``ConfigError`` when neither is given, ``BERTConfigurationError`` for a bad file.
+    public static func bertConfiguration(_ section: ModelSection) throws -> BERTConfiguration {
+        if !section.bertConfig.isEmpty { return try BERTConfiguration.load(path: section.bertConfig) }
+        var isDirectory: ObjCBool = false
+        if !section.pretrained.isEmpty, FileManager.default.fileExists(atPath: section.pretrained, isDirectory: &isDirectory), isDirectory.boolValue {
+            return try BERTConfiguration.load(path: (section.pretrained as NSString).appendingPathComponent("config.json"))
+        }
+        throw ConfigError(file: "", key: "model.bert_config",
+                          message: "architecture bert needs a Hugging Face config.json: set model.bert_config, or model.pretrained to a directory holding config.json and model.safetensors")
+    }
+
+    /// Checks every sample of `dataset` for what the model's forward pass cannot report: token ids of
+    /// a `bert` model must be integers in its vocabulary. Other models accept any values.
+    /// - Throws: ``TrainingError/dataMismatch(_:)`` naming the dataset, the sample, the id and its position.
+    public static func validateInputs(_ dataset: any Dataset, for model: Model, name: String) throws {
+        let checks = model.allLayers.compactMap { $0 as? PaddingMaskFromIds }
+        guard !checks.isEmpty else { return }
+        let sample = Tensor(shape: [1] + dataset.sampleShape)
+        for index in 0..<dataset.count {
+            dataset.copySample(index, into: sample.data)
+            for check in checks {
+                do { try check.validate(ids: sample) } catch {
+                    throw TrainingError.dataMismatch("\(name), sample \(index), position \(error.position.last ?? 0): token id \(error.id) "
+                                                     + "is not an integer in 0..<\(error.vocabularySize) (the model's vocab_size)")
+                }
+            }
+        }
     }
 
     /// Builds and initializes the model for `sampleShape` inputs.
     /// - Throws: ``TrainingError/unknown(key:value:choices:)`` for an unknown architecture, or a
     ///   ``ModelError`` when the input shape does not suit it.
     public static func build(_ section: ModelSection, sampleShape: [Int], seed: UInt64) throws -> Model {
+        try build(section, sampleShape: sampleShape, seed: seed, bertConfiguration: nil)
+    }
+
+    static func build(_ section: ModelSection, sampleShape: [Int], seed: UInt64, bertConfiguration given: BERTConfiguration?) throws -> Model {
         let groups: [LayerGroup]
         switch section.architecture {
         case "small-cnn":
@@ -84,6 +149,14 @@ public enum ModelZoo {
             }
             groups = VGG.groups(.vgg16, batchNorm: section.architecture == "vgg16_bn", classes: section.classes,
                                 dropout: section.headDropout, seed: seed)
+        case "bert":
+            let configuration = try given ?? bertConfiguration(section)
+            guard sampleShape.count == 1, (1...configuration.maximumPositions).contains(sampleShape[0]) else {
+                throw TrainingError.dataMismatch("bert needs [T] token-id inputs with 1 ≤ T ≤ \(configuration.maximumPositions) "
+                                                 + "(max_position_embeddings); the data gives \(sampleShape)")
+            }
+            groups = BERT.groups(configuration: configuration, classes: section.classes, pooling: section.pooling,
+                                 headHidden: section.headHidden > 0 ? section.headHidden : nil, dropout: section.headDropout, seed: seed)
         default:
             throw TrainingError.unknown(key: "model.architecture", value: section.architecture, choices: architectures.map(\.name))
         }

@@ -61,6 +61,10 @@ public final class TrainingRun {
 
         let data = try DatasetCatalog.load(config.data)
         let model = try ModelZoo.build(config.model, sampleShape: data.train.sampleShape, seed: config.run.seed)
+        // Token ids come from data and forward cannot throw, so they are checked once, here.
+        try ModelZoo.validateInputs(data.train, for: model, name: "training set")
+        if let validation = data.validation { try ModelZoo.validateInputs(validation, for: model, name: "validation set") }
+        if let test = data.test { try ModelZoo.validateInputs(test, for: model, name: "test set") }
         if isLeader {
             printer.line("thaw: \(config.model.architecture) on \(config.data.dataset) \(data.train.sampleShape): \(data.train.count) train, "
                          + "\(data.validation?.count ?? 0) validation, \(data.test?.count ?? 0) test samples; "
