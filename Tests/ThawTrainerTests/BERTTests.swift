@@ -298,7 +298,12 @@ import ThawTesting
     @Test func embeddingGradientsMatchFiniteDifferences() throws {
         let embeddings = BERTEmbeddings(vocabularySize: 7, hiddenSize: 6, maximumPositions: 5, typeVocabularySize: 2, padTokenId: 0)
         let harness = LayerHarness(embeddings)
-        for i in 0..<harness.store.parameterCount { harness.store.parameters[i] = GradientCheck.randomTensor([1], seed: UInt64(i)).data[0] }
+        // One tensor holds every value, so its storage outlives the reads (a temporary per value would
+        // be freed before its pointer is read in an optimized build).
+        let values = GradientCheck.randomTensor([harness.store.parameterCount], seed: 3)
+        withExtendedLifetime(values) {
+            for i in 0..<harness.store.parameterCount { harness.store.parameters[i] = values.data[i] }
+        }
         // No padding id here: finite differences would see row 0 move the output, which HF's padding_idx ignores.
         let ids = Tensor(shape: [2, 4], values: [1, 4, 4, 3, 2, 6, 5, 5])
         let report = GradientCheck.run(harness, input: ids, epsilon: 1e-2, checkInput: false)
