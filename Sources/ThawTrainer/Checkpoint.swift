@@ -125,23 +125,40 @@ public struct Checkpoint {
         try AtomicFile.synchronizeDirectory(of: path)
     }
 
-    /// The checkpoint a `--resume` value names: a file path, `latest` for the newest in the run's
-    /// `checkpoints/` directory, or `auto` for the newest if there is one and nil (start fresh) if
-    /// not, for schedulers that rerun the same command after a failure (Slurm `--requeue`, a
-    /// restarted Kubernetes launcher).
-    public static func resolve(_ value: String, runDirectory: String) throws -> String? {
-        guard value == "latest" || value == "auto" else {
+    /// The checkpoint a `--checkpoint` or `--resume` value names: a file path, or `latest` for the
+    /// newest in the run's `checkpoints/` directory.
+    public static func resolve(_ value: String, runDirectory: String) throws -> String {
+        guard value == "latest" else {
             guard FileManager.default.fileExists(atPath: value) else {
                 throw TrainingError.io(path: value, message: "no such checkpoint file")
             }
             return value
         }
-        let directory = (runDirectory as NSString).appendingPathComponent("checkpoints")
-        guard let newest = epochFiles(in: directory).last else {
-            if value == "auto" { return nil }
-            throw TrainingError.io(path: directory, message: "--resume latest: no epoch-NNNN.safetensors checkpoint here")
+        guard let newest = newest(runDirectory: runDirectory) else {
+            throw TrainingError.io(path: (runDirectory as NSString).appendingPathComponent("checkpoints"),
+                                   message: "--resume latest: no epoch-NNNN.safetensors checkpoint here")
         }
-        return (directory as NSString).appendingPathComponent(newest)
+        return newest
+    }
+
+    /// The newest checkpoint in the run's `checkpoints/` directory, or nil when there is none.
+    public static func newest(runDirectory: String) -> String? {
+        let directory = (runDirectory as NSString).appendingPathComponent("checkpoints")
+        return epochFiles(in: directory).last.map { (directory as NSString).appendingPathComponent($0) }
+    }
+
+    /// Builds the model `config` describes for `sampleShape` inputs and restores the checkpoint that
+    /// `value` names (a file, or `latest` in the run directory) into it, for evaluation and inference.
+    /// - Throws: When the checkpoint holds another architecture, or a tensor is missing or mis-shaped.
+    public static func restoredModel(_ config: TrainingConfig, checkpoint value: String, sampleShape: [Int]) throws -> (model: Model, path: String) {
+        let path = try resolve(value, runDirectory: config.run.output)
+        let loaded = try load(path)
+        guard loaded.metadata.architecture == config.model.architecture else {
+            throw TrainingError.io(path: path, message: "holds a \(loaded.metadata.architecture) model, but the configuration says \(config.model.architecture)")
+        }
+        let model = try ModelZoo.build(config.model, sampleShape: sampleShape, seed: config.run.seed)
+        try loaded.restore(into: model)
+        return (model, path)
     }
 
     /// `epoch-NNNN.safetensors` and `epoch-NNNN-step-SSSS.safetensors` (a stop mid-epoch) files in a

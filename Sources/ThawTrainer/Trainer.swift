@@ -91,8 +91,10 @@ public final class Trainer {
     public var stopRequested: (() -> Bool)?
     /// Where the epoch stood when the run stopped on request (nil when it ran to the end).
     public private(set) var partial: PartialEpoch?
-    /// When early stopping ended the run: the last epoch trained and the best epoch (0-based).
-    public private(set) var earlyStop: (stoppedAfter: Int, bestEpoch: Int)?
+    /// When early stopping ended the run: the last epoch trained (0-based).
+    public private(set) var stoppedEarlyAfter: Int?
+    /// The best epoch by the early-stopping metric (nil without early stopping).
+    public var bestEpoch: Int? { best?.epoch }
     /// The epoch whose weights were put back at the end (early stopping's `restore_best`), if any.
     public private(set) var restoredEpoch: Int?
     /// The best epoch so far by the early-stopping metric, with a copy of its parameters and state.
@@ -220,18 +222,22 @@ public final class Trainer {
             let plan = try apply(resumeFrom.flatMap { _ in self.plan } ?? agreePlan(epoch: epoch))
             guard var record = try trainEpoch(epoch: epoch, plan: plan, resumeFrom: resumeFrom) else { return history }
             if let validation { record.validation = try evaluate(validation) }
-            if let test, config.training.evaluateEveryEpoch || epoch == config.training.epochs - 1 || config.training.earlyStopping.patience > 0 {
+            if let test, config.training.evaluateEveryEpoch || epoch == config.training.epochs - 1 {
                 record.test = try evaluate(test)
             }
             history.append(record)
             onEvent(.epoch(record))
             try afterEpoch(self)
             if shouldStopEarly(after: record) {
-                earlyStop = (epoch, best?.epoch ?? epoch)
+                stoppedEarlyAfter = epoch
                 break
             }
         }
         try restoreBestIfAsked()
+        // A run that stopped early, or whose weights were put back, gets its final test result now.
+        if let test, stoppedEarlyAfter != nil || restoredEpoch != nil, !history.isEmpty {
+            history[history.count - 1].test = try evaluate(test)
+        }
         return history
     }
 
@@ -263,14 +269,13 @@ public final class Trainer {
         return planner.nextChange(after: epoch, epochs: config.training.epochs) == nil
     }
 
-    /// With early stopping and `restore_best`, puts back the best epoch's weights and evaluates the
-    /// test set on them (the last record's test result then describes the restored model).
+    /// With early stopping and `restore_best`, puts back the best epoch's weights (the last record's
+    /// test result is then evaluated on the restored model).
     private func restoreBestIfAsked() throws {
         guard config.training.earlyStopping.restoreBest, let best, let last = history.last, best.epoch != last.epoch else { return }
         best.parameters.withUnsafeBufferPointer { model.store.parameters.baseAddress!.update(from: $0.baseAddress!, count: $0.count) }
         best.state.withUnsafeBufferPointer { model.store.state.baseAddress!.update(from: $0.baseAddress!, count: $0.count) }
         restoredEpoch = best.epoch
-        if let test { history[history.count - 1].test = try evaluate(test) }
     }
 
     /// The non-tensor state a checkpoint needs to continue this run exactly.

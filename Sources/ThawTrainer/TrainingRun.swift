@@ -79,7 +79,10 @@ public final class TrainingRun {
         }
         // Only rank 0 reads the checkpoint; the trainer broadcasts its state to the other ranks.
         var checkpoint: Checkpoint?
-        if isLeader, let resume, let path = try Checkpoint.resolve(resume, runDirectory: config.run.output) {
+        // `auto` resumes from the newest checkpoint if there is one and starts fresh if not.
+        let resumePath = try resume.flatMap { $0 == "auto" ? Checkpoint.newest(runDirectory: config.run.output)
+                                                           : try Checkpoint.resolve($0, runDirectory: config.run.output) }
+        if isLeader, let path = resumePath {
             let loaded = try Checkpoint.load(path)
             checkpoint = loaded
             printer.line("thaw: resuming from \(path): \(loaded.metadata.epochsCompleted) epoch(s) done, "
@@ -165,13 +168,15 @@ public final class TrainingRun {
             try? collective.finalize()
             return history
         }
-        if isLeader, let stop = trainer.earlyStop {
-            printer.line("thaw: early stopping after epoch \(stop.stoppedAfter + 1): \(config.training.earlyStopping.metric.rawValue) "
-                         + "has not improved since epoch \(stop.bestEpoch + 1) and nothing is left to thaw")
+        if isLeader, let stopped = trainer.stoppedEarlyAfter {
+            printer.line("thaw: early stopping after epoch \(stopped + 1): \(config.training.earlyStopping.metric.rawValue) "
+                         + "has not improved since epoch \((trainer.bestEpoch ?? stopped) + 1) and nothing is left to thaw")
         }
-        if isLeader, let restored = trainer.restoredEpoch {
+        if let restored = trainer.restoredEpoch, isLeader {
             printer.line("thaw: restored the weights of epoch \(restored + 1), the best by \(config.training.earlyStopping.metric.rawValue)")
-            log.write(kind: "final", FinalRecord(restoredEpoch: restored, stoppedAfterEpoch: trainer.earlyStop?.stoppedAfter,
+        }
+        if isLeader, trainer.stoppedEarlyAfter != nil || trainer.restoredEpoch != nil {
+            log.write(kind: "final", FinalRecord(restoredEpoch: trainer.restoredEpoch, stoppedAfterEpoch: trainer.stoppedEarlyAfter,
                                                  test: trainer.history.last?.test))
         }
         client?.report(.finished(EndMessage(rank: collective.rank, reason: nil)))
@@ -270,9 +275,9 @@ final class CheckpointWriter {
     }
 }
 
-/// The metrics.jsonl line written when early stopping put back the best epoch's weights.
+/// The metrics.jsonl line written when early stopping ended the run or put back the best epoch's weights.
 struct FinalRecord: Encodable {
-    var restoredEpoch: Int
+    var restoredEpoch: Int?
     var stoppedAfterEpoch: Int?
     var test: Evaluation?
 

@@ -22,9 +22,6 @@ struct EvalCommand: ParsableCommand {
     func run() throws {
         let training: TrainingConfig
         do { training = try TrainingConfig.load(path: config, overrides: overrides) } catch { throw ValidationError(error.description) }
-        guard checkpoint != "auto", let path = try Checkpoint.resolve(checkpoint, runDirectory: training.run.output) else {
-            throw ValidationError("--checkpoint takes a file or `latest`")
-        }
         guard batch > 0 else { throw ValidationError("--batch must be at least 1") }
         let data = try DatasetCatalog.load(training.data)
         let chosen: (any Dataset)?
@@ -37,12 +34,7 @@ struct EvalCommand: ParsableCommand {
         guard let dataset = chosen else {
             throw ValidationError("the configuration has no \(split) split" + (split == "validation" ? " (set data.validation_size)" : ""))
         }
-        let loaded = try Checkpoint.load(path)
-        guard loaded.metadata.architecture == training.model.architecture else {
-            throw ValidationError("\(path) holds a \(loaded.metadata.architecture) model, but the configuration says \(training.model.architecture)")
-        }
-        let model = try ModelZoo.build(training.model, sampleShape: dataset.sampleShape, seed: training.run.seed)
-        try loaded.restore(into: model)
+        let (model, path) = try Checkpoint.restoredModel(training, checkpoint: checkpoint, sampleShape: dataset.sampleShape)
         let report = try ClassificationReport.evaluate(model: model, dataset: dataset, classCount: training.model.classes, batchSize: batch)
         if json {
             let encoder = JSONEncoder()

@@ -16,9 +16,7 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "The safetensors file to write.") var out: String
 
     func run() throws {
-        guard checkpoint != "auto", let path = try Checkpoint.resolve(checkpoint, runDirectory: runDirectory ?? ".") else {
-            throw ValidationError("--checkpoint takes a file or `latest`")
-        }
+        let path = try Checkpoint.resolve(checkpoint, runDirectory: runDirectory ?? ".")
         let loaded = try Checkpoint.load(path)
         let rename = ModelZoo.externalName(architecture: loaded.metadata.architecture)
         let names = loaded.tensors.keys.filter { !$0.hasPrefix("optimizer.") }.sorted()

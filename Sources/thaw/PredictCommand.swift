@@ -49,8 +49,8 @@ struct PredictCommand: ParsableCommand {
 
         let count = prepared.shape[0], sampleSize = sampleShape.reduce(1, *)
         var results: [[String: Any]] = []
+        let batch = Tensor(shape: [1] + sampleShape)
         for n in 0..<count {
-            let batch = Tensor(shape: [1] + sampleShape)
             prepared.values.withUnsafeBufferPointer { batch.data.update(from: $0.baseAddress! + n * sampleSize, count: sampleSize) }
             let logits = try model.forward(batch, training: false)
             let width = logits.shape.last ?? 1
@@ -101,12 +101,6 @@ struct PredictCommand: ParsableCommand {
         guard let config else { throw ValidationError("give --config (with --checkpoint) or --weights with --architecture") }
         let training: TrainingConfig
         do { training = try TrainingConfig.load(path: config, overrides: overrides) } catch { throw ValidationError(error.description) }
-        guard checkpoint != "auto", let path = try Checkpoint.resolve(checkpoint, runDirectory: training.run.output) else {
-            throw ValidationError("--checkpoint takes a file or `latest`")
-        }
-        let loaded = try Checkpoint.load(path)
-        let model = try ModelZoo.build(training.model, sampleShape: sampleShape, seed: training.run.seed)
-        try loaded.restore(into: model)
-        return model
+        return try Checkpoint.restoredModel(training, checkpoint: checkpoint, sampleShape: sampleShape).model
     }
 }

@@ -65,7 +65,7 @@ public enum ExchangeBenchmark {
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
             }
             // Rank 0's median; every rank reports its own, rank 0 prints.
-            return times.sorted()[times.count / 2]
+            return median(times)
         }
 
         let rawSeconds = try timed { _ = RawMPI.allReduceSum(raw) }

@@ -143,7 +143,6 @@ public enum GemmBenchmark {
             body()
             times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
-        times.sort()
-        return times[times.count / 2]
+        return ThawTrainer.median(times)
     }
 }

@@ -171,10 +171,3 @@ public enum StatusSoakBenchmark {
         process.waitUntilExit()
     }
 }
-
-/// The median of `values` (NaN when empty).
-func median(_ values: [Double]) -> Double {
-    let sorted = values.sorted()
-    guard !sorted.isEmpty else { return .nan }
-    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-}
