@@ -3,8 +3,10 @@
 // Layout: magic "\x93NUMPY", major and minor version bytes, the header length (UInt16 for 1.0,
 // UInt32 for 2.0, little-endian), an ASCII Python dict literal such as
 // {'descr': '<f4', 'fortran_order': False, 'shape': (60000, 784), }, then the raw elements.
-// Supported: float32 ('<f4'), uint8 ('|u1') and int64 ('<i8'), little-endian, C order.
+// Supported: float32 ('<f4'), uint8 ('|u1'), int32 ('<i4') and int64 ('<i8'), little-endian, C order.
+// `NPYWriter` writes float32 and int64 arrays (version 1.0 headers), atomically.
 // Every length is checked before it is used, so arbitrary bytes give an error, never a crash.
+import Foundation
 
 /// An element type of an .npy file that Thaw reads.
 public enum NPYDataType: String, Sendable, Equatable {
@@ -12,6 +14,8 @@ public enum NPYDataType: String, Sendable, Equatable {
     case float32 = "<f4"
     /// Unsigned bytes, descr '|u1'.
     case uint8 = "|u1"
+    /// 32-bit little-endian signed integers, descr '<i4' (token ids often come this way).
+    case int32 = "<i4"
     /// 64-bit little-endian signed integers, descr '<i8'.
     case int64 = "<i8"
 
@@ -20,6 +24,7 @@ public enum NPYDataType: String, Sendable, Equatable {
         switch self {
         case .float32: return 4
         case .uint8: return 1
+        case .int32: return 4
         case .int64: return 8
         }
     }
@@ -45,6 +50,8 @@ public struct NPYArray: Sendable, Equatable {
                 return (0..<elementCount).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: UInt32.self))) }
             case .uint8:
                 return raw.map { Float($0) }
+            case .int32:
+                return (0..<elementCount).map { Float(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self))) }
             case .int64:
                 return (0..<elementCount).map { Float(Int64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self))) }
             }
@@ -59,6 +66,8 @@ public struct NPYArray: Sendable, Equatable {
                 return nil
             case .uint8:
                 return raw.map { Int64($0) }
+            case .int32:
+                return (0..<elementCount).map { Int64(Int32(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self))) }
             case .int64:
                 return (0..<elementCount).map { Int64(littleEndian: raw.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
             }
@@ -130,7 +139,7 @@ public enum NPYReader {
         let normalized = descr == "<u1" || descr == "u1" ? "|u1" : descr
         guard let dataType = NPYDataType(rawValue: normalized) else {
             throw DataError(file: file, kind: .unsupported,
-                            detail: "dtype '\(descr)' is not supported (only little-endian '<f4', '|u1', '<i8')")
+                            detail: "dtype '\(descr)' is not supported (only little-endian '<f4', '|u1', '<i4', '<i8')")
         }
         guard !fortranOrder else {
             throw DataError(file: file, kind: .unsupported, detail: "fortran_order True is not supported",
@@ -153,6 +162,41 @@ public enum NPYReader {
                             detail: "shape \(shape) of \(descr) needs \(byteCount) bytes of data, file has \(available) (\(available - byteCount) extra)")
         }
         return NPYArray(dataType: dataType, shape: shape, data: Array(bytes[dataStart...]))
+    }
+}
+
+/// Writing .npy files (format 1.0), atomically: a temporary file beside the target is renamed over it.
+public enum NPYWriter {
+    /// Writes float32 values as an array of `shape`.
+    /// - Throws: ``DataError`` naming the file when the count does not match the shape or the write fails.
+    public static func write(_ values: [Float], shape: [Int], to path: String) throws(DataError) {
+        try write(bytes: values.withUnsafeBytes { Array($0) }, count: values.count, dataType: .float32, shape: shape, to: path)
+    }
+
+    /// Writes 64-bit integers as an array of `shape`.
+    /// - Throws: ``DataError`` naming the file when the count does not match the shape or the write fails.
+    public static func write(_ values: [Int64], shape: [Int], to path: String) throws(DataError) {
+        try write(bytes: values.withUnsafeBytes { Array($0) }, count: values.count, dataType: .int64, shape: shape, to: path)
+    }
+
+    private static func write(bytes: [UInt8], count: Int, dataType: NPYDataType, shape: [Int], to path: String) throws(DataError) {
+        guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == count else {
+            throw DataError(file: path, kind: .sizeMismatch, detail: "\(count) values do not fill shape \(shape)")
+        }
+        let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
+        var header = "{'descr': '\(dataType.rawValue)', 'fortran_order': False, 'shape': \(shapeText), }"
+        // The header is padded with spaces and ends in a newline so the data starts 64-byte aligned.
+        while (10 + header.utf8.count + 1) % 64 != 0 { header += " " }
+        header += "\n"
+        let length = header.utf8.count
+        guard length <= Int(UInt16.max) else {
+            throw DataError(file: path, kind: .sizeMismatch, detail: "shape \(shape) makes a header too long for .npy 1.0")
+        }
+        var file = NPYReader.magic + [1, 0, UInt8(length & 0xff), UInt8(length >> 8)] + Array(header.utf8)
+        file += bytes
+        do { try Data(file).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw DataError(file: path, kind: .unreadable, detail: "cannot write: \(error.localizedDescription)")
+        }
     }
 }
 

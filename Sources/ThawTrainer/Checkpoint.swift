@@ -136,7 +136,7 @@ public struct Checkpoint {
         }
         guard let newest = newest(runDirectory: runDirectory) else {
             throw TrainingError.io(path: (runDirectory as NSString).appendingPathComponent("checkpoints"),
-                                   message: "--resume latest: no epoch-NNNN.safetensors checkpoint here")
+                                   message: "`latest`: no epoch-NNNN.safetensors checkpoint here (has the run written one yet? checkpoints are written every checkpoint.every_epochs epochs; 0 turns them off)")
         }
         return newest
     }

@@ -1,4 +1,5 @@
-// Tests for NPYReader: the headers np.save writes (1.0 and 2.0) and every malformed case.
+// Tests for NPYReader: the headers np.save writes (1.0 and 2.0), int32 token ids, and every
+// malformed case; NPYWriter writes byte-for-byte what np.save writes and reads back.
 import Foundation
 import Testing
 import ThawData
@@ -33,6 +34,33 @@ import ThawData
         #expect(array.shape == [2, 3])
         #expect(array.floatValues() == [0, 0.5, 1, 1.5, 2, 2.5])
         #expect(array.integerValues() == nil)
+    }
+
+    @Test func readsInt32() throws {
+        let values: [Int32] = [101, -7, 0, 2_000_000_000]
+        let data = values.flatMap { value in withUnsafeBytes(of: value.littleEndian) { Array($0) } }
+        let array = try NPYReader.parse(NPYTests.file(dict: NPYTests.dict("<i4", "(2, 2)"), data: data), file: "ids.npy")
+        #expect(array.dataType == .int32 && array.shape == [2, 2])
+        #expect(array.integerValues() == values.map(Int64.init))
+        #expect(array.floatValues() == values.map(Float.init))
+    }
+
+    @Test func writerMatchesNumpyAndRoundTrips() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("thaw-npy-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let floats = directory + "/f.npy", integers = directory + "/i.npy"
+        try NPYWriter.write([0, 0.5, 1, 1.5, 2, 2.5] as [Float], shape: [2, 3], to: floats)
+        // np.save's own bytes for this array (see readsFloat32AsNumpyWritesIt).
+        let expected = NPYTests.file(dict: NPYTests.dict("<f4", "(2, 3)"), data: NPYTests.floatBytes([0, 0.5, 1, 1.5, 2, 2.5]))
+        #expect(Array(try Data(contentsOf: URL(fileURLWithPath: floats))) == expected)
+        try NPYWriter.write([3, -1, 40] as [Int64], shape: [3], to: integers)
+        let read = try NPYReader.read(integers)
+        #expect(read.dataType == .int64 && read.shape == [3] && read.integerValues() == [3, -1, 40])
+        let mismatch = try #require(throws: DataError.self) { try NPYWriter.write([1, 2, 3] as [Float], shape: [2, 2], to: floats) }
+        #expect(mismatch.file == floats && mismatch.detail.contains("[2, 2]"))
+        // The failed write left the earlier file as it was.
+        #expect(Array(try Data(contentsOf: URL(fileURLWithPath: floats))) == expected)
     }
 
     @Test func readsUInt8AndInt64AndVersion2() throws {
