@@ -1,4 +1,6 @@
-// Tests for FashionMNIST against the files of the Debian package dataset-fashion-mnist.
+// Tests for FashionMNIST against the files of the Debian package dataset-fashion-mnist, and for
+// malformed look-alike files (each error names the file).
+import Foundation
 import Testing
 import ThawData
 
@@ -53,5 +55,34 @@ import ThawData
         let error = try #require(throws: DataError.self) { try FashionMNIST.load(.train, directory: "/tmp") }
         #expect(error.kind == .notFound)
         #expect(error.file == "/tmp/train-images-idx3-ubyte.gz")
+    }
+
+    /// A folder of IDX files that look like Fashion-MNIST but are not: each case names the bad file.
+    @Test func malformedFilesNameTheFileAndTheProblem() throws {
+        let directory = try FormatTestSupport.temporaryDirectory()
+        defer { FormatTestSupport.removeDirectory(directory) }
+        let images = directory + "/t10k-images-idx3-ubyte", labels = directory + "/t10k-labels-idx1-ubyte"
+        func write(images count: UInt32, side: UInt32 = 28, labels values: [UInt8], imageMagic: UInt8 = 3) throws {
+            var imageBytes = IDXTests.header([count, side, side])
+            imageBytes[3] = imageMagic
+            imageBytes += [UInt8](repeating: 128, count: Int(count * side * side))
+            try Data(imageBytes).write(to: URL(fileURLWithPath: images))
+            try Data(IDXTests.header([UInt32(values.count)]) + values).write(to: URL(fileURLWithPath: labels))
+        }
+        try write(images: 3, labels: [0, 9, 4])
+        #expect(try FashionMNIST.load(.test, directory: directory).count == 3)
+
+        let cases: [(write: () throws -> Void, file: String, detail: String)] = [
+            ({ try write(images: 3, labels: [0, 9]) }, labels, "expected [3]"),
+            ({ try write(images: 2, labels: [0, 12]) }, labels, "label 12 of sample 1"),
+            ({ try write(images: 2, side: 14, labels: [0, 1]) }, images, "expected [count, 28, 28]"),
+            ({ try write(images: 2, labels: [0, 1], imageMagic: 1) }, images, "magic 0x00000801, expected 0x00000803"),
+            ({ try Data([0x1f, 0x8b, 8, 0, 1, 2, 3]).write(to: URL(fileURLWithPath: images + ".gz")) }, images + ".gz", "truncated"),
+        ]
+        for (index, item) in cases.enumerated() {
+            try item.write()
+            let error = try #require(throws: DataError.self, "case \(index)") { try FashionMNIST.load(.test, directory: directory) }
+            #expect(error.file == item.file && error.description.contains(item.detail), "case \(index): \(error)")
+        }
     }
 }
