@@ -2,7 +2,10 @@
 //
 // Layers own their output and input-gradient tensors and reshape them every step.
 // A tensor only reallocates when asked for more elements than it has ever held,
-// so the steady-state training step allocates nothing.
+// so the steady-state training step allocates nothing. Every tensor allocation is counted
+// (`allocationCount`, `liveBytes`, `peakLiveBytes`): tests check that a steady-state step makes
+// none, and the memory report uses the peak as the activation term of its estimate.
+import Synchronization
 
 /// A row-major buffer of `Float` values with a shape, owned by one layer or one caller.
 ///
@@ -27,6 +30,8 @@ public final class Tensor {
         self.capacity = max(count, 1)
         self.data = .allocate(capacity: capacity)
         data.initialize(repeating: 0, count: capacity)
+        Tensor.allocations.wrappingAdd(1, ordering: .relaxed)
+        Tensor.account(bytes: capacity * MemoryLayout<Float>.stride)
     }
 
     /// Creates a tensor holding a copy of `values`.
@@ -39,7 +44,31 @@ public final class Tensor {
         values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: count) }
     }
 
-    deinit { data.deallocate() }
+    deinit {
+        data.deallocate()
+        Tensor.account(bytes: -capacity * MemoryLayout<Float>.stride)
+    }
+
+    private static let allocations = Atomic<Int>(0)
+    private static let liveByteCount = Atomic<Int>(0)
+    private static let peakByteCount = Atomic<Int>(0)
+
+    /// How many times a tensor's storage was allocated in this process (creation or growth).
+    public static var allocationCount: Int { allocations.load(ordering: .relaxed) }
+
+    /// Bytes held by every tensor in this process now.
+    public static var liveBytes: Int { liveByteCount.load(ordering: .relaxed) }
+
+    /// The most bytes tensors held at once in this process (activations, their gradients, scratch).
+    public static var peakLiveBytes: Int { peakByteCount.load(ordering: .relaxed) }
+
+    /// Restarts the peak from the bytes held now.
+    public static func resetPeak() { peakByteCount.store(liveBytes, ordering: .relaxed) }
+
+    private static func account(bytes: Int) {
+        let live = liveByteCount.wrappingAdd(bytes, ordering: .relaxed).newValue
+        _ = peakByteCount.max(live, ordering: .relaxed)
+    }
 
     /// Changes the shape, reallocating only when the new shape needs more elements than the capacity.
     ///
@@ -49,6 +78,8 @@ public final class Tensor {
         let newCount = newShape.reduce(1, *)
         if newCount > capacity {
             data.deallocate()
+            Tensor.allocations.wrappingAdd(1, ordering: .relaxed)
+            Tensor.account(bytes: (newCount - capacity) * MemoryLayout<Float>.stride)
             capacity = newCount
             data = .allocate(capacity: capacity)
             data.initialize(repeating: 0, count: capacity)

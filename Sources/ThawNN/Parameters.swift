@@ -126,15 +126,15 @@ public final class ParameterStore {
         self.groupRanges = ranges
         self.parameters = .allocate(capacity: offset)
         self.parameters.initialize(repeating: 0)
-        self.gradients = .allocate(capacity: offset)
-        self.gradients.initialize(repeating: 0)
+        // Only the trainable suffix is ever written, so frozen groups' gradient pages never become resident.
+        self.gradients = ZeroedMemory.allocate(count: offset)
         self.state = .allocate(capacity: stateOffset)
         self.state.initialize(repeating: 0)
     }
 
     deinit {
         parameters.deallocate()
-        gradients.deallocate()
+        ZeroedMemory.release(gradients)
         state.deallocate()
     }
 

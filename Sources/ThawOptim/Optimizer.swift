@@ -12,6 +12,7 @@
 // programmer error. So a group that is thawed, frozen and thawed again can never resume
 // from stale moments, and a newly thawed group never starts from state it never had.
 
+import ThawKernels
 import ThawNN
 
 /// How an ``Optimizer`` turns a gradient into a parameter update, with its hyperparameters.
@@ -109,10 +110,9 @@ public final class Optimizer {
         self.parameterCount = parameterCount
         self.groupCount = groupCount
         let buffers = rule.stateNames.count
-        firstMoment = .allocate(capacity: buffers >= 1 ? parameterCount : 0)
-        firstMoment.initialize(repeating: 0)
-        secondMoment = .allocate(capacity: buffers >= 2 ? parameterCount : 0)
-        secondMoment.initialize(repeating: 0)
+        // Zero pages that become resident only when a group's state is first written (see ZeroedMemory).
+        firstMoment = ZeroedMemory.allocate(count: buffers >= 1 ? parameterCount : 0)
+        secondMoment = ZeroedMemory.allocate(count: buffers >= 2 ? parameterCount : 0)
         stepCounts = Array(repeating: 0, count: groupCount)
         hasState = Array(repeating: false, count: groupCount)
     }
@@ -123,8 +123,8 @@ public final class Optimizer {
     }
 
     deinit {
-        firstMoment.deallocate()
-        secondMoment.deallocate()
+        ZeroedMemory.release(firstMoment)
+        ZeroedMemory.release(secondMoment)
     }
 
     // MARK: - State of newly trainable groups

@@ -132,6 +132,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require((0..<1).contains(training.labelSmoothing), "training.label_smoothing", "expected a number in [0, 1), got \(training.labelSmoothing)")
         try require(training.gradientClipNorm >= 0, "training.gradient_clip_norm", "expected a number ≥ 0 (0 turns clipping off)")
         try require(training.bucketSizeMegabytes > 0, "training.bucket_size_mb", "expected a number > 0")
+        try require(training.blasThreads >= 0, "training.blas_threads", "expected an integer ≥ 0 (0 = cores ÷ ranks on the host)")
         try require(optimizer.learningRate > 0, "optimizer.learning_rate", "expected a number > 0, got \(optimizer.learningRate)")
         try require(optimizer.weightDecay >= 0, "optimizer.weight_decay", "expected a number ≥ 0")
         try require((0..<1).contains(optimizer.momentum), "optimizer.momentum", "expected a number in [0, 1)")
@@ -442,6 +443,8 @@ public struct TrainingSection: Codable, Equatable, Sendable {
     public var exchange: ExchangeMode = .bucketed
     /// Target bucket size for the bucketed exchange, in megabytes.
     public var bucketSizeMegabytes: Double = 4
+    /// OpenBLAS threads per rank; 0 = the host's cores ÷ the ranks on that host (at least 1).
+    public var blasThreads = 0
     /// Evaluate on the test set after every epoch (otherwise only at the end).
     public var evaluateEveryEpoch = true
     /// Stop when the validation metric stops improving (off unless `patience` > 0).
@@ -454,6 +457,7 @@ public struct TrainingSection: Codable, Equatable, Sendable {
         case labelSmoothing = "label_smoothing"
         case gradientClipNorm = "gradient_clip_norm"
         case bucketSizeMegabytes = "bucket_size_mb"
+        case blasThreads = "blas_threads"
         case evaluateEveryEpoch = "evaluate_every_epoch"
         case earlyStopping = "early_stopping"
     }
@@ -472,6 +476,7 @@ public struct TrainingSection: Codable, Equatable, Sendable {
         gradientClipNorm = try c.decodeIfPresent(Float.self, forKey: .gradientClipNorm) ?? gradientClipNorm
         exchange = try decodeEnum(c, .exchange) ?? exchange
         bucketSizeMegabytes = try c.decodeIfPresent(Double.self, forKey: .bucketSizeMegabytes) ?? bucketSizeMegabytes
+        blasThreads = try c.decodeIfPresent(Int.self, forKey: .blasThreads) ?? blasThreads
         evaluateEveryEpoch = try c.decodeIfPresent(Bool.self, forKey: .evaluateEveryEpoch) ?? evaluateEveryEpoch
         earlyStopping = try c.decodeIfPresent(EarlyStoppingSection.self, forKey: .earlyStopping) ?? earlyStopping
     }

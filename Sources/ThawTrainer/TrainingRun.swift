@@ -55,7 +55,9 @@ public final class TrainingRun {
     }
 
     private func train(_ collective: MPICollective) throws -> [EpochRecord] {
-        Gemm.setThreadCount(max(1, ProcessInfo.processInfo.activeProcessorCount / max(collective.worldSize, 1)))
+        let ranksHere = try ranksOnThisHost(collective)
+        Gemm.setThreadCount(config.training.blasThreads > 0 ? config.training.blasThreads
+                                                            : max(1, ProcessInfo.processInfo.activeProcessorCount / ranksHere))
         let isLeader = collective.rank == 0
         let printer = ProgressPrinter(style: progress)
 
@@ -155,6 +157,7 @@ public final class TrainingRun {
             if case .epoch(let record) = event { log.write(kind: "epoch", record) }
             if case .plan(let plan, _) = event { log.write(kind: "plan", plan) }
         }
+        let residentBeforeTraining = ZeroedMemory.peakResidentBytes
         let history = try trainer.run()
         if let partial = trainer.partial {
             // Stopped by an operator: every rank finished the same step; rank 0 checkpoints it.
@@ -179,9 +182,13 @@ public final class TrainingRun {
             log.write(kind: "final", FinalRecord(restoredEpoch: trainer.restoredEpoch, stoppedAfterEpoch: trainer.stoppedEarlyAfter,
                                                  test: trainer.history.last?.test))
         }
+        let memory = try RankMemory.gather(RankMemory.measure(rank: collective.rank, model: model, optimizer: trainer.optimizer,
+                                                              residentBeforeTraining: residentBeforeTraining), collective: collective)
+        log.write(kind: "memory", MemoryRecord(ranks: memory))
         client?.report(.finished(EndMessage(rank: collective.rank, reason: nil)))
         client?.stop()
         if isLeader {
+            printer.line(RankMemory.summary(memory))
             let weights = (config.run.output as NSString).appendingPathComponent("model.safetensors")
             try saveWeights(model, to: weights)
             printer.line(summaryTable(history))
@@ -189,6 +196,15 @@ public final class TrainingRun {
             printer.line("thaw: metrics in \(log.path)")
         }
         return history
+    }
+
+    /// How many ranks run on this host (this one included), so that OpenBLAS threads × ranks ≤ cores
+    /// on every host: ranks share a hash of their host name through one all-reduce.
+    func ranksOnThisHost(_ collective: any Collective) throws -> Int {
+        var hashes = [Double](repeating: 0, count: collective.worldSize)
+        hashes[collective.rank] = Double(fnv1a(Array(ProcessInfo.processInfo.hostName.utf8)) >> 12)   // exact in a Double
+        try hashes.withUnsafeMutableBufferPointer { try collective.allReduceSum($0) }
+        return hashes.filter { $0 == hashes[collective.rank] }.count
     }
 
     /// Writes every parameter and state tensor under Thaw's names.
@@ -276,6 +292,11 @@ final class CheckpointWriter {
 }
 
 /// The metrics.jsonl line written when early stopping ended the run or put back the best epoch's weights.
+/// The metrics.jsonl line with every rank's memory figures.
+struct MemoryRecord: Encodable {
+    var ranks: [RankMemory]
+}
+
 struct FinalRecord: Encodable {
     var restoredEpoch: Int?
     var stoppedAfterEpoch: Int?

@@ -11,7 +11,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks; every figure is a ratio against a baseline measured in the same run.",
-        subcommands: [GemmBenchCommand.self, ExchangeBenchCommand.self, StatusSoakBenchCommand.self])
+        subcommands: [GemmBenchCommand.self, ExchangeBenchCommand.self, StatusSoakBenchCommand.self, ScalingBenchCommand.self])
 }
 
 /// Per-layer GEMM throughput ÷ raw cblas_sgemm on the same shapes.
@@ -113,6 +113,40 @@ struct StatusSoakBenchCommand: ParsableCommand {
         print(String(format: "latency: median %.2f ms, p99 %.2f ms, max %.2f ms", result.latency(quantile: 0.5) * 1e3,
                      result.latency(quantile: 0.99) * 1e3, result.latency(quantile: 1) * 1e3))
         print(String(format: "training throughput loaded ÷ quiet: %.3f (median of %d; goal >= 0.95)", result.throughputRatio, repetitions))
+    }
+}
+
+/// Weak scaling (2 ranks vs 1 on the same work per rank) and peak resident memory ÷ estimate.
+struct ScalingBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scaling",
+        abstract: "Weak scaling, 2 ranks vs 1 process on the same work per rank, and each rank's peak resident memory ÷ its estimate.",
+        discussion: "Runs `thaw train` as one process and under `mpirun -np 2` (1 OpenBLAS thread per rank) in alternating order per repetition.")
+
+    @Option(help: "The training configuration.") var config = "configs/fashion-small-cnn.yaml"
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override one configuration key.", valueName: "key=value"))
+    var overrides: [String] = ["data.test_limit=500", "training.epochs=1"]
+    @Option(help: "Global batch of the 1-process run (the 2-rank run uses twice it).") var batch = 64
+    @Option(help: "Training samples of the 1-process run (the 2-rank run uses twice as many).") var samples = 6000
+    @Option(help: "1-rank/2-rank pairs (median reported).") var repetitions = 3
+    @Option(help: "Where the runs and their logs go.") var scratch = "runs/bench-scaling"
+
+    func run() throws {
+        guard let thaw = Bundle.main.executablePath else { throw ValidationError("cannot tell where the thaw executable is") }
+        guard batch > 0, samples >= batch, repetitions > 0 else { throw ValidationError("need --batch ≥ 1, --samples ≥ --batch and --repetitions ≥ 1") }
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        var mpirun = ["--mca", "coll_libnbc_iallreduce_algorithm", "1", "--mca", "rtc", "^hwloc"]
+        if getuid() == 0 { mpirun.append("--allow-run-as-root") }
+        if ProcessInfo.processInfo.activeProcessorCount < 2 { mpirun.append("--oversubscribe") }
+        print("Scaling: \(config) \(overrides.joined(separator: " ")), \(samples) samples and batch \(batch) per rank, "
+              + "\(repetitions) pair(s), \(ProcessInfo.processInfo.activeProcessorCount) cores")
+        let result = try ScalingBenchmark.run(thaw: thaw, configPath: config, batchPerRank: batch, samplesPerRank: samples,
+                                              repetitions: repetitions, overrides: overrides, mpirunOptions: mpirun, scratch: scratch,
+                                              log: { print($0) })
+        print(String(format: "weak-scaling efficiency, 2 ranks ÷ (2 × 1 rank): %.3f (median of %d; goal >= 0.9 where 2 cores are free)",
+                     result.efficiency, repetitions))
+        if let last = result.memory.last { print(RankMemory.summary(last)) }
+        print(String(format: "peak resident ÷ estimate, worst rank: %.2f (median of %d; goal <= 1.3)", result.memoryRatio, result.memory.count))
     }
 }
 

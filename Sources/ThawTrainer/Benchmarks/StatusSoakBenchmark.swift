@@ -151,7 +151,7 @@ public enum StatusSoakBenchmark {
         return (latencies, unanswered, seconds)
     }
 
-    private static func start(_ executable: String, _ arguments: [String], log: String) throws -> Process {
+    static func start(_ executable: String, _ arguments: [String], log: String) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -165,7 +165,7 @@ public enum StatusSoakBenchmark {
         return process
     }
 
-    private static func stop(_ process: Process) {
+    static func stop(_ process: Process) {
         guard process.isRunning else { return }
         process.terminate()
         process.waitUntilExit()

@@ -1,0 +1,83 @@
+// MemoryReport: each rank's peak resident memory against an estimate of what training needs —
+// parameters and state, trainable gradients, optimizer state for the trainable groups, and the
+// peak bytes held by tensors (activations, their gradients, scratch, the input batch). Gathered
+// from every rank at the end of a run, written to metrics.jsonl and printed by rank 0.
+//
+// Frozen groups add nothing but their parameters: their gradient and optimizer pages are never
+// written, so never resident (ZeroedMemory), and they keep no activations.
+import ThawCollective
+import ThawKernels
+import ThawNN
+import ThawOptim
+
+/// One rank's memory at the end of a run, in bytes.
+public struct RankMemory: Codable, Equatable, Sendable {
+    /// The rank.
+    public var rank: Int
+    /// Peak resident set size of the process over the whole run.
+    public var peakResident: Int
+    /// Peak resident set size before the first training step (data, model, libraries, runtime).
+    public var residentBeforeTraining: Int
+    /// Parameters and batch-norm state.
+    public var parameters: Int
+    /// Gradients of the trainable parameters (the largest trainable set, which is the last).
+    public var trainableGradients: Int
+    /// Optimizer state of the trainable parameters.
+    public var optimizerState: Int
+    /// The most bytes tensors held at once: activations, their gradients and scratch.
+    public var activations: Int
+
+    /// parameters + trainable gradients + optimizer state + activations.
+    public var estimate: Int { parameters + trainableGradients + optimizerState + activations }
+
+    /// Peak resident ÷ estimate (the benchmark's figure; goal ≤ 1.3).
+    public var ratio: Double { Double(peakResident) / Double(max(estimate, 1)) }
+
+    enum CodingKeys: String, CodingKey {
+        case rank
+        case peakResident = "peak_resident_bytes"
+        case residentBeforeTraining = "resident_before_training_bytes"
+        case parameters = "parameter_bytes"
+        case trainableGradients = "trainable_gradient_bytes"
+        case optimizerState = "optimizer_state_bytes"
+        case activations = "activation_bytes"
+    }
+
+    /// This process's figures for `model` trained by `optimizer`.
+    public static func measure(rank: Int, model: Model, optimizer: Optimizer, residentBeforeTraining: Int) -> RankMemory {
+        let floatBytes = MemoryLayout<Float>.stride
+        let trainable = model.trainableParameterCount
+        return RankMemory(rank: rank, peakResident: ZeroedMemory.peakResidentBytes, residentBeforeTraining: residentBeforeTraining,
+                          parameters: (model.store.parameterCount + model.store.state.count) * floatBytes,
+                          trainableGradients: trainable * floatBytes,
+                          optimizerState: optimizer.stateBuffers.filter { !$0.values.isEmpty }.count * trainable * floatBytes,
+                          activations: Tensor.peakLiveBytes)
+    }
+
+    /// Every rank's figures, gathered on every rank (rank order).
+    public static func gather(_ mine: RankMemory, collective: any Collective) throws -> [RankMemory] {
+        let fields = 7
+        var table = [Double](repeating: 0, count: collective.worldSize * fields)
+        let values = [mine.rank, mine.peakResident, mine.residentBeforeTraining, mine.parameters, mine.trainableGradients,
+                      mine.optimizerState, mine.activations]
+        for (index, value) in values.enumerated() { table[mine.rank * fields + index] = Double(value) }
+        try table.withUnsafeMutableBufferPointer { try collective.allReduceSum($0) }
+        return (0..<collective.worldSize).map { rank in
+            let row = table[(rank * fields)..<((rank + 1) * fields)].map { Int($0) }
+            let r = Array(row)
+            return RankMemory(rank: r[0], peakResident: r[1], residentBeforeTraining: r[2], parameters: r[3], trainableGradients: r[4],
+                              optimizerState: r[5], activations: r[6])
+        }
+    }
+
+    /// One line for people: the worst rank's ratio and what the estimate is made of.
+    public static func summary(_ ranks: [RankMemory]) -> String {
+        guard let worst = ranks.max(by: { $0.ratio < $1.ratio }) else { return "memory: no ranks" }
+        func megabytes(_ bytes: Int) -> String { String(format: "%.0f MB", Double(bytes) / 1_048_576) }
+        return "memory (rank \(worst.rank), the highest ratio): peak resident \(megabytes(worst.peakResident)) ÷ estimate "
+            + "\(megabytes(worst.estimate)) = " + String(format: "%.2f", worst.ratio)
+            + " (parameters \(megabytes(worst.parameters)), trainable gradients \(megabytes(worst.trainableGradients)), "
+            + "optimizer state \(megabytes(worst.optimizerState)), activations \(megabytes(worst.activations))); "
+            + "\(megabytes(worst.residentBeforeTraining)) was resident before the first step (data, libraries, runtime)"
+    }
+}
