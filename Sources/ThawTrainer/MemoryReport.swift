@@ -33,6 +33,13 @@ public struct RankMemory: Codable, Equatable, Sendable {
     /// Peak resident ÷ estimate (the benchmark's figure; goal ≤ 1.3).
     public var ratio: Double { Double(peakResident) / Double(max(estimate, 1)) }
 
+    /// What training added to the resident set ÷ what the estimate adds beyond the parameters
+    /// (which are resident before the first step): the estimate's accuracy without the data,
+    /// libraries and runtime that a run holds before it trains.
+    public var growthRatio: Double {
+        Double(peakResident - residentBeforeTraining) / Double(max(estimate - parameters, 1))
+    }
+
     enum CodingKeys: String, CodingKey {
         case rank
         case peakResident = "peak_resident_bytes"

@@ -147,6 +147,8 @@ struct ScalingBenchCommand: ParsableCommand {
                      result.efficiency, repetitions))
         if let last = result.memory.last { print(RankMemory.summary(last)) }
         print(String(format: "peak resident ÷ estimate, worst rank: %.2f (median of %d; goal <= 1.3)", result.memoryRatio, result.memory.count))
+        print(String(format: "growth during training ÷ (estimate − parameters), worst rank: %.2f (median of %d)",
+                     result.growthRatio, result.memory.count))
     }
 }
 

@@ -1,6 +1,7 @@
 // Memory in training: a steady-state epoch allocates no tensor storage; frozen groups' gradient
 // and optimizer pages never become resident (checked page by page with mincore); and a real
-// 2-rank run writes every rank's peak resident memory and the estimate it is compared with.
+// 2-rank run writes every rank's peak resident memory and the estimate it is compared with, which
+// `thaw bench scaling` turns into ratios.
 import Foundation
 import Testing
 import ThawCollective
@@ -113,5 +114,20 @@ import Glibc
             #expect(peak >= before && before > 0 && (rank["activation_bytes"] as? Int ?? 0) > 0, "\(rank)")
         }
         #expect(run.output.contains("memory (rank "), "\(run.output)")
+    }
+
+    @Test func scalingBenchmarkPrintsEfficiencyAndMemoryRatios() throws {
+        let scratch = try ScratchRun(samples: 1)
+        let thaw = try #require(thawExecutablePath())
+        let run = try spawnProcessGroup([thaw, "bench", "scaling", "--config", packageRoot() + "/configs/fashion-small-cnn.yaml",
+                                         "--set", "data.test_limit=64", "--set", "training.epochs=1", "--samples", "128", "--batch", "32",
+                                         "--repetitions", "1", "--scratch", scratch.path("bench")], hangGuardSeconds: 180)
+        try #require(run.exitCode == 0, "\(run.output)")
+        for figure in ["weak-scaling efficiency, 2 ranks ÷ (2 × 1 rank): ", "peak resident ÷ estimate, worst rank: ",
+                       "growth during training ÷ (estimate − parameters), worst rank: "] {
+            let line = try #require(run.output.split(separator: "\n").first { $0.hasPrefix(figure) }, "no '\(figure)' in \(run.output)")
+            let value = try #require(Double(line.dropFirst(figure.count).prefix { $0 != " " }), "\(line)")
+            #expect(value > 0 && value.isFinite, "\(line)")
+        }
     }
 }

@@ -21,6 +21,9 @@ public struct ScalingResult: Sendable {
 
     /// Median over runs of the worst rank's peak resident ÷ estimate (goal ≤ 1.3).
     public var memoryRatio: Double { median(memory.map { ranks in ranks.map(\.ratio).max() ?? .nan }) }
+
+    /// Median over runs of the worst rank's ``RankMemory/growthRatio``.
+    public var growthRatio: Double { median(memory.map { ranks in ranks.map(\.growthRatio).max() ?? .nan }) }
 }
 
 /// Runs the weak-scaling and memory benchmark with real `thaw train` processes.
