@@ -84,6 +84,53 @@ public struct InMemoryDataset: Dataset, Sendable {
     public func label(_ index: Int) -> Int32 { labels[index] }
 }
 
+/// Images held in memory as bytes, a quarter of the size of floats, each pixel mapped to
+/// `byte × scale + shift` as it is copied out (normalization folded into one multiply-add).
+public struct ByteImageDataset: Dataset, Sendable {
+    /// Every sample's pixels, sample after sample (`count * sampleSize` bytes).
+    public let pixels: [UInt8]
+    /// Every sample's label.
+    public let labels: [Int32]
+    /// The shape of one sample.
+    public let sampleShape: [Int]
+    /// The number of classes.
+    public let classCount: Int
+    /// Multiplies each byte as it is copied out.
+    public let scale: Float
+    /// Added to each scaled byte.
+    public let shift: Float
+
+    /// Creates a dataset from flat pixels and labels; a copied pixel is `byte × scale + shift`.
+    public init(pixels: [UInt8], labels: [Int32], sampleShape: [Int], classCount: Int, scale: Float, shift: Float) {
+        precondition(pixels.count == labels.count * sampleShape.reduce(1, *),
+                     "ByteImageDataset: \(pixels.count) bytes do not make \(labels.count) samples of shape \(sampleShape)")
+        precondition(labels.allSatisfy { $0 >= 0 && Int($0) < classCount }, "ByteImageDataset: a label is outside 0..<\(classCount)")
+        self.pixels = pixels
+        self.labels = labels
+        self.sampleShape = sampleShape
+        self.classCount = classCount
+        self.scale = scale
+        self.shift = shift
+    }
+
+    /// The number of samples.
+    public var count: Int { labels.count }
+
+    /// Copies sample `index` into `destination`, converting bytes to normalized floats.
+    public func copySample(_ index: Int, into destination: UnsafeMutablePointer<Float>) {
+        precondition(index >= 0 && index < count, "sample index \(index) out of range 0..<\(count)")
+        let size = sampleSize
+        let (scale, shift) = (scale, shift)
+        pixels.withUnsafeBufferPointer { bytes in
+            let source = bytes.baseAddress! + index * size
+            for i in 0..<size { destination[i] = Float(source[i]) * scale + shift }
+        }
+    }
+
+    /// The label of sample `index`.
+    public func label(_ index: Int) -> Int32 { labels[index] }
+}
+
 /// The samples of another dataset at chosen indices, in order (see ``Dataset/subset(_:)``).
 public struct DatasetSubset<Base: Dataset>: Dataset {
     /// The dataset the samples come from.

@@ -29,11 +29,4 @@ public enum ZeroedMemory {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
         return max(1, (count * MemoryLayout<Float>.stride + page - 1) / page) * page
     }
-
-    /// This process's peak resident set size in bytes (getrusage's ru_maxrss).
-    public static var peakResidentBytes: Int {
-        var usage = rusage()
-        guard getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage) == 0 else { return 0 }
-        return Int(usage.ru_maxrss) * 1024   // Linux reports kilobytes
-    }
 }

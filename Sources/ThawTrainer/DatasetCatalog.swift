@@ -29,7 +29,7 @@ public enum DatasetCatalog {
             }
             // For pretrained backbones: resize, repeat to 3 channels, ImageNet statistics, per sample on access.
             let imageNet = section.normalization == "imagenet"
-            func transform(_ images: InMemoryDataset) -> TransformedImageDataset<InMemoryDataset> {
+            func transform(_ images: ByteImageDataset) -> TransformedImageDataset<ByteImageDataset> {
                 TransformedImageDataset(
                     base: images, sourceNormalization: (FashionMNIST.mean, FashionMNIST.standardDeviation),
                     size: section.imageSize > 0 ? section.imageSize : 28, channels: imageNet ? 3 : 1,

@@ -3,8 +3,13 @@
 // peak bytes held by tensors (activations, their gradients, scratch, the input batch). Gathered
 // from every rank at the end of a run, written to metrics.jsonl and printed by rank 0.
 //
+// The peak is the resident high-water mark of the training phase alone: Linux's VmHWM, reset just
+// before the first step (/proc/self/clear_refs), so loading peaks (decompression, conversion) that
+// are gone by then do not count.
+//
 // Frozen groups add nothing but their parameters: their gradient and optimizer pages are never
 // written, so never resident (ZeroedMemory), and they keep no activations.
+import Foundation
 import ThawCollective
 import ThawKernels
 import ThawNN
@@ -14,9 +19,9 @@ import ThawOptim
 public struct RankMemory: Codable, Equatable, Sendable {
     /// The rank.
     public var rank: Int
-    /// Peak resident set size of the process over the whole run.
+    /// Peak resident set size of the process while it trained (from the first step to the end).
     public var peakResident: Int
-    /// Peak resident set size before the first training step (data, model, libraries, runtime).
+    /// Resident set size just before the first training step (data, model, libraries, runtime).
     public var residentBeforeTraining: Int
     /// Parameters and batch-norm state.
     public var parameters: Int
@@ -54,7 +59,7 @@ public struct RankMemory: Codable, Equatable, Sendable {
     public static func measure(rank: Int, model: Model, optimizer: Optimizer, residentBeforeTraining: Int) -> RankMemory {
         let floatBytes = MemoryLayout<Float>.stride
         let trainable = model.trainableParameterCount
-        return RankMemory(rank: rank, peakResident: ZeroedMemory.peakResidentBytes, residentBeforeTraining: residentBeforeTraining,
+        return RankMemory(rank: rank, peakResident: ResidentMemory.peak, residentBeforeTraining: residentBeforeTraining,
                           parameters: (model.store.parameterCount + model.store.state.count) * floatBytes,
                           trainableGradients: trainable * floatBytes,
                           optimizerState: optimizer.stateBuffers.filter { !$0.values.isEmpty }.count * trainable * floatBytes,
@@ -86,5 +91,38 @@ public struct RankMemory: Codable, Equatable, Sendable {
             + " (parameters \(megabytes(worst.parameters)), trainable gradients \(megabytes(worst.trainableGradients)), "
             + "optimizer state \(megabytes(worst.optimizerState)), activations \(megabytes(worst.activations))); "
             + "\(megabytes(worst.residentBeforeTraining)) was resident before the first step (data, libraries, runtime)"
+    }
+}
+
+/// This process's resident memory, from /proc/self (Linux).
+public enum ResidentMemory {
+    /// The resident set size now, in bytes (VmRSS), or 0 if unknown.
+    public static var current: Int { field("VmRSS:") }
+
+    /// The resident high-water mark in bytes (VmHWM) since the process started or ``resetPeak()``.
+    public static var peak: Int { field("VmHWM:") }
+
+    /// Restarts the high-water mark from the current resident set (writes 5 to /proc/self/clear_refs).
+    /// Returns false where the kernel does not allow it; the peak then covers the whole process.
+    @discardableResult
+    public static func resetPeak() -> Bool {
+        guard let handle = FileHandle(forWritingAtPath: "/proc/self/clear_refs") else { return false }
+        defer { try? handle.close() }
+        return (try? handle.write(contentsOf: Data("5".utf8))) != nil
+    }
+
+    /// A "Name:   123 kB" line of /proc/self/status, in bytes.
+    /// (Read with stdio: /proc files report a size of 0, which Foundation's whole-file reads trust.)
+    private static func field(_ name: String) -> Int {
+        guard let file = fopen("/proc/self/status", "r") else { return 0 }
+        defer { fclose(file) }
+        var buffer = [CChar](repeating: 0, count: 256)
+        while fgets(&buffer, Int32(buffer.count), file) != nil {
+            let line = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard line.hasPrefix(name) else { continue }
+            let number = line.dropFirst(name.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? ""
+            return (Int(number) ?? 0) * 1024
+        }
+        return 0
     }
 }

@@ -157,7 +157,8 @@ public final class TrainingRun {
             if case .epoch(let record) = event { log.write(kind: "epoch", record) }
             if case .plan(let plan, _) = event { log.write(kind: "plan", plan) }
         }
-        let residentBeforeTraining = ZeroedMemory.peakResidentBytes
+        let residentBeforeTraining = ResidentMemory.current
+        ResidentMemory.resetPeak()
         let history = try trainer.run()
         if let partial = trainer.partial {
             // Stopped by an operator: every rank finished the same step; rank 0 checkpoints it.

@@ -22,17 +22,21 @@ import ThawData
     @Test func trainSplitIsNormalized() throws {
         let train = try FashionMNIST.load(.train)
         #expect(train.count == 60_000)
-        #expect(train.features.count == 60_000 * 784)
+        #expect(train.pixels.count == 60_000 * 784)
         var sum = 0.0
         var squares = 0.0
-        train.features.withUnsafeBufferPointer { values in
-            for value in values {
+        var sample = [Float](repeating: 0, count: 784)
+        for index in 0..<train.count {
+            sample.withUnsafeMutableBufferPointer { train.copySample(index, into: $0.baseAddress!) }
+            for value in sample {
                 sum += Double(value)
                 squares += Double(value) * Double(value)
             }
         }
-        let mean = sum / Double(train.features.count)
-        let variance = squares / Double(train.features.count) - mean * mean
+        let mean = sum / Double(train.pixels.count)
+        let variance = squares / Double(train.pixels.count) - mean * mean
+        // Bytes normalize on copy exactly as FashionMNIST.normalize does.
+        #expect(train.sample(7) == FashionMNIST.normalize(Array(train.pixels[(7 * 784)..<(8 * 784)])))
         // The documented constants are the training set's statistics to 4 digits.
         #expect(abs(mean) < 1e-3)
         #expect(abs(variance.squareRoot() - 1) < 1e-3)
