@@ -148,7 +148,7 @@ public final class BERTEmbeddings: Layer {
 /// passes the ids on unchanged. It has no parameters.
 ///
 /// The mask is 0 where the id is `padTokenId` and 1 elsewhere, except that position 0 is always 1.
-public final class PaddingMaskFromIds: Layer {
+public final class PaddingMaskFromIds: Layer, RawInputObserver {
     /// The mask that attention and mean pooling read.
     public let attentionMask: AttentionMask
     /// The padding id (BERT: 0).
@@ -199,6 +199,9 @@ public final class PaddingMaskFromIds: Layer {
         inputShape = mode == .training ? ids.shape : nil
         return ids
     }
+
+    /// Sets the mask from the raw ids when the forward pass starts above this layer (frozen-prefix cache).
+    public func observe(rawInput ids: Tensor) { _ = forward(ids, mode: .inference) }
 
     /// Ids are not differentiable: zeros when an input gradient is asked for, else nil.
     public func backward(_ outputGradient: Tensor, computeInputGradient: Bool) -> Tensor? {

@@ -7,6 +7,15 @@
 // runs forward only, and keeps nothing for backward.
 import ThawKernels
 
+/// A layer that derives per-batch state from the model's raw input (the padding mask from token ids).
+///
+/// When a forward pass starts above such a layer (the frozen-prefix cache feeds cached features to
+/// the first trainable group), ``Model/observeRawInput(_:belowGroup:)`` lets it see the batch anyway.
+public protocol RawInputObserver: AnyObject {
+    /// Derives this batch's state from the raw model input, as the layer's own forward pass would.
+    func observe(rawInput: Tensor)
+}
+
 /// What a frozen group's batch-norm layers do during training.
 public enum FrozenBatchNormPolicy: String, Sendable, Codable, CaseIterable {
     /// Frozen groups run in inference mode: batch norm uses (and keeps) its running statistics.
@@ -189,6 +198,35 @@ public final class Model {
             x = groups[index].body.forward(x, mode: mode(ofGroup: index, training: training))
         }
         return x
+    }
+
+    /// Runs the groups in `range` on an input that is already the first one's input; with `training`
+    /// false every group runs in inference mode. Used to compute the frozen prefix once for the cache.
+    public func forward(_ input: Tensor, groups range: Range<Int>, training: Bool) -> Tensor {
+        var x = input
+        for index in range {
+            x = groups[index].body.forward(x, mode: mode(ofGroup: index, training: training))
+        }
+        return x
+    }
+
+    /// Whether groups below `start` hold layers that derive per-batch state from the raw input.
+    public func needsRawInput(belowGroup start: Int) -> Bool { !rawInputObservers(belowGroup: start).isEmpty }
+
+    /// Lets the layers below group `start` that derive per-batch state from the raw input (the BERT
+    /// padding mask) see this batch, before a forward pass that starts at group `start`.
+    public func observeRawInput(_ rawInput: Tensor, belowGroup start: Int) {
+        for observer in rawInputObservers(belowGroup: start) { observer.observe(rawInput: rawInput) }
+    }
+
+    private func rawInputObservers(belowGroup start: Int) -> [any RawInputObserver] {
+        var result: [any RawInputObserver] = []
+        func visit(_ layer: any Layer) {
+            if let observer = layer as? RawInputObserver { result.append(observer) }
+            layer.children.forEach(visit)
+        }
+        groups[..<min(start, groups.count)].forEach { visit($0.body) }
+        return result
     }
 
     /// The mode group `index` runs in.

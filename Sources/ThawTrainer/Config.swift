@@ -132,6 +132,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require((0..<1).contains(training.labelSmoothing), "training.label_smoothing", "expected a number in [0, 1), got \(training.labelSmoothing)")
         try require(training.gradientClipNorm >= 0, "training.gradient_clip_norm", "expected a number ≥ 0 (0 turns clipping off)")
         try require(training.bucketSizeMegabytes > 0, "training.bucket_size_mb", "expected a number > 0")
+        try require(training.featureCache.memoryMegabytes >= 0, "training.feature_cache.memory_mb", "expected a number ≥ 0 (0 puts every cache in a file)")
         try require(training.blasThreads >= 0, "training.blas_threads", "expected an integer ≥ 0 (0 = cores ÷ ranks on the host)")
         try require(optimizer.learningRate > 0, "optimizer.learning_rate", "expected a number > 0, got \(optimizer.learningRate)")
         try require(optimizer.weightDecay >= 0, "optimizer.weight_decay", "expected a number ≥ 0")
@@ -449,6 +450,8 @@ public struct TrainingSection: Codable, Equatable, Sendable {
     public var evaluateEveryEpoch = true
     /// Stop when the validation metric stops improving (off unless `patience` > 0).
     public var earlyStopping = EarlyStoppingSection()
+    /// The frozen-prefix activation cache.
+    public var featureCache = FeatureCacheSection()
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case epochs, exchange
@@ -460,6 +463,7 @@ public struct TrainingSection: Codable, Equatable, Sendable {
         case blasThreads = "blas_threads"
         case evaluateEveryEpoch = "evaluate_every_epoch"
         case earlyStopping = "early_stopping"
+        case featureCache = "feature_cache"
     }
 
     /// The defaults.
@@ -479,6 +483,7 @@ public struct TrainingSection: Codable, Equatable, Sendable {
         blasThreads = try c.decodeIfPresent(Int.self, forKey: .blasThreads) ?? blasThreads
         evaluateEveryEpoch = try c.decodeIfPresent(Bool.self, forKey: .evaluateEveryEpoch) ?? evaluateEveryEpoch
         earlyStopping = try c.decodeIfPresent(EarlyStoppingSection.self, forKey: .earlyStopping) ?? earlyStopping
+        featureCache = try c.decodeIfPresent(FeatureCacheSection.self, forKey: .featureCache) ?? featureCache
     }
 }
 
@@ -519,6 +524,30 @@ public struct EarlyStoppingSection: Codable, Equatable, Sendable {
         metric = try decodeEnum(c, .metric) ?? metric
         minimumDelta = try c.decodeIfPresent(Double.self, forKey: .minimumDelta) ?? minimumDelta
         restoreBest = try c.decodeIfPresent(Bool.self, forKey: .restoreBest) ?? restoreBest
+    }
+}
+
+/// The frozen-prefix activation cache (FeatureCache.swift).
+public struct FeatureCacheSection: Codable, Equatable, Sendable {
+    /// Whether to compute the frozen groups' output once and reuse it while the boundary stays put.
+    public var enabled = true
+    /// Memory the caches of one rank may hold, in megabytes; beyond it they go to a file in the run directory.
+    public var memoryMegabytes: Double = 2048
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case enabled
+        case memoryMegabytes = "memory_mb"
+    }
+
+    /// The defaults (on, 2 GB).
+    public init() {}
+
+    /// Decodes the section, rejecting unknown keys.
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        enabled = try c.decodeIfPresent(Bool.self, forKey: .enabled) ?? enabled
+        memoryMegabytes = try c.decodeIfPresent(Double.self, forKey: .memoryMegabytes) ?? memoryMegabytes
     }
 }
 

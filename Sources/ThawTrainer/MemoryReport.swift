@@ -31,9 +31,11 @@ public struct RankMemory: Codable, Equatable, Sendable {
     public var optimizerState: Int
     /// The most bytes tensors held at once: activations, their gradients and scratch.
     public var activations: Int
+    /// The most bytes the frozen-prefix feature caches held in memory at once.
+    public var featureCache: Int
 
-    /// parameters + trainable gradients + optimizer state + activations.
-    public var estimate: Int { parameters + trainableGradients + optimizerState + activations }
+    /// parameters + trainable gradients + optimizer state + activations + feature cache.
+    public var estimate: Int { parameters + trainableGradients + optimizerState + activations + featureCache }
 
     /// Peak resident ÷ estimate (the benchmark's figure; goal ≤ 1.3).
     public var ratio: Double { Double(peakResident) / Double(max(estimate, 1)) }
@@ -53,32 +55,33 @@ public struct RankMemory: Codable, Equatable, Sendable {
         case trainableGradients = "trainable_gradient_bytes"
         case optimizerState = "optimizer_state_bytes"
         case activations = "activation_bytes"
+        case featureCache = "feature_cache_bytes"
     }
 
     /// This process's figures for `model` trained by `optimizer`.
-    public static func measure(rank: Int, model: Model, optimizer: Optimizer, residentBeforeTraining: Int) -> RankMemory {
+    public static func measure(rank: Int, model: Model, optimizer: Optimizer, featureCache: Int, residentBeforeTraining: Int) -> RankMemory {
         let floatBytes = MemoryLayout<Float>.stride
         let trainable = model.trainableParameterCount
         return RankMemory(rank: rank, peakResident: ResidentMemory.peak, residentBeforeTraining: residentBeforeTraining,
                           parameters: (model.store.parameterCount + model.store.state.count) * floatBytes,
                           trainableGradients: trainable * floatBytes,
                           optimizerState: optimizer.stateBuffers.filter { !$0.values.isEmpty }.count * trainable * floatBytes,
-                          activations: Tensor.peakLiveBytes)
+                          activations: Tensor.peakLiveBytes, featureCache: featureCache)
     }
 
     /// Every rank's figures, gathered on every rank (rank order).
     public static func gather(_ mine: RankMemory, collective: any Collective) throws -> [RankMemory] {
-        let fields = 7
+        let fields = 8
         var table = [Double](repeating: 0, count: collective.worldSize * fields)
         let values = [mine.rank, mine.peakResident, mine.residentBeforeTraining, mine.parameters, mine.trainableGradients,
-                      mine.optimizerState, mine.activations]
+                      mine.optimizerState, mine.activations, mine.featureCache]
         for (index, value) in values.enumerated() { table[mine.rank * fields + index] = Double(value) }
         try table.withUnsafeMutableBufferPointer { try collective.allReduceSum($0) }
         return (0..<collective.worldSize).map { rank in
             let row = table[(rank * fields)..<((rank + 1) * fields)].map { Int($0) }
             let r = Array(row)
             return RankMemory(rank: r[0], peakResident: r[1], residentBeforeTraining: r[2], parameters: r[3], trainableGradients: r[4],
-                              optimizerState: r[5], activations: r[6])
+                              optimizerState: r[5], activations: r[6], featureCache: r[7])
         }
     }
 
@@ -89,7 +92,8 @@ public struct RankMemory: Codable, Equatable, Sendable {
         return "memory (rank \(worst.rank), the highest ratio): peak resident \(megabytes(worst.peakResident)) ÷ estimate "
             + "\(megabytes(worst.estimate)) = " + String(format: "%.2f", worst.ratio)
             + " (parameters \(megabytes(worst.parameters)), trainable gradients \(megabytes(worst.trainableGradients)), "
-            + "optimizer state \(megabytes(worst.optimizerState)), activations \(megabytes(worst.activations))); "
+            + "optimizer state \(megabytes(worst.optimizerState)), activations \(megabytes(worst.activations))"
+            + (worst.featureCache > 0 ? ", feature cache \(megabytes(worst.featureCache))" : "") + "); "
             + "\(megabytes(worst.residentBeforeTraining)) was resident before the first step (data, libraries, runtime)"
     }
 }

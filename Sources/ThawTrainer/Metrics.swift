@@ -35,9 +35,16 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     public var steps: Int
     /// Training samples per second over all ranks.
     public var samplesPerSecond: Double
+    /// Seconds spent filling the frozen-prefix cache before the epoch (not part of `seconds`); nil when
+    /// the epoch filled none. An epoch that read the cache has `fromCache` true.
+    public var cacheFillSeconds: Double?
+    /// Whether the epoch ran only the trainable groups, on cached frozen-prefix features.
+    public var fromCache: Bool?
 
     enum CodingKeys: String, CodingKey {
         case epoch, train, validation, test, seconds, steps
+        case cacheFillSeconds = "cache_fill_seconds"
+        case fromCache = "from_cache"
         case planVersion = "plan_version"
         case trainableGroups = "trainable_groups"
         case newlyThawed = "newly_thawed"
@@ -114,6 +121,8 @@ public final class RankLog {
             text = "epoch \(epoch + 1) step \(step)/\(steps) local loss \(loss)"
         case .epoch(let record):
             text = "epoch \(record.epoch + 1) done: train loss \(record.train.loss) bytes \(record.bytesExchanged)"
+        case .note(let note):
+            text = note
         }
         handle.write(Data("rank \(rank): \(text)\n".utf8))
     }

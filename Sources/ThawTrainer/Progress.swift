@@ -68,6 +68,9 @@ public final class ProgressPrinter {
             if let v = record.validation { text += "  val loss \(String(format: "%.4f", v.loss)) acc \(percent(v.accuracy))" }
             if let t = record.test { text += "  test acc \(percent(t.accuracy))" }
             text += "  \(String(format: "%.1f", record.seconds)) s  \(bytes(record.bytesExchanged)) exchanged"
+            if let fill = record.cacheFillSeconds { text += String(format: "  (+%.1f s filling the feature cache)", fill) }
+            line(text)
+        case .note(let text):
             line(text)
         }
     }

@@ -21,6 +21,8 @@ public enum TrainingEvent {
     case step(epoch: Int, step: Int, steps: Int, loss: Double, samplesPerSecond: Double)
     /// An epoch finished.
     case epoch(EpochRecord)
+    /// Something people should know about the run (the frozen-prefix cache: built, dropped, or off and why).
+    case note(String)
 }
 
 /// Decides the plan for each epoch. The local planner runs on rank 0; the coordinator client
@@ -114,6 +116,12 @@ public final class Trainer {
     private let logitsGradient = Tensor(shape: [0])
     private let labels: UnsafeMutableBufferPointer<Int32>
     private let weights: UnsafeMutableBufferPointer<Float>
+    /// Why the frozen-prefix cache can never be used in this run (nil when it can).
+    private let cacheOffReason: String?
+    private var announcedCacheOff = false
+    private var trainingFeatures: FeatureCache?
+    private var evaluationFeatures: [String: FeatureCache] = [:]
+    private let cachedInput = Tensor(shape: [0])
     private var plan: TrainingPlan?
     private var thawedAtStep: [String: Int] = [:]
     private var globalStep = 0
@@ -163,6 +171,13 @@ public final class Trainer {
             augmentation = imageAugmentation
         } else {
             augmentation = nil
+        }
+        if !config.training.featureCache.enabled {
+            cacheOffReason = "training.feature_cache.enabled is false"
+        } else if augmentation != nil {
+            cacheOffReason = "data augmentation (data.crop_padding, data.horizontal_flip) changes the frozen groups' input every epoch"
+        } else {
+            cacheOffReason = nil
         }
         labels = .allocate(capacity: capacity)
         labels.initialize(repeating: 0)
@@ -221,9 +236,9 @@ public final class Trainer {
             let resumeFrom = partial?.epoch == epoch ? partial : nil
             let plan = try apply(resumeFrom.flatMap { _ in self.plan } ?? agreePlan(epoch: epoch))
             guard var record = try trainEpoch(epoch: epoch, plan: plan, resumeFrom: resumeFrom) else { return history }
-            if let validation { record.validation = try evaluate(validation) }
+            if let validation { record.validation = try evaluate(validation, cacheKey: "validation") }
             if let test, config.training.evaluateEveryEpoch || epoch == config.training.epochs - 1 {
-                record.test = try evaluate(test)
+                record.test = try evaluate(test, cacheKey: "test")
             }
             history.append(record)
             onEvent(.epoch(record))
@@ -276,6 +291,7 @@ public final class Trainer {
         best.parameters.withUnsafeBufferPointer { model.store.parameters.baseAddress!.update(from: $0.baseAddress!, count: $0.count) }
         best.state.withUnsafeBufferPointer { model.store.state.baseAddress!.update(from: $0.baseAddress!, count: $0.count) }
         restoredEpoch = best.epoch
+        dropFeatureCaches(because: nil)   // the restored frozen groups may differ from the cached ones
     }
 
     /// The non-tensor state a checkpoint needs to continue this run exactly.
@@ -332,6 +348,10 @@ public final class Trainer {
         plan.newlyThawed = resumingEpoch ? self.plan?.newlyThawed ?? [] : thawedNow
         try model.setTrainableGroups(plan.trainableGroups)
         if let policy = FrozenBatchNormPolicy(rawValue: plan.batchNormPolicy) { model.frozenBatchNormPolicy = policy }
+        if let cached = trainingFeatures ?? evaluationFeatures.values.first, cached.boundary != model.firstTrainableGroup
+            || model.frozenBatchNormPolicy == .batchStatistics {
+            dropFeatureCaches(because: "the trainable boundary moved (\(model.trainableGroups.first ?? "nothing") now trains)")
+        }
         optimizer.initializeState(forNewlyTrainableGroups: thawedNow.compactMap { model.groupNames.firstIndex(of: $0) }, store: model.store)
         for group in thawedNow { thawedAtStep[group] = globalStep }
         exchange.prepare(firstTrainableGroup: model.firstTrainableGroup)
@@ -346,6 +366,11 @@ public final class Trainer {
     /// Trains one epoch (from `resumeFrom` when continuing a stopped one). Returns nil when the run
     /// stopped on request; `partial` then says where.
     func trainEpoch(epoch: Int, plan: TrainingPlan, resumeFrom: PartialEpoch?) throws -> EpochRecord? {
+        let fillStarted = Date()
+        let hadCache = trainingFeatures != nil
+        let cache = try trainingCache()
+        let fillSeconds = cache != nil && !hadCache ? Date().timeIntervalSince(fillStarted) : nil
+        let needsRawInput = cache.map { model.needsRawInput(belowGroup: $0.boundary) } ?? false
         let started = Date().addingTimeInterval(-(resumeFrom?.seconds ?? 0))
         var lossSum = resumeFrom?.sums[0] ?? 0, correct = resumeFrom?.sums[1] ?? 0, counted = resumeFrom?.sums[2] ?? 0
         var bytes = resumeFrom?.bytes ?? 0
@@ -362,9 +387,21 @@ public final class Trainer {
             let normalizer = Float(micro.reduce(0) { $0 + sampler.globalRealCount(epoch: epoch, step: $1) })
             for samplerStep in micro {
                 let indices = sampler.localBatch(epoch: epoch, step: samplerStep)
-                try assemble(indices, from: train)
-                augmentation?.apply(to: input.data, sampleShape: model.sampleShape, sampleIndices: indices, epoch: epoch)
-                let logits = try model.forward(input, training: true)
+                let logits: Tensor
+                if let cache {
+                    // Only the trainable groups run, on the frozen prefix's cached output.
+                    assembleLabels(indices, from: train)
+                    cache.load(indices, into: cachedInput)
+                    if needsRawInput {
+                        try assemble(indices, from: train)
+                        model.observeRawInput(input, belowGroup: cache.boundary)
+                    }
+                    logits = model.forward(cachedInput, fromGroup: cache.boundary, training: true)
+                } else {
+                    try assemble(indices, from: train)
+                    augmentation?.apply(to: input.data, sampleShape: model.sampleShape, sampleIndices: indices, epoch: epoch)
+                    logits = try model.forward(input, training: true)
+                }
                 let result = lossAndGradient(logits: logits, rows: indices.count, normalizer: normalizer)
                 lossSum += result.lossSum; correct += result.correct; counted += result.weightSum
                 let isLast = samplerStep == micro.upperBound - 1
@@ -401,7 +438,8 @@ public final class Trainer {
         let trainEvaluation = Evaluation(loss: totals[0] / max(totals[2], 1), accuracy: totals[1] / max(totals[2], 1), samples: Int(totals[2]))
         return EpochRecord(epoch: epoch, planVersion: plan.version, trainableGroups: plan.trainableGroups, newlyThawed: plan.newlyThawed,
                            train: trainEvaluation, validation: nil, test: nil, seconds: seconds, bytesExchanged: bytes,
-                           steps: steps, samplesPerSecond: totals[2] / max(seconds, 1e-9))
+                           steps: steps, samplesPerSecond: totals[2] / max(seconds, 1e-9),
+                           cacheFillSeconds: fillSeconds, fromCache: cache != nil)
     }
 
     /// Per-group learning rates for the current step: plan rate × schedule × warmup of newly thawed groups.
@@ -418,19 +456,131 @@ public final class Trainer {
     }
 
     /// Evaluates on a dataset sharded across ranks; every sample counts exactly once.
-    public func evaluate(_ dataset: any Dataset) throws -> Evaluation {
+    /// - Parameter cacheKey: Names the dataset for the frozen-prefix cache (nil: no cache). Evaluation
+    ///   shards never move, so each rank caches its own rows as it first meets them.
+    public func evaluate(_ dataset: any Dataset, cacheKey: String? = nil) throws -> Evaluation {
         let shard = EvaluationSharder(datasetSize: dataset.count, worldSize: collective.worldSize, rank: collective.rank,
                                       localBatchCapacity: sampler.localBatchCapacity)
+        let cache = try cacheKey.flatMap { try evaluationCache(key: $0, count: dataset.count) }
         var totals = [0.0, 0.0, 0.0]
         for step in 0..<shard.stepCount {
             let indices = shard.localBatch(step: step)
-            try assemble(indices, from: dataset)
-            let logits = try model.forward(input, training: false)
+            let logits: Tensor
+            if let cache, cache.holds(indices) {
+                assembleLabels(indices, from: dataset)
+                cache.load(indices, into: cachedInput)
+                if model.needsRawInput(belowGroup: cache.boundary) {
+                    try assemble(indices, from: dataset)
+                    model.observeRawInput(input, belowGroup: cache.boundary)
+                }
+                logits = model.forward(cachedInput, fromGroup: cache.boundary, training: false)
+            } else if let cache {
+                try assemble(indices, from: dataset)
+                let features = model.forward(input, groups: 0..<cache.boundary, training: false)
+                cache.store(features, indices: indices)
+                logits = model.forward(features, fromGroup: cache.boundary, training: false)
+            } else {
+                try assemble(indices, from: dataset)
+                logits = try model.forward(input, training: false)
+            }
             let result = lossAndGradient(logits: logits, rows: indices.count, normalizer: 1, computeGradient: false)
             totals[0] += result.lossSum; totals[1] += result.correct; totals[2] += result.weightSum
         }
         try totals.withUnsafeMutableBufferPointer { try collective.allReduceSum($0) }
         return Evaluation(loss: totals[0] / max(totals[2], 1), accuracy: totals[1] / max(totals[2], 1), samples: Int(totals[2]))
+    }
+
+    // MARK: - The frozen-prefix cache
+
+    /// The most bytes the feature caches held in memory at once during the run.
+    public private(set) var peakFeatureCacheBytes = 0
+
+    /// Bytes of feature caches held in memory (not in files).
+    public var featureCacheBytes: Int {
+        ([trainingFeatures].compactMap { $0 } + Array(evaluationFeatures.values)).filter { $0.backing == .memory }.reduce(0) { $0 + $1.byteCount }
+    }
+
+    /// Why the cache cannot be used right now, or nil.
+    private func cacheBlocker() -> String? {
+        if let cacheOffReason { return cacheOffReason }
+        if model.frozenBatchNormPolicy == .batchStatistics {
+            return "frozen batch norm uses batch statistics (model.frozen_batch_norm), so the frozen groups' output changes as they run"
+        }
+        return nil
+    }
+
+    /// The training set's cache for the current boundary, built on first use; nil when the cache does
+    /// not apply (every group trains, or a blocker, announced once). Every rank computes a 1/W slice of
+    /// the samples and broadcasts it (see FeatureCache.swift).
+    private func trainingCache() throws -> FeatureCache? {
+        let boundary = model.firstTrainableGroup
+        guard boundary > 0, boundary < model.groups.count else { return nil }
+        if let trainingFeatures, trainingFeatures.boundary == boundary { return trainingFeatures }
+        if let reason = cacheBlocker() {
+            if !announcedCacheOff { onEvent(.note("feature cache: off: \(reason)")) }
+            announcedCacheOff = true
+            return nil
+        }
+        let cache = try newCache(boundary: boundary, count: train.count, name: "train")
+        let world = collective.worldSize
+        func slice(_ rank: Int) -> Range<Int> { (train.count * rank / world)..<(train.count * (rank + 1) / world) }
+        let mine = Array(slice(collective.rank))
+        var start = 0
+        while start < mine.count {
+            let indices: [Int?] = Array(mine[start..<min(start + sampler.localBatchCapacity, mine.count)])
+            try assemble(indices, from: train)
+            cache.store(model.forward(input, groups: 0..<boundary, training: false), indices: indices)
+            start += indices.count
+        }
+        for rank in 0..<world { try cache.broadcast(rows: slice(rank), root: rank, collective: collective) }
+        cache.markAllFilled()
+        trainingFeatures = cache
+        let frozen = model.frozenGroups
+        let place = switch cache.backing {
+        case .memory: "in memory"
+        case .file: "in a file in \(config.run.output) (beyond training.feature_cache.memory_mb)"
+        }
+        onEvent(.note("feature cache: the output of \(frozen.count > 1 ? "\(frozen[0])…\(frozen[frozen.count - 1])" : frozen[0]) "
+                      + "computed once for \(train.count) training samples, \(bytes(cache.byteCount)) \(place); "
+                      + "only the trainable groups run until the boundary moves"))
+        return cache
+    }
+
+    /// The cache for an evaluation set at the current boundary (rows fill as they are met), or nil.
+    private func evaluationCache(key: String, count: Int) throws -> FeatureCache? {
+        let boundary = model.firstTrainableGroup
+        // Evaluation never augments, so only the switch and batch-statistics batch norm rule it out.
+        guard boundary > 0, boundary < model.groups.count, config.training.featureCache.enabled,
+              model.frozenBatchNormPolicy == .runningStatistics else { return nil }
+        if let existing = evaluationFeatures[key], existing.boundary == boundary { return existing }
+        let cache = try newCache(boundary: boundary, count: count, name: key)
+        evaluationFeatures[key] = cache
+        return cache
+    }
+
+    private func newCache(boundary: Int, count: Int, name: String) throws -> FeatureCache {
+        let budget = Int(config.training.featureCache.memoryMegabytes * 1_048_576) - featureCacheBytes
+        var shape = [1] + model.sampleShape
+        for index in 0..<boundary { shape = try model.groups[index].body.outputShape(for: shape) }
+        let cache = try FeatureCache(boundary: boundary, rowShape: Array(shape.dropFirst()), count: count, budgetBytes: budget,
+                                     spillDirectory: config.run.output, name: "feature-cache-\(name)-rank\(collective.rank)")
+        peakFeatureCacheBytes = max(peakFeatureCacheBytes, featureCacheBytes + (cache.backing == .memory ? cache.byteCount : 0))
+        return cache
+    }
+
+    /// Drops every cache (the boundary moved, or the frozen weights changed); `reason` is announced when given.
+    private func dropFeatureCaches(because reason: String?) {
+        if let reason, trainingFeatures != nil { onEvent(.note("feature cache: dropped: \(reason)")) }
+        trainingFeatures = nil
+        evaluationFeatures = [:]
+    }
+
+    /// Fills only the label and weight buffers for one local batch (the features come from a cache).
+    private func assembleLabels(_ indices: [Int?], from dataset: any Dataset) {
+        for (row, index) in indices.enumerated() {
+            labels[row] = index.map { dataset.label($0) } ?? 0
+            weights[row] = index == nil ? 0 : 1
+        }
     }
 
     /// Fills the input, label and weight buffers for one local batch (padding gets weight 0).

@@ -184,6 +184,7 @@ public final class TrainingRun {
                                                  test: trainer.history.last?.test))
         }
         let memory = try RankMemory.gather(RankMemory.measure(rank: collective.rank, model: model, optimizer: trainer.optimizer,
+                                                              featureCache: trainer.peakFeatureCacheBytes,
                                                               residentBeforeTraining: residentBeforeTraining), collective: collective)
         log.write(kind: "memory", MemoryRecord(ranks: memory))
         client?.report(.finished(EndMessage(rank: collective.rank, reason: nil)))

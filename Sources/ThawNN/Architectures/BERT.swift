@@ -17,8 +17,9 @@
 // reports them as ignored rather than unexpected.
 //
 // Note: frozen-prefix caching. The `embeddings` group's first layer sets the batch's padding mask,
-// which every encoder layer and mean pooling read. A cache that skips frozen groups must still run
-// that layer (or restore the mask) before the first group it runs.
+// which every encoder layer and mean pooling read. The frozen-prefix cache skips the frozen groups,
+// so that layer is a `RawInputObserver`: the trainer hands it each batch's raw ids through
+// `Model.observeRawInput(_:belowGroup:)` before running the trainable groups on cached features.
 import Foundation
 import ThawKernels
 
