@@ -11,7 +11,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks; every figure is a ratio against a baseline measured in the same run.",
-        subcommands: [GemmBenchCommand.self, ExchangeBenchCommand.self, StatusSoakBenchCommand.self, ScalingBenchCommand.self])
+        subcommands: [GemmBenchCommand.self, ExchangeBenchCommand.self, StatusSoakBenchCommand.self, ScalingBenchCommand.self, CacheBenchCommand.self])
 }
 
 /// Per-layer GEMM throughput ÷ raw cblas_sgemm on the same shapes.
@@ -149,6 +149,36 @@ struct ScalingBenchCommand: ParsableCommand {
         print(String(format: "peak resident ÷ estimate, worst rank: %.2f (median of %d; goal <= 1.3)", result.memoryRatio, result.memory.count))
         print(String(format: "growth during training ÷ (estimate − parameters), worst rank: %.2f (median of %d)",
                      result.growthRatio, result.memory.count))
+    }
+}
+
+/// Head-phase epoch time with the frozen-prefix cache ÷ without it.
+struct CacheBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cache",
+        abstract: "Head-only epochs with the frozen-prefix cache ÷ without it, and the one-off fill ÷ an uncached epoch.",
+        discussion: "Runs `thaw train` with a head-only plan, cache on and off in alternating order per repetition.")
+
+    @Option(help: "The training configuration (its backbone need not be pretrained for timing).") var config = "configs/demo.yaml"
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override one configuration key.", valueName: "key=value"))
+    var overrides: [String] = ["data.train_limit=2000", "data.test_limit=200", "training.epochs=3", "model.pretrained="]
+    @Option(help: "Ranks per run (1 = a plain process).") var ranks = 2
+    @Option(help: "Cached/uncached pairs (medians reported).") var repetitions = 3
+    @Option(help: "Where the runs and their logs go.") var scratch = "runs/bench-cache"
+
+    func run() throws {
+        guard let thaw = Bundle.main.executablePath else { throw ValidationError("cannot tell where the thaw executable is") }
+        guard ranks >= 1, repetitions >= 1 else { throw ValidationError("need --ranks ≥ 1 and --repetitions ≥ 1") }
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        var mpirun = ["--mca", "coll_libnbc_iallreduce_algorithm", "1", "--mca", "rtc", "^hwloc"]
+        if getuid() == 0 { mpirun.append("--allow-run-as-root") }
+        if ranks > ProcessInfo.processInfo.activeProcessorCount { mpirun.append("--oversubscribe") }
+        print("Feature cache: \(config) \(overrides.joined(separator: " ")), head only, \(ranks) rank(s), \(repetitions) pair(s)")
+        let result = try CacheBenchmark.run(thaw: thaw, configPath: config, ranks: ranks, repetitions: repetitions, overrides: overrides,
+                                            mpirunOptions: mpirun, scratch: scratch, log: { print($0) })
+        print(String(format: "head-only epoch, cached ÷ uncached: %.3f (medians of %d and %d epochs; goal <= 0.1)",
+                     result.epochRatio, result.cachedEpochSeconds.count, result.uncachedEpochSeconds.count))
+        print(String(format: "cache fill ÷ uncached epoch: %.2f (median of %d; paid once per boundary)", result.fillRatio, result.fillSeconds.count))
     }
 }
 

@@ -1,7 +1,7 @@
 // The frozen-prefix feature cache: with it and without it a run gives the same losses and weights
 // (a CNN with batch norm and a BERT with padded ids, across plans where the boundary moves, in
 // memory and spilled to a file); augmentation and batch-statistics batch norm turn it off with a
-// reason; and 2 and 3 ranks with the cache match one process.
+// reason; 2 and 3 ranks with the cache match one process; and `thaw bench cache` prints its ratios.
 import Foundation
 import Testing
 import ThawCollective
@@ -151,6 +151,21 @@ import ThawTesting
             #expect(try epochRecords(scratch.path("ranks\(ranks)")).map { $0["from_cache"] as? Bool } == [true, true, true])
             let difference = maximumRelativeDifference(try readWeights(scratch.path("ranks\(ranks)/model.safetensors")), reference)
             #expect(difference < 1e-5, "\(ranks) ranks with the cache differ from one process by \(difference)")
+        }
+    }
+
+    @Test func cacheBenchmarkPrintsItsRatios() throws {
+        let scratch = try ScratchRun(samples: 1)
+        let thaw = try #require(thawExecutablePath())
+        let run = try spawnProcessGroup([thaw, "bench", "cache", "--config", packageRoot() + "/configs/demo.yaml", "--ranks", "1",
+                                         "--repetitions", "1", "--scratch", scratch.path("bench"),
+                                         "--set", "data.train_limit=128", "--set", "data.test_limit=32", "--set", "data.image_size=32",
+                                         "--set", "training.epochs=2", "--set", "model.pretrained="], hangGuardSeconds: 300)
+        try #require(run.exitCode == 0, "\(run.output)")
+        for figure in ["head-only epoch, cached ÷ uncached: ", "cache fill ÷ uncached epoch: "] {
+            let line = try #require(run.output.split(separator: "\n").first { $0.hasPrefix(figure) }, "no '\(figure)' in \(run.output)")
+            let value = try #require(Double(line.dropFirst(figure.count).prefix { $0 != " " }), "\(line)")
+            #expect(value > 0 && value.isFinite, "\(line)")
         }
     }
 }
