@@ -152,4 +152,25 @@ public enum BatchNormalization {
             }
         }
     }
+
+    /// Folds inference-mode batch norm into the convolution before it: with s = weight / √(runningVariance + ε),
+    /// w'[o, …] = w[o, …] · s[o] and b'[o] = bias[o] + (convolutionBias[o] − runningMean[o]) · s[o].
+    /// - Parameters:
+    ///   - foldedWeight: `[C × weightsPerChannel]` out.
+    ///   - foldedBias: `[C]` out.
+    ///   - convolutionWeight: `[C × weightsPerChannel]`, the convolution's weight (output channel outermost).
+    ///   - convolutionBias: `[C]`, or nil for a convolution without bias.
+    public static func foldIntoConvolution(
+        foldedWeight: UnsafeMutablePointer<Float>, foldedBias: UnsafeMutablePointer<Float>,
+        convolutionWeight: UnsafePointer<Float>, convolutionBias: UnsafePointer<Float>?, weightsPerChannel: Int,
+        weight: UnsafePointer<Float>, bias: UnsafePointer<Float>, runningMean: UnsafePointer<Float>, runningVariance: UnsafePointer<Float>,
+        channels: Int, epsilon: Float
+    ) {
+        for c in 0..<channels {
+            let scale = weight[c] / (runningVariance[c] + epsilon).squareRoot()
+            let source = convolutionWeight + c * weightsPerChannel, destination = foldedWeight + c * weightsPerChannel
+            for k in 0..<weightsPerChannel { destination[k] = source[k] * scale }
+            foldedBias[c] = bias[c] + ((convolutionBias?[c] ?? 0) - runningMean[c]) * scale
+        }
+    }
 }

@@ -90,6 +90,17 @@ public final class BatchNorm2d: Layer {
         return output
     }
 
+    /// Writes the convolution weight and bias that fold this layer's inference-mode normalization into
+    /// the convolution before it (see ``Conv2d/forwardFoldingBatchNorm(_:_:)``).
+    func fold(convolutionWeight: UnsafePointer<Float>, convolutionBias: UnsafePointer<Float>?, weightsPerChannel: Int,
+              into foldedWeight: UnsafeMutablePointer<Float>, foldedBias: UnsafeMutablePointer<Float>) {
+        guard let weight, let bias, let runningMean, let runningVariance else { preconditionFailure("BatchNorm2d used before bind") }
+        BatchNormalization.foldIntoConvolution(
+            foldedWeight: foldedWeight, foldedBias: foldedBias, convolutionWeight: convolutionWeight, convolutionBias: convolutionBias,
+            weightsPerChannel: weightsPerChannel, weight: weight.value, bias: bias.value, runningMean: runningMean.value,
+            runningVariance: runningVariance.value, channels: channels, epsilon: epsilon)
+    }
+
     /// Backpropagates through the batch statistics of the last training forward.
     public func backward(_ dY: Tensor, computeInputGradient: Bool) -> Tensor? {
         guard let weight, let bias, let x = input else { preconditionFailure("BatchNorm2d.backward without a training forward") }

@@ -31,6 +31,8 @@ public final class Conv2d: Layer {
     private let output = Tensor(shape: [0])
     private let inputGradient = Tensor(shape: [0])
     private let scratch = Tensor(shape: [0])
+    private let foldedWeight = Tensor(shape: [0])
+    private let foldedBias = Tensor(shape: [0])
     private var input: Tensor?
     private var geometry: Convolution2DGeometry?
 
@@ -120,6 +122,29 @@ public final class Conv2d: Layer {
                               geometry: g, algorithm: path, scratch: scratch.data)
         input = mode == .training ? x : nil
         geometry = mode == .training ? g : nil
+        return output
+    }
+
+    /// The inference-mode forward of this convolution followed by `batchNorm`, as one convolution:
+    /// the normalization is folded into a copy of the weight and a bias (recomputed on every call, which
+    /// costs one pass over the weights, so it can never be stale), and the batch-norm pass is skipped.
+    /// Keeps nothing for backward. The parameters themselves are untouched.
+    public func forwardFoldingBatchNorm(_ x: Tensor, _ batchNorm: BatchNorm2d) -> Tensor {
+        guard let weight else { preconditionFailure("Conv2d used before bind") }
+        precondition(batchNorm.channels == outputChannels, "Conv2d: folding a batch norm of \(batchNorm.channels) channels into \(outputChannels)")
+        precondition(x.shape.count == 4 && x.shape[1] == inputChannels, "Conv2d: input shape \(x.shape), expected [N, \(inputChannels), H, W]")
+        foldedWeight.resize(to: [weight.count])
+        foldedBias.resize(to: [outputChannels])
+        batchNorm.fold(convolutionWeight: weight.value, convolutionBias: bias.map { UnsafePointer($0.value) },
+                       weightsPerChannel: weight.count / outputChannels, into: foldedWeight.data, foldedBias: foldedBias.data)
+        let g = geometry(for: x.shape)
+        let path = algorithm(for: g)
+        scratch.resize(to: [Convolution2D.scratchCount(path, g)])
+        output.resize(to: [g.batch, outputChannels, g.outputHeight, g.outputWidth])
+        Convolution2D.forward(output: output.data, input: x.data, weight: foldedWeight.data, bias: UnsafePointer(foldedBias.data),
+                              geometry: g, algorithm: path, scratch: scratch.data)
+        input = nil
+        geometry = nil
         return output
     }
 

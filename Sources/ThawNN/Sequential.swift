@@ -61,11 +61,28 @@ public final class Sequential: Layer {
     }
 
     /// Runs every child in order.
+    ///
+    /// In inference mode a `Conv2d` directly followed by a `BatchNorm2d` runs as one convolution with
+    /// the normalization folded in (unless `foldsBatchNorm` is false).
     public func forward(_ input: Tensor, mode: LayerMode) -> Tensor {
         var x = input
-        for child in namedLayers { x = child.layer.forward(x, mode: mode) }
+        var index = 0
+        while index < namedLayers.count {
+            let layer = namedLayers[index].layer
+            if mode == .inference, foldsBatchNorm, index + 1 < namedLayers.count, let convolution = layer as? Conv2d,
+               let batchNorm = namedLayers[index + 1].layer as? BatchNorm2d, batchNorm.channels == convolution.outputChannels {
+                x = convolution.forwardFoldingBatchNorm(x, batchNorm)
+                index += 2
+            } else {
+                x = layer.forward(x, mode: mode)
+                index += 1
+            }
+        }
         return x
     }
+
+    /// Whether inference folds each batch norm into the convolution before it (default true; tests turn it off to compare).
+    public var foldsBatchNorm = true
 
     /// Runs every child's backward in reverse; only the first child may skip its input gradient.
     public func backward(_ outputGradient: Tensor, computeInputGradient: Bool) -> Tensor? {
