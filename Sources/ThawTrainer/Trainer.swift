@@ -386,7 +386,19 @@ public final class Trainer {
             let micro = (step * microBatchesPerStep)..<min((step + 1) * microBatchesPerStep, sampler.stepsPerEpoch)
             let normalizer = Float(micro.reduce(0) { $0 + sampler.globalRealCount(epoch: epoch, step: $1) })
             for samplerStep in micro {
-                let indices = sampler.localBatch(epoch: epoch, step: samplerStep)
+                // Only the real rows run: padding rows would enter the batch statistics of trainable batch norm
+                // (and its running statistics) on an epoch's last, short step.
+                let indices = Array(sampler.localBatch(epoch: epoch, step: samplerStep).prefix { $0 != nil })
+                let isLast = samplerStep == micro.upperBound - 1
+                guard !indices.isEmpty else {
+                    // No sample for this rank in this step: it still joins the exchange, with zero gradients.
+                    if isLast {
+                        for group in stride(from: model.groups.count - 1, through: model.firstTrainableGroup, by: -1) {
+                            try exchange.groupFinished(group)
+                        }
+                    }
+                    continue
+                }
                 let logits: Tensor
                 if let cache {
                     // Only the trainable groups run, on the frozen prefix's cached output.
@@ -404,7 +416,6 @@ public final class Trainer {
                 }
                 let result = lossAndGradient(logits: logits, rows: indices.count, normalizer: normalizer)
                 lossSum += result.lossSum; correct += result.correct; counted += result.weightSum
-                let isLast = samplerStep == micro.upperBound - 1
                 try model.backward(logitsGradient) { group in if isLast { try exchange.groupFinished(group) } }
             }
             try exchange.finish(trainableRange: trainable)

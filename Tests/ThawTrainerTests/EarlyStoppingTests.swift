@@ -16,7 +16,7 @@ import ThawTesting
         let config = try scratch.writeConfig(name: "early", extra: extra, model: "{architecture: small-cnn, classes: 3}")
         let text = try String(contentsOfFile: config, encoding: .utf8)
             .replacingOccurrences(of: "{dataset: npy,", with: "{dataset: npy, validation_size: 40,")
-            .replacingOccurrences(of: "learning_rate: 0.05", with: "learning_rate: 0.2")
+            .replacingOccurrences(of: "learning_rate: 0.05", with: "learning_rate: 0.6")
         try text.write(toFile: config, atomically: true, encoding: .utf8)
         let run = try runTraining(config: config, ranks: 2)
         try #require(run.exitCode == 0, "\(run.output)")

@@ -168,4 +168,31 @@ import ThawTesting
             #expect(value > 0 && value.isFinite, "\(line)")
         }
     }
+
+    /// Records the batch size of every training-mode forward.
+    final class RowProbe: Layer {
+        var rows: [Int] = []
+        func outputShape(for inputShape: [Int]) throws(ShapeError) -> [Int] { inputShape }
+        func forward(_ input: Tensor, mode: LayerMode) -> Tensor {
+            if mode == .training { rows.append(input.shape[0]) }
+            return input
+        }
+        func backward(_ outputGradient: Tensor, computeInputGradient: Bool) -> Tensor? { computeInputGradient ? outputGradient : nil }
+    }
+
+    /// An epoch's last, short step runs only its real rows: padding rows would enter the batch statistics
+    /// of trainable batch norm (this once made the main job's accuracy dip after each thaw).
+    @Test func paddingRowsNeverReachTheModel() throws {
+        let config = try TrainingConfig.parse("""
+            model: {architecture: mlp, classes: 3}
+            training: {epochs: 1, batch_size: 16}
+            """)
+        let probe = RowProbe()
+        let model = try Model(groups: [LayerGroup("head", [(name: "probe", layer: probe), (name: "flatten", layer: Flatten()),
+                                                           (name: "fc", layer: Linear(144, 3))])], sampleShape: [1, 12, 12], seed: 3)
+        let trainer = try Trainer(config: config, model: model, train: Self.images().subset(Array(0..<20)), validation: nil, test: nil,
+                                  collective: LocalCollective(), planSource: nil)
+        _ = try trainer.run()
+        #expect(probe.rows == [16, 4], "rows the model saw per step: \(probe.rows)")
+    }
 }
