@@ -139,6 +139,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require(model.headHidden >= 0, "model.head_hidden", "expected an integer ≥ 0 (0 means a linear head), got \(model.headHidden)")
         try require(data.trainLimit >= 0, "data.train_limit", "expected an integer ≥ 0 (0 means all)")
         try require(data.testLimit >= 0, "data.test_limit", "expected an integer ≥ 0 (0 means all)")
+        try require(data.trainPerClass >= 0, "data.train_per_class", "expected an integer ≥ 0 (0 means all)")
+        try require(data.trainPerClass == 0 || data.trainLimit == 0, "data.train_per_class",
+                    "choose one of data.train_limit (the first N samples) and data.train_per_class (the first N of each class)")
         try require(data.validationSize >= 0, "data.validation_size", "expected an integer ≥ 0")
         try require(data.imageSize >= 0, "data.image_size", "expected an integer ≥ 0 (0 keeps the dataset's size)")
         try require(training.earlyStopping.patience >= 0, "training.early_stopping.patience", "expected an integer ≥ 0 (0 turns early stopping off)")
@@ -356,6 +359,9 @@ public struct DataSection: Codable, Equatable, Sendable {
     public var trainLimit = 0
     /// Use only the first N test samples (0 means all).
     public var testLimit = 0
+    /// Use only the first N training samples of each class, in file order (0 means all): a class-balanced
+    /// subset. Cannot be combined with `train_limit`.
+    public var trainPerClass = 0
     /// Samples held out of the training set for validation (taken from its end).
     public var validationSize = 0
     /// Resize images to this height and width on the fly (0 keeps the dataset's size).
@@ -383,6 +389,7 @@ public struct DataSection: Codable, Equatable, Sendable {
         case maxLength = "max_length"
         case trainLimit = "train_limit"
         case testLimit = "test_limit"
+        case trainPerClass = "train_per_class"
         case validationSize = "validation_size"
         case imageSize = "image_size"
         case normalization
@@ -410,6 +417,7 @@ public struct DataSection: Codable, Equatable, Sendable {
         maxLength = try c.decodeIfPresent(Int.self, forKey: .maxLength) ?? maxLength
         trainLimit = try c.decodeIfPresent(Int.self, forKey: .trainLimit) ?? trainLimit
         testLimit = try c.decodeIfPresent(Int.self, forKey: .testLimit) ?? testLimit
+        trainPerClass = try c.decodeIfPresent(Int.self, forKey: .trainPerClass) ?? trainPerClass
         validationSize = try c.decodeIfPresent(Int.self, forKey: .validationSize) ?? validationSize
         imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? imageSize
         normalization = try c.decodeIfPresent(String.self, forKey: .normalization) ?? normalization

@@ -76,8 +76,8 @@ public enum DatasetCatalog {
         }
     }
 
-    /// Applies `validation_size`, `train_limit` and `test_limit`: validation is the end of the
-    /// training file, so the training limit never overlaps it.
+    /// Applies `validation_size`, `train_limit`, `train_per_class` and `test_limit`: validation is the end
+    /// of the training file, so the training subset never overlaps it.
     /// Loads a features array [N, ...] and a labels array [N] into memory.
     static func loadArrays(features: String, labels: String) throws -> InMemoryDataset {
         let x = try NPYReader.read(features)
@@ -101,7 +101,17 @@ public enum DatasetCatalog {
             throw TrainingError.dataMismatch("data.validation_size (\(section.validationSize)) must be smaller than the \(train.count) training samples")
         }
         let trainCount = train.count - section.validationSize
-        let trainIndices = Array(0..<(section.trainLimit > 0 ? min(section.trainLimit, trainCount) : trainCount))
+        var trainIndices = Array(0..<(section.trainLimit > 0 ? min(section.trainLimit, trainCount) : trainCount))
+        if section.trainPerClass > 0 {
+            // The first N of each class in file order: class-balanced when every class has N samples.
+            var taken = [Int](repeating: 0, count: train.classCount)
+            trainIndices = trainIndices.filter { index in
+                let label = Int(train.label(index))
+                guard taken[label] < section.trainPerClass else { return false }
+                taken[label] += 1
+                return true
+            }
+        }
         let validation: (any Dataset)? = section.validationSize > 0 ? train.subset(Array(trainCount..<train.count)) : nil
         var testSet: (any Dataset)? = test
         if let test, section.testLimit > 0 { testSet = test.prefix(min(section.testLimit, test.count)) }

@@ -54,7 +54,7 @@ public final class TrainingRun {
         }
     }
 
-    private func train(_ collective: MPICollective) throws -> [EpochRecord] {
+    func train(_ collective: MPICollective) throws -> [EpochRecord] {
         Gemm.setThreadCount(max(1, ProcessInfo.processInfo.activeProcessorCount / max(collective.worldSize, 1)))
         let isLeader = collective.rank == 0
         let printer = ProgressPrinter(style: progress)
