@@ -1,5 +1,5 @@
 // thaw compare: the verdict text, the scratch recipe derived from a configuration, the class-balanced
-// training subset (data.train_per_class), and the command end to end under mpirun with 2 ranks.
+// training subset (data.train_per_class) and class filter (data.classes), and the command end to end under mpirun with 2 ranks.
 import Foundation
 import Testing
 import ThawCoordinator
@@ -36,7 +36,7 @@ import ThawTrainer
         #expect(throws: ConfigError.self) { try ComparisonRun(config: unpretrained, progress: .quiet) }
     }
 
-    @Test func trainPerClassTakesTheFirstSamplesOfEachClass() throws {
+    @Test func trainPerClassAndClassesSelectBalancedSubsets() throws {
         let scratch = try ScratchRun(samples: 90, sampleShape: [4], classes: 3)
         let config = try TrainingConfig.load(path: try scratch.writeConfig(name: "balanced", extra: "", model: "{architecture: mlp, classes: 3}"),
                                              overrides: ["data.train_per_class=7"])
@@ -49,6 +49,16 @@ import ThawTrainer
         #expect((data.train as? DatasetSubset<InMemoryDataset>)?.indices == firstSeven)
         #expect(throws: ConfigError.self) {
             try TrainingConfig.load(path: scratch.path("balanced.yaml"), overrides: ["data.train_per_class=7", "data.train_limit=10"])
+        }
+        // data.classes keeps only the listed classes in every split, before the per-class limit.
+        let held = try DatasetCatalog.load(TrainingConfig.load(path: scratch.path("balanced.yaml"),
+                                                               overrides: ["data.classes=[0, 2]", "data.train_per_class=4"]).data)
+        #expect((0..<held.train.count).map { Int(held.train.label($0)) }.sorted() == [0, 0, 0, 0, 2, 2, 2, 2])
+        let test = try #require(held.test)
+        #expect(test.count == (0..<all.count).filter { all.label($0) != 1 }.count, "the test file is the training file here")
+        #expect((0..<test.count).allSatisfy { test.label($0) != 1 })
+        #expect(throws: (any Error).self) {
+            try DatasetCatalog.load(TrainingConfig.load(path: scratch.path("balanced.yaml"), overrides: ["data.classes=[0, 3]"]).data)
         }
     }
 }
