@@ -390,6 +390,8 @@ public final class FewShotEvaluator {
             defer { restore(snapshot) }
             let supportInput = Tensor(shape: [supportRows.count] + pool.rowShape, values: pool.gather(supportRows))
             for _ in 0..<fineTuneSteps { fineTuneStep(supportInput, labels: supportLabels, classes: episode.classes.count) }
+            // Only the parameter updates carry over: running statistics of a 5-image batch would skew the embedding.
+            restoreState(snapshot.state)
             support = embed(supportInput)
             queries = embed(Tensor(shape: [queryRows.count] + pool.rowShape, values: pool.gather(queryRows)))
         }
@@ -406,8 +408,9 @@ public final class FewShotEvaluator {
         return vectors(x, mode: .inference).values
     }
 
-    /// One SGD step of the prototype loss on the support set: logits are −‖e_i − c_j‖² with the class
-    /// means c_j of the current support embeddings held constant, so ∂L/∂e_i = 2 Σ_j (p_ij − y_ij) c_j / n.
+    /// One SGD step of the prototype loss on the support set: logits are −‖e_i − c_j‖² / D (D the embedding
+    /// width, so wide embeddings do not saturate the softmax) with the class means c_j of the current support
+    /// embeddings held constant, so ∂L/∂e_i = 2 Σ_j (p_ij − y_ij) c_j / (n D).
     private func fineTuneStep(_ input: Tensor, labels: [Int], classes: Int) {
         var x = input
         for index in firstTunedGroup..<headIndex { x = model.groups[index].body.forward(x, mode: .training) }
@@ -421,13 +424,13 @@ public final class FewShotEvaluator {
             prototypes.withUnsafeBufferPointer { p in
                 for i in 0..<n {
                     let logits = Prototypes.distances(UnsafeBufferPointer(rebasing: e[(i * dimension)..<((i + 1) * dimension)]), prototypes: p,
-                                                      distance: .euclidean).map { -Double($0) }
+                                                      distance: .euclidean).map { -Double($0) / Double(dimension) }
                     let largest = logits.max() ?? 0
                     let exponentials = logits.map { exp($0 - largest) }
                     let total = exponentials.reduce(0, +)
                     let row = dEmbeddings.data + i * dimension
                     for j in 0..<classes {
-                        let coefficient = Float(2 * (exponentials[j] / total - (j == labels[i] ? 1 : 0)) / Double(n))
+                        let coefficient = Float(2 * (exponentials[j] / total - (j == labels[i] ? 1 : 0)) / Double(n * dimension))
                         let c = p.baseAddress! + j * dimension
                         for d in 0..<dimension { row[d] += coefficient * c[d] }
                     }
@@ -462,7 +465,11 @@ public final class FewShotEvaluator {
     private func restore(_ snapshot: (parameters: [Float], state: [Float])) {
         let range = tunedRange
         for (offset, value) in snapshot.parameters.enumerated() { model.store.parameters[range.lowerBound + offset] = value }
-        for (offset, value) in snapshot.state.enumerated() { model.store.state[offset] = value }
+        restoreState(snapshot.state)
+    }
+
+    private func restoreState(_ state: [Float]) {
+        for (offset, value) in state.enumerated() { model.store.state[offset] = value }
     }
 }
 
