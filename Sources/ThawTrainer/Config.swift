@@ -141,6 +141,11 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require(model.headHidden >= 0, "model.head_hidden", "expected an integer ≥ 0 (0 means a linear head), got \(model.headHidden)")
         try require(data.trainLimit >= 0, "data.train_limit", "expected an integer ≥ 0 (0 means all)")
         try require(data.testLimit >= 0, "data.test_limit", "expected an integer ≥ 0 (0 means all)")
+        try require(data.trainPerClass >= 0, "data.train_per_class", "expected an integer ≥ 0 (0 means all)")
+        try require(data.classes.allSatisfy { $0 >= 0 } && Set(data.classes).count == data.classes.count, "data.classes",
+                    "expected distinct class indices ≥ 0, got \(data.classes)")
+        try require(data.trainPerClass == 0 || data.trainLimit == 0, "data.train_per_class",
+                    "choose one of data.train_limit (the first N samples) and data.train_per_class (the first N of each class)")
         try require(data.validationSize >= 0, "data.validation_size", "expected an integer ≥ 0")
         try require(data.imageSize >= 0, "data.image_size", "expected an integer ≥ 0 (0 keeps the dataset's size)")
         try require(training.earlyStopping.patience >= 0, "training.early_stopping.patience", "expected an integer ≥ 0 (0 turns early stopping off)")
@@ -157,6 +162,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if data.dataset == "rotten-tomatoes" {
             try require(data.validationSize == 0, "data.validation_size",
                         "rotten-tomatoes has a fixed validation split; leave this at 0")
+            try require(data.trainPerClass == 0 && data.classes.isEmpty, data.classes.isEmpty ? "data.train_per_class" : "data.classes",
+                        "rotten-tomatoes has fixed splits; use data.train_limit")
         }
         if data.dataset == "text-csv" {
             try require(!data.trainTexts.isEmpty, "data.train_texts", "the text-csv dataset needs a label,text training file")
@@ -358,6 +365,12 @@ public struct DataSection: Codable, Equatable, Sendable {
     public var trainLimit = 0
     /// Use only the first N test samples (0 means all).
     public var testLimit = 0
+    /// Use only the first N training samples of each class, in file order (0 means all): a class-balanced
+    /// subset. Cannot be combined with `train_limit`.
+    public var trainPerClass = 0
+    /// Keep only samples of these classes in every split, labels unchanged (empty keeps all): for
+    /// training a backbone on some classes and holding the others out (`thaw fewshot`).
+    public var classes: [Int] = []
     /// Samples held out of the training set for validation (taken from its end).
     public var validationSize = 0
     /// Resize images to this height and width on the fly (0 keeps the dataset's size).
@@ -385,6 +398,8 @@ public struct DataSection: Codable, Equatable, Sendable {
         case maxLength = "max_length"
         case trainLimit = "train_limit"
         case testLimit = "test_limit"
+        case trainPerClass = "train_per_class"
+        case classes
         case validationSize = "validation_size"
         case imageSize = "image_size"
         case normalization
@@ -412,6 +427,8 @@ public struct DataSection: Codable, Equatable, Sendable {
         maxLength = try c.decodeIfPresent(Int.self, forKey: .maxLength) ?? maxLength
         trainLimit = try c.decodeIfPresent(Int.self, forKey: .trainLimit) ?? trainLimit
         testLimit = try c.decodeIfPresent(Int.self, forKey: .testLimit) ?? testLimit
+        trainPerClass = try c.decodeIfPresent(Int.self, forKey: .trainPerClass) ?? trainPerClass
+        classes = try c.decodeIfPresent([Int].self, forKey: .classes) ?? classes
         validationSize = try c.decodeIfPresent(Int.self, forKey: .validationSize) ?? validationSize
         imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? imageSize
         normalization = try c.decodeIfPresent(String.self, forKey: .normalization) ?? normalization

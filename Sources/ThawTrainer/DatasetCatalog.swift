@@ -76,8 +76,9 @@ public enum DatasetCatalog {
         }
     }
 
-    /// Applies `validation_size`, `train_limit` and `test_limit`: validation is the end of the
-    /// training file, so the training limit never overlaps it.
+    /// Applies `validation_size`, `classes`, `train_limit`, `train_per_class` and `test_limit`: validation is
+    /// the end of the training file, so the training subset never overlaps it; `classes` filters every split
+    /// before the limits apply.
     /// Loads a features array [N, ...] and a labels array [N] into memory.
     static func loadArrays(features: String, labels: String) throws -> InMemoryDataset {
         let x = try NPYReader.read(features)
@@ -101,10 +102,31 @@ public enum DatasetCatalog {
             throw TrainingError.dataMismatch("data.validation_size (\(section.validationSize)) must be smaller than the \(train.count) training samples")
         }
         let trainCount = train.count - section.validationSize
-        let trainIndices = Array(0..<(section.trainLimit > 0 ? min(section.trainLimit, trainCount) : trainCount))
-        let validation: (any Dataset)? = section.validationSize > 0 ? train.subset(Array(trainCount..<train.count)) : nil
+        if let unknown = section.classes.first(where: { $0 >= train.classCount }) {
+            throw TrainingError.dataMismatch("data.classes: unknown class \(unknown); the dataset's classes are 0...\(train.classCount - 1)")
+        }
+        let kept = Set(section.classes)
+        func keep<Data: Dataset>(_ data: Data, _ indices: [Int]) -> [Int] {
+            kept.isEmpty ? indices : indices.filter { kept.contains(Int(data.label($0))) }
+        }
+        var trainIndices = keep(train, Array(0..<trainCount))
+        if section.trainLimit > 0 { trainIndices = Array(trainIndices.prefix(section.trainLimit)) }
+        if section.trainPerClass > 0 {
+            // The first N of each class in file order: class-balanced when every class has N samples.
+            var taken = [Int](repeating: 0, count: train.classCount)
+            trainIndices = trainIndices.filter { index in
+                let label = Int(train.label(index))
+                guard taken[label] < section.trainPerClass else { return false }
+                taken[label] += 1
+                return true
+            }
+        }
+        let validation: (any Dataset)? = section.validationSize > 0 ? train.subset(keep(train, Array(trainCount..<train.count))) : nil
         var testSet: (any Dataset)? = test
-        if let test, section.testLimit > 0 { testSet = test.prefix(min(section.testLimit, test.count)) }
+        if let test, section.testLimit > 0 || !kept.isEmpty {
+            let indices = keep(test, Array(0..<test.count))
+            testSet = test.subset(section.testLimit > 0 ? Array(indices.prefix(section.testLimit)) : indices)
+        }
         return DatasetSplits(train: train.subset(trainIndices), validation: validation, test: testSet)
     }
 }

@@ -54,7 +54,7 @@ public final class TrainingRun {
         }
     }
 
-    private func train(_ collective: MPICollective) throws -> [EpochRecord] {
+    func train(_ collective: MPICollective) throws -> [EpochRecord] {
         let ranksHere = try ranksOnThisHost(collective)
         Gemm.setThreadCount(config.training.blasThreads > 0 ? config.training.blasThreads
                                                             : max(1, ProcessInfo.processInfo.activeProcessorCount / ranksHere))

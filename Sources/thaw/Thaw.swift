@@ -8,6 +8,6 @@ struct Thaw: ParsableCommand {
         commandName: "thaw",
         abstract: "Distributed transfer learning: fine-tune pretrained networks with progressive unfreezing.",
         subcommands: [TrainCommand.self, CoordinatorCommand.self, StatusCommand.self, ControlCommand.self, KeygenCommand.self,
-                      ConvertTorchCommand.self, InspectCommand.self, ExportCommand.self, ModelsCommand.self, EvalCommand.self, PredictCommand.self, ReportCommand.self, BenchCommand.self,
+                      ConvertTorchCommand.self, InspectCommand.self, ExportCommand.self, ModelsCommand.self, EvalCommand.self, PredictCommand.self, ReportCommand.self, FewShotCommand.self, CompareCommand.self, BenchCommand.self,
                       SelfTestCollectiveCommand.self])
 }
