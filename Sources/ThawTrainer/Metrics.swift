@@ -35,9 +35,12 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     public var steps: Int
     /// Training samples per second over all ranks.
     public var samplesPerSecond: Double
+    /// Domain-adversarial training only: the domain classifier's loss and accuracy on the training rows
+    /// (source and target) of the epoch; accuracy near ½ means the features no longer tell the domains apart.
+    public var domain: Evaluation? = nil
 
     enum CodingKeys: String, CodingKey {
-        case epoch, train, validation, test, seconds, steps
+        case epoch, train, validation, test, seconds, steps, domain
         case planVersion = "plan_version"
         case trainableGroups = "trainable_groups"
         case newlyThawed = "newly_thawed"
