@@ -14,11 +14,21 @@ public protocol Dataset {
     var classCount: Int { get }
     /// Copies sample `index` (the product of `sampleShape` values, row-major) to `destination`.
     func copySample(_ index: Int, into destination: UnsafeMutablePointer<Float>)
-    /// The class label of sample `index`.
+    /// The class label of sample `index`. Not called for a sample that is not `isLabelled`.
     func label(_ index: Int) -> Int32
+    /// Whether training may use the label of sample `index`: false for the unlabelled target-domain
+    /// samples of domain adaptation (see ``DomainMixture``). True by default.
+    func isLabelled(_ index: Int) -> Bool
+    /// The domain of sample `index`: 0 for the (labelled) source domain, 1 for the target domain. 0 by default.
+    func domain(_ index: Int) -> Int32
 }
 
 extension Dataset {
+    /// Every sample is labelled unless a dataset says otherwise.
+    public func isLabelled(_ index: Int) -> Bool { true }
+    /// Every sample is from the source domain unless a dataset says otherwise.
+    public func domain(_ index: Int) -> Int32 { 0 }
+
     /// The number of Float values in one sample.
     public var sampleSize: Int { sampleShape.reduce(1, *) }
 
@@ -157,6 +167,10 @@ public struct DatasetSubset<Base: Dataset>: Dataset {
     }
     /// The label of the base sample at `indices[index]`.
     public func label(_ index: Int) -> Int32 { base.label(indices[index]) }
+    /// Whether the base sample at `indices[index]` is labelled.
+    public func isLabelled(_ index: Int) -> Bool { base.isLabelled(indices[index]) }
+    /// The domain of the base sample at `indices[index]`.
+    public func domain(_ index: Int) -> Int32 { base.domain(indices[index]) }
 }
 
 extension DatasetSubset: Sendable where Base: Sendable {}

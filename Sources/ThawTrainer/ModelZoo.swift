@@ -120,7 +120,7 @@ public enum ModelZoo {
     }
 
     static func build(_ section: ModelSection, sampleShape: [Int], seed: UInt64, bertConfiguration given: BERTConfiguration?) throws -> Model {
-        let groups: [LayerGroup]
+        var groups: [LayerGroup]
         switch section.architecture {
         case "small-cnn":
             guard sampleShape.count == 3, sampleShape[1] % 4 == 0, sampleShape[2] % 4 == 0 else {
@@ -160,8 +160,27 @@ public enum ModelZoo {
         default:
             throw TrainingError.unknown(key: "model.architecture", value: section.architecture, choices: architectures.map(\.name))
         }
+        if let adaptation = section.domainAdaptation {
+            groups = try domainAdversarial(groups, adaptation: adaptation, classes: section.classes, sampleShape: sampleShape)
+        }
         let model = try Model(groups: groups, sampleShape: sampleShape, seed: seed)
         model.frozenBatchNormPolicy = section.frozenBatchNorm
         return model
+    }
+
+    /// The same groups with the head wrapped in a ``DomainAdversarialHead``: the head becomes its label
+    /// branch (parameters `head.adversarial.label.*`) and a domain classifier reads the head's input
+    /// (`head.adversarial.domain.*`). The group stays the unit of freezing, so unfreezing plans apply unchanged.
+    static func domainAdversarial(_ groups: [LayerGroup], adaptation: DomainAdaptationSection, classes: Int,
+                                  sampleShape: [Int]) throws -> [LayerGroup] {
+        guard let head = groups.last else { return groups }
+        var shape = [1] + sampleShape
+        for group in groups.dropLast() {
+            do { shape = try group.body.outputShape(for: shape) } catch { throw ModelError.shape(error) }
+        }
+        let adversarial = DomainAdversarialHead(
+            labelBranch: head.body, labelOutputs: classes, features: shape.dropFirst().reduce(1, *),
+            domainHidden: adaptation.domainHidden, schedule: ReversalSchedule(gamma: adaptation.lambdaGamma, maximum: adaptation.lambdaMax))
+        return groups.dropLast() + [LayerGroup(head.name, [(name: "adversarial", layer: adversarial)])]
     }
 }

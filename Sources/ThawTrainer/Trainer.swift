@@ -66,7 +66,8 @@ public struct PartialEpoch: Codable, Equatable, Sendable {
     public var epoch: Int
     /// Optimizer steps of the epoch already taken.
     public var stepsDone: Int
-    /// This rank's loss, correct and counted sums so far (rank-local; summed at the epoch's end).
+    /// This rank's sums so far (rank-local; summed at the epoch's end): label loss, label correct, labelled
+    /// rows, then domain loss, domain correct, domain rows and real rows (older checkpoints hold the first three).
     public var sums: [Double]
     /// Gradient bytes sent so far in the epoch.
     public var bytes: Int
@@ -84,6 +85,8 @@ public final class Trainer {
     public let collective: any Collective
     /// The optimizer over the flat buffers.
     public let optimizer: Optimizer
+    /// What training minimizes (from the configuration; see Objective.swift).
+    public let objective: any TrainingObjective
     /// Called with progress on every rank; only rank 0 renders it for people.
     public var onEvent: (TrainingEvent) -> Void = { _ in }
     /// Called on every rank after each finished epoch (rank 0 writes checkpoints here).
@@ -102,6 +105,7 @@ public final class Trainer {
     /// The best epoch so far by the early-stopping metric, with a copy of its parameters and state.
     private var best: (epoch: Int, value: Double, parameters: [Float], state: [Float])?
     private var randomLayers: [(index: UInt64, layer: any RandomLayer)] = []
+    private var scheduledLayers: [any ProgressScheduledLayer] = []
 
     private let train: any Dataset
     private let validation: (any Dataset)?
@@ -122,6 +126,8 @@ public final class Trainer {
     private var trainingFeatures: FeatureCache?
     private var evaluationFeatures: [String: FeatureCache] = [:]
     private let cachedInput = Tensor(shape: [0])
+    private let labelWeights: UnsafeMutableBufferPointer<Float>
+    private let domains: UnsafeMutableBufferPointer<Int32>
     private var plan: TrainingPlan?
     private var thawedAtStep: [String: Int] = [:]
     private var globalStep = 0
@@ -154,6 +160,10 @@ public final class Trainer {
         guard train.classCount <= config.model.classes else {
             throw TrainingError.dataMismatch("the data has \(train.classCount) classes but model.classes is \(config.model.classes)")
         }
+        objective = TrainingObjectives.make(config)
+        guard model.outputSampleShape == [objective.outputWidth] else {
+            throw TrainingError.dataMismatch("the model's output \(model.outputSampleShape) does not fit the objective, which needs [\(objective.outputWidth)]")
+        }
         guard config.training.earlyStopping.patience == 0 || validation != nil else {
             throw TrainingError.dataMismatch("training.early_stopping needs a validation set: set data.validation_size")
         }
@@ -183,6 +193,10 @@ public final class Trainer {
         labels.initialize(repeating: 0)
         weights = .allocate(capacity: capacity)
         weights.initialize(repeating: 0)
+        labelWeights = .allocate(capacity: capacity)
+        labelWeights.initialize(repeating: 0)
+        domains = .allocate(capacity: capacity)
+        domains.initialize(repeating: 0)
         optimizer = try Optimizer(rule: UpdateRule(config.optimizer), weightDecay: Double(config.optimizer.weightDecay), store: model.store)
         schedule = LearningRateSchedule(config.schedule)
         do { try schedule.validate() } catch { throw ConfigError(file: "", key: "schedule", message: error.description) }
@@ -192,6 +206,7 @@ public final class Trainer {
         randomLayers = model.allLayers.enumerated().compactMap { item in
             (item.element as? RandomLayer).map { (index: UInt64(item.offset), layer: $0) }
         }
+        scheduledLayers = model.allLayers.compactMap { $0 as? ProgressScheduledLayer }
 
         try collective.verifyAgreement(on: config.digest, describing: "configuration")
         try collective.verifyAgreement(on: fnv1a(Array(model.layoutDescription.utf8)), describing: "parameter layout (names, shapes, groups)")
@@ -220,6 +235,8 @@ public final class Trainer {
     deinit {
         labels.deallocate()
         weights.deallocate()
+        labelWeights.deallocate()
+        domains.deallocate()
     }
 
     /// Gradient bytes this rank sent in the last step (4 × trainable parameters with several ranks).
@@ -372,19 +389,24 @@ public final class Trainer {
         let fillSeconds = cache != nil && !hadCache ? Date().timeIntervalSince(fillStarted) : nil
         let needsRawInput = cache.map { model.needsRawInput(belowGroup: $0.boundary) } ?? false
         let started = Date().addingTimeInterval(-(resumeFrom?.seconds ?? 0))
-        var lossSum = resumeFrom?.sums[0] ?? 0, correct = resumeFrom?.sums[1] ?? 0, counted = resumeFrom?.sums[2] ?? 0
+        // [label loss, label correct, labelled, domain loss, domain correct, domain rows, real rows], rank-local.
+        var sums = [Double](repeating: 0, count: 7)
+        for (index, value) in (resumeFrom?.sums ?? []).prefix(sums.count).enumerated() { sums[index] = value }
         var bytes = resumeFrom?.bytes ?? 0
         partial = nil
         let steps = stepsPerEpoch
         let trainable = model.trainableRange
+        let totalSteps = steps * config.training.epochs
         for step in (resumeFrom?.stepsDone ?? 0)..<steps {
+            // Scheduled layers (gradient reversal's λ) follow the global step alone, like dropout seeds.
+            for layer in scheduledLayers { layer.setTrainingProgress(Double(globalStep) / Double(max(totalSteps, 1))) }
             // Dropout draws depend only on (seed, step, rank), so a run can resume at any step exactly.
             for (index, layer) in randomLayers {
                 layer.reseed(SplitMix64.mix(config.run.seed, UInt64(globalStep), UInt64(collective.rank), index))
             }
             model.store.zeroGradients(in: trainable)
             let micro = (step * microBatchesPerStep)..<min((step + 1) * microBatchesPerStep, sampler.stepsPerEpoch)
-            let normalizer = Float(micro.reduce(0) { $0 + sampler.globalRealCount(epoch: epoch, step: $1) })
+            let normalizers = stepNormalizers(epoch: epoch, samplerSteps: micro)
             for samplerStep in micro {
                 // Only the real rows run: padding rows would enter the batch statistics of trainable batch norm
                 // (and its running statistics) on an epoch's last, short step.
@@ -399,23 +421,26 @@ public final class Trainer {
                     }
                     continue
                 }
-                let logits: Tensor
+                let outputs: Tensor
                 if let cache {
                     // Only the trainable groups run, on the frozen prefix's cached output.
-                    assembleLabels(indices, from: train)
+                    assembleTargets(indices, from: train)
                     cache.load(indices, into: cachedInput)
                     if needsRawInput {
                         try assemble(indices, from: train)
                         model.observeRawInput(input, belowGroup: cache.boundary)
                     }
-                    logits = model.forward(cachedInput, fromGroup: cache.boundary, training: true)
+                    outputs = model.forward(cachedInput, fromGroup: cache.boundary, training: true)
                 } else {
                     try assemble(indices, from: train)
                     augmentation?.apply(to: input.data, sampleShape: model.sampleShape, sampleIndices: indices, epoch: epoch)
-                    logits = try model.forward(input, training: true)
+                    outputs = try model.forward(input, training: true)
                 }
-                let result = lossAndGradient(logits: logits, rows: indices.count, normalizer: normalizer)
-                lossSum += result.lossSum; correct += result.correct; counted += result.weightSum
+                let result = objective.evaluate(outputs: outputs, targets: targets(rows: indices.count), normalizers: normalizers,
+                                                outputGradient: logitsGradient)
+                sums[0] += result.labelLossSum; sums[1] += result.labelCorrect; sums[2] += result.labelled
+                sums[3] += result.domainLossSum; sums[4] += result.domainCorrect; sums[5] += result.domainRows
+                sums[6] += Double(indices.count)
                 try model.backward(logitsGradient) { group in if isLast { try exchange.groupFinished(group) } }
             }
             try exchange.finish(trainableRange: trainable)
@@ -431,26 +456,28 @@ public final class Trainer {
                            learningRates: learningRates(plan: plan, totalSteps: steps * config.training.epochs))
             globalStep += 1
             let elapsed = Date().timeIntervalSince(started)
-            onEvent(.step(epoch: epoch, step: step + 1, steps: steps, loss: counted > 0 ? lossSum / counted : 0,
-                          samplesPerSecond: counted * Double(collective.worldSize) / max(elapsed, 1e-9)))
+            onEvent(.step(epoch: epoch, step: step + 1, steps: steps, loss: sums[2] > 0 ? sums[0] / sums[2] : 0,
+                          samplesPerSecond: sums[6] * Double(collective.worldSize) / max(elapsed, 1e-9)))
             if let stopRequested, step + 1 < steps {
                 var stop: UInt8 = collective.rank == 0 && stopRequested() ? 1 : 0
                 try withUnsafeMutableBytes(of: &stop) { try collective.broadcast($0, root: 0) }
                 if stop == 1 {
-                    partial = PartialEpoch(epoch: epoch, stepsDone: step + 1, sums: [lossSum, correct, counted], bytes: bytes,
+                    partial = PartialEpoch(epoch: epoch, stepsDone: step + 1, sums: sums, bytes: bytes,
                                            seconds: Date().timeIntervalSince(started))
                     return nil
                 }
             }
         }
-        var totals = [lossSum, correct, counted]
+        var totals = sums
         try totals.withUnsafeMutableBufferPointer { try collective.allReduceSum($0) }
         let seconds = Date().timeIntervalSince(started)
         let trainEvaluation = Evaluation(loss: totals[0] / max(totals[2], 1), accuracy: totals[1] / max(totals[2], 1), samples: Int(totals[2]))
+        let domainEvaluation = totals[5] > 0
+            ? Evaluation(loss: totals[3] / totals[5], accuracy: totals[4] / totals[5], samples: Int(totals[5])) : nil
         return EpochRecord(epoch: epoch, planVersion: plan.version, trainableGroups: plan.trainableGroups, newlyThawed: plan.newlyThawed,
                            train: trainEvaluation, validation: nil, test: nil, seconds: seconds, bytesExchanged: bytes,
-                           steps: steps, samplesPerSecond: totals[2] / max(seconds, 1e-9),
-                           cacheFillSeconds: fillSeconds, fromCache: cache != nil)
+                           steps: steps, samplesPerSecond: totals[6] / max(seconds, 1e-9),
+                           cacheFillSeconds: fillSeconds, fromCache: cache != nil, domain: domainEvaluation)
     }
 
     /// Per-group learning rates for the current step: plan rate × schedule × warmup of newly thawed groups.
@@ -476,26 +503,27 @@ public final class Trainer {
         var totals = [0.0, 0.0, 0.0]
         for step in 0..<shard.stepCount {
             let indices = shard.localBatch(step: step)
-            let logits: Tensor
+            let outputs: Tensor
             if let cache, cache.holds(indices) {
-                assembleLabels(indices, from: dataset)
+                assembleTargets(indices, from: dataset)
                 cache.load(indices, into: cachedInput)
                 if model.needsRawInput(belowGroup: cache.boundary) {
                     try assemble(indices, from: dataset)
                     model.observeRawInput(input, belowGroup: cache.boundary)
                 }
-                logits = model.forward(cachedInput, fromGroup: cache.boundary, training: false)
+                outputs = model.forward(cachedInput, fromGroup: cache.boundary, training: false)
             } else if let cache {
                 try assemble(indices, from: dataset)
                 let features = model.forward(input, groups: 0..<cache.boundary, training: false)
                 cache.store(features, indices: indices)
-                logits = model.forward(features, fromGroup: cache.boundary, training: false)
+                outputs = model.forward(features, fromGroup: cache.boundary, training: false)
             } else {
                 try assemble(indices, from: dataset)
-                logits = try model.forward(input, training: false)
+                outputs = try model.forward(input, training: false)
             }
-            let result = lossAndGradient(logits: logits, rows: indices.count, normalizer: 1, computeGradient: false)
-            totals[0] += result.lossSum; totals[1] += result.correct; totals[2] += result.weightSum
+            let result = objective.evaluate(outputs: outputs, targets: targets(rows: indices.count),
+                                            normalizers: StepNormalizers(labelled: 1, samples: 1), outputGradient: nil)
+            totals[0] += result.labelLossSum; totals[1] += result.labelCorrect; totals[2] += result.labelled
         }
         try totals.withUnsafeMutableBufferPointer { try collective.allReduceSum($0) }
         return Evaluation(loss: totals[0] / max(totals[2], 1), accuracy: totals[1] / max(totals[2], 1), samples: Int(totals[2]))
@@ -586,26 +614,35 @@ public final class Trainer {
         evaluationFeatures = [:]
     }
 
-    /// Fills only the label and weight buffers for one local batch (the features come from a cache).
-    private func assembleLabels(_ indices: [Int?], from dataset: any Dataset) {
-        for (row, index) in indices.enumerated() {
-            labels[row] = index.map { dataset.label($0) } ?? 0
-            weights[row] = index == nil ? 0 : 1
-        }
+    /// Fills only the target buffers (labels, weights, label weights, domains) for one local batch; the
+    /// features come from a cache.
+    private func assembleTargets(_ indices: [Int?], from dataset: any Dataset) {
+        BatchAssembler.fillTargets(from: dataset, indices: indices, labels: labels, weights: weights,
+                                   labelWeights: labelWeights, domains: domains)
     }
 
-    /// Fills the input, label and weight buffers for one local batch (padding gets weight 0).
+    /// Fills the input, label, weight and domain buffers for one local batch (padding gets weight 0;
+    /// unlabelled rows get label weight 0 and their labels are never read).
     private func assemble(_ indices: [Int?], from dataset: any Dataset) throws {
         input.resize(to: [indices.count] + model.sampleShape)
-        BatchAssembler.fill(from: dataset, indices: indices, features: input.data, labels: labels, weights: weights)
+        BatchAssembler.fill(from: dataset, indices: indices, features: input.data, labels: labels, weights: weights,
+                            labelWeights: labelWeights, domains: domains)
     }
 
-    private func lossAndGradient(logits: Tensor, rows: Int, normalizer: Float, computeGradient: Bool = true) -> CrossEntropy.Result {
-        let classes = logits.shape.last ?? 1
-        if computeGradient { logitsGradient.resize(to: logits.shape) }
-        return CrossEntropy.forwardBackward(
-            logitsGradient: computeGradient ? logitsGradient.data : nil, logits: logits.data,
-            labels: labels.baseAddress!, weights: weights.baseAddress!, rows: rows, classes: classes,
-            labelSmoothing: config.training.labelSmoothing, normalizer: max(normalizer, 1))
+    /// The assembled batch's targets.
+    private func targets(rows: Int) -> BatchTargets {
+        BatchTargets(labels: labels.baseAddress!, labelWeights: labelWeights.baseAddress!, sampleWeights: weights.baseAddress!,
+                     domains: domains.baseAddress!, rows: rows)
+    }
+
+    /// The step's global labelled and real sample counts. Every rank computes them alike from the
+    /// global batches (no message): the sampler's order and the dataset's `isLabelled` are the same everywhere.
+    private func stepNormalizers(epoch: Int, samplerSteps: Range<Int>) -> StepNormalizers {
+        var labelled = 0, samples = 0
+        for step in samplerSteps {
+            for index in sampler.globalBatch(epoch: epoch, step: step) where train.isLabelled(index) { labelled += 1 }
+            samples += sampler.globalRealCount(epoch: epoch, step: step)
+        }
+        return StepNormalizers(labelled: Float(labelled), samples: Float(samples))
     }
 }

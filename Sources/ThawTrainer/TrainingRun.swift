@@ -69,7 +69,8 @@ public final class TrainingRun {
         if let test = data.test { try ModelZoo.validateInputs(test, for: model, name: "test set") }
         if isLeader {
             printer.line("thaw: \(config.model.architecture) on \(config.data.dataset) \(data.train.sampleShape): \(data.train.count) train, "
-                         + "\(data.validation?.count ?? 0) validation, \(data.test?.count ?? 0) test samples; "
+                         + "\(data.validation?.count ?? 0) validation, \(data.test?.count ?? 0) test samples"
+                         + (data.targetTrain.map { " (test from target \(config.data.target), \($0.count) unlabelled target train)" } ?? "") + "; "
                          + "\(collective.worldSize) rank(s); \(model.store.parameterCount) parameters in groups "
                          + model.groupNames.joined(separator: ", "))
         }
@@ -116,7 +117,9 @@ public final class TrainingRun {
             planSource = CoordinatorPlanSource(client: connected)
             if isLeader { printer.line("thaw: coordinator \(coordinator), run \(connected.runID)") }
         }
-        let trainer = try Trainer(config: config, model: model, train: data.train, validation: data.validation, test: data.test,
+        // Domain-adversarial training trains on source and (unlabelled) target images together.
+        let train = config.model.domainAdaptation == nil ? data.train : try data.sourceAndTarget()
+        let trainer = try Trainer(config: config, model: model, train: train, validation: data.validation, test: data.test,
                                   collective: collective, planSource: planSource, checkpoint: checkpoint)
         let writer = isLeader && config.checkpoint.everyEpochs > 0
             ? CheckpointWriter(settings: config.checkpoint, runDirectory: config.run.output, epochs: config.training.epochs) : nil

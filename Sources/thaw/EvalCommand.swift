@@ -35,7 +35,8 @@ struct EvalCommand: ParsableCommand {
             throw ValidationError("the configuration has no \(split) split" + (split == "validation" ? " (set data.validation_size)" : ""))
         }
         let (model, path) = try Checkpoint.restoredModel(training, checkpoint: checkpoint, sampleShape: dataset.sampleShape)
-        let report = try ClassificationReport.evaluate(model: model, dataset: dataset, classCount: training.model.classes, batchSize: batch)
+        let report = try ClassificationReport.evaluate(model: model, dataset: dataset, classCount: training.model.classes,
+                                                       outputWidth: TrainingObjectives.make(training).outputWidth, batchSize: batch)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
