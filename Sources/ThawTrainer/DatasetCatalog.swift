@@ -14,6 +14,22 @@ public struct DatasetSplits {
     /// and it never reads their labels.
     public var targetTrain: (any Dataset)? = nil
 
+    /// The split a command-line option names: `test`, `validation` or `train`.
+    /// - Throws: ``TrainingError/dataMismatch(_:)`` for another name or a split the configuration lacks.
+    public func named(_ name: String) throws -> any Dataset {
+        let chosen: (any Dataset)?
+        switch name {
+        case "test": chosen = test
+        case "validation": chosen = validation
+        case "train": chosen = train
+        default: throw TrainingError.dataMismatch("--split must be test, validation or train, not '\(name)'")
+        }
+        guard let chosen else {
+            throw TrainingError.dataMismatch("the configuration has no \(name) split" + (name == "validation" ? " (set data.validation_size)" : ""))
+        }
+        return chosen
+    }
+
     /// The training set of domain-adversarial training: the source training samples (labelled) and the
     /// target training images (unlabelled), interleaved by ``DomainMixture``.
     /// - Throws: ``TrainingError/dataMismatch(_:)`` when there is no target.

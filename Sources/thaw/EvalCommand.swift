@@ -24,16 +24,7 @@ struct EvalCommand: ParsableCommand {
         do { training = try TrainingConfig.load(path: config, overrides: overrides) } catch { throw ValidationError(error.description) }
         guard batch > 0 else { throw ValidationError("--batch must be at least 1") }
         let data = try DatasetCatalog.load(training.data)
-        let chosen: (any Dataset)?
-        switch split {
-        case "test": chosen = data.test
-        case "validation": chosen = data.validation
-        case "train": chosen = data.train
-        default: throw ValidationError("--split must be test, validation or train, not '\(split)'")
-        }
-        guard let dataset = chosen else {
-            throw ValidationError("the configuration has no \(split) split" + (split == "validation" ? " (set data.validation_size)" : ""))
-        }
+        let dataset = try data.named(split)
         let (model, path) = try Checkpoint.restoredModel(training, checkpoint: checkpoint, sampleShape: dataset.sampleShape)
         let report = try ClassificationReport.evaluate(model: model, dataset: dataset, classCount: training.model.classes,
                                                        outputWidth: TrainingObjectives.make(training).outputWidth, batchSize: batch)

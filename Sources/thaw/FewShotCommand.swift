@@ -50,16 +50,7 @@ struct FewShotCommand: ParsableCommand {
         let shotList = try integers(shots, option: "--shots")
 
         let data = try DatasetCatalog.load(training.data)
-        let chosen: (any Dataset)?
-        switch split {
-        case "test": chosen = data.test
-        case "validation": chosen = data.validation
-        case "train": chosen = data.train
-        default: throw ValidationError("--split must be test, validation or train, not '\(split)'")
-        }
-        guard let dataset = chosen else {
-            throw ValidationError("the configuration has no \(split) split" + (split == "validation" ? " (set data.validation_size)" : ""))
-        }
+        let dataset = try data.named(split)
         let model: Model
         let weights: String
         if let checkpoint {

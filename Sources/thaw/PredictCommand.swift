@@ -128,16 +128,7 @@ struct PredictCommand: ParsableCommand {
         if let split {
             guard let training else { throw ValidationError("--split needs --config: the dataset comes from the configuration") }
             let data = try DatasetCatalog.load(training.data)
-            let chosen: (any Dataset)?
-            switch split {
-            case "test": chosen = data.test
-            case "validation": chosen = data.validation
-            case "train": chosen = data.train
-            default: throw ValidationError("--split must be test, validation or train, not '\(split)'")
-            }
-            guard let dataset = chosen else {
-                throw ValidationError("the configuration has no \(split) split" + (split == "validation" ? " (set data.validation_size)" : ""))
-            }
+            let dataset = try data.named(split)
             let names: [String]? = switch training.data.dataset {
             case "fashion-mnist": FashionMNIST.classNames
             case "rotten-tomatoes": RottenTomatoes.classNames
