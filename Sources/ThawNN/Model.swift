@@ -211,22 +211,27 @@ public final class Model {
     }
 
     /// Whether groups below `start` hold layers that derive per-batch state from the raw input.
-    public func needsRawInput(belowGroup start: Int) -> Bool { !rawInputObservers(belowGroup: start).isEmpty }
+    public func needsRawInput(belowGroup start: Int) -> Bool {
+        rawInputObservers[..<min(start, groups.count)].contains { !$0.isEmpty }
+    }
 
     /// Lets the layers below group `start` that derive per-batch state from the raw input (the BERT
     /// padding mask) see this batch, before a forward pass that starts at group `start`.
     public func observeRawInput(_ rawInput: Tensor, belowGroup start: Int) {
-        for observer in rawInputObservers(belowGroup: start) { observer.observe(rawInput: rawInput) }
+        for group in rawInputObservers[..<min(start, groups.count)] {
+            for observer in group { observer.observe(rawInput: rawInput) }
+        }
     }
 
-    private func rawInputObservers(belowGroup start: Int) -> [any RawInputObserver] {
-        var result: [any RawInputObserver] = []
+    /// Each group's layers that derive per-batch state from the raw input, found once (groups never change).
+    private lazy var rawInputObservers: [[any RawInputObserver]] = groups.map { group in
+        var found: [any RawInputObserver] = []
         func visit(_ layer: any Layer) {
-            if let observer = layer as? RawInputObserver { result.append(observer) }
+            if let observer = layer as? RawInputObserver { found.append(observer) }
             layer.children.forEach(visit)
         }
-        groups[..<min(start, groups.count)].forEach { visit($0.body) }
-        return result
+        visit(group.body)
+        return found
     }
 
     /// The mode group `index` runs in.

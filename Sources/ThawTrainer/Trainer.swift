@@ -500,6 +500,7 @@ public final class Trainer {
         let shard = EvaluationSharder(datasetSize: dataset.count, worldSize: collective.worldSize, rank: collective.rank,
                                       localBatchCapacity: sampler.localBatchCapacity)
         let cache = try cacheKey.flatMap { try evaluationCache(key: $0, count: dataset.count) }
+        let needsRawInput = cache.map { model.needsRawInput(belowGroup: $0.boundary) } ?? false
         var totals = [0.0, 0.0, 0.0]
         for step in 0..<shard.stepCount {
             let indices = shard.localBatch(step: step)
@@ -507,7 +508,7 @@ public final class Trainer {
             if let cache, cache.holds(indices) {
                 assembleTargets(indices, from: dataset)
                 cache.load(indices, into: cachedInput)
-                if model.needsRawInput(belowGroup: cache.boundary) {
+                if needsRawInput {
                     try assemble(indices, from: dataset)
                     model.observeRawInput(input, belowGroup: cache.boundary)
                 }

@@ -102,9 +102,7 @@ struct StatusSoakBenchCommand: ParsableCommand {
     func run() throws {
         guard let thaw = Bundle.main.executablePath else { throw ValidationError("cannot tell where the thaw executable is") }
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-        var mpirun = ["--mca", "coll_libnbc_iallreduce_algorithm", "1", "--mca", "rtc", "^hwloc"]
-        if getuid() == 0 { mpirun.append("--allow-run-as-root") }
-        if ranks > ProcessInfo.processInfo.activeProcessorCount { mpirun.append("--oversubscribe") }
+        let mpirun = localMPIRunOptions(ranks: ranks)
         print("Status soak: \(config) \(overrides.joined(separator: " ")), \(ranks) ranks, \(Int(rate)) queries/s, \(repetitions) quiet/loaded pair(s)")
         let result = try StatusSoakBenchmark.run(thaw: thaw, configPath: config, ranks: ranks, rate: rate, repetitions: repetitions,
                                                  overrides: overrides, mpirunOptions: mpirun, scratch: scratch, log: { print($0) })
@@ -135,9 +133,7 @@ struct ScalingBenchCommand: ParsableCommand {
         guard let thaw = Bundle.main.executablePath else { throw ValidationError("cannot tell where the thaw executable is") }
         guard batch > 0, samples >= batch, repetitions > 0 else { throw ValidationError("need --batch ≥ 1, --samples ≥ --batch and --repetitions ≥ 1") }
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-        var mpirun = ["--mca", "coll_libnbc_iallreduce_algorithm", "1", "--mca", "rtc", "^hwloc"]
-        if getuid() == 0 { mpirun.append("--allow-run-as-root") }
-        if ProcessInfo.processInfo.activeProcessorCount < 2 { mpirun.append("--oversubscribe") }
+        let mpirun = localMPIRunOptions(ranks: 2)
         print("Scaling: \(config) \(overrides.joined(separator: " ")), \(samples) samples and batch \(batch) per rank, "
               + "\(repetitions) pair(s), \(ProcessInfo.processInfo.activeProcessorCount) cores")
         let result = try ScalingBenchmark.run(thaw: thaw, configPath: config, batchPerRank: batch, samplesPerRank: samples,
@@ -170,9 +166,7 @@ struct CacheBenchCommand: ParsableCommand {
         guard let thaw = Bundle.main.executablePath else { throw ValidationError("cannot tell where the thaw executable is") }
         guard ranks >= 1, repetitions >= 1 else { throw ValidationError("need --ranks ≥ 1 and --repetitions ≥ 1") }
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
-        var mpirun = ["--mca", "coll_libnbc_iallreduce_algorithm", "1", "--mca", "rtc", "^hwloc"]
-        if getuid() == 0 { mpirun.append("--allow-run-as-root") }
-        if ranks > ProcessInfo.processInfo.activeProcessorCount { mpirun.append("--oversubscribe") }
+        let mpirun = localMPIRunOptions(ranks: ranks)
         print("Feature cache: \(config) \(overrides.joined(separator: " ")), head only, \(ranks) rank(s), \(repetitions) pair(s)")
         let result = try CacheBenchmark.run(thaw: thaw, configPath: config, ranks: ranks, repetitions: repetitions, overrides: overrides,
                                             mpirunOptions: mpirun, scratch: scratch, log: { print($0) })
@@ -180,6 +174,15 @@ struct CacheBenchCommand: ParsableCommand {
                      result.epochRatio, result.cachedEpochSeconds.count, result.uncachedEpochSeconds.count))
         print(String(format: "cache fill ÷ uncached epoch: %.2f (median of %d; paid once per boundary)", result.fillRatio, result.fillSeconds.count))
     }
+}
+
+/// The mpirun options the benchmarks launch their jobs with on this machine, as launch/local does:
+/// the ring non-blocking all-reduce, no hwloc binding, root and oversubscription when needed.
+func localMPIRunOptions(ranks: Int) -> [String] {
+    var options = ["--mca", "coll_libnbc_iallreduce_algorithm", "1", "--mca", "rtc", "^hwloc"]
+    if getuid() == 0 { options.append("--allow-run-as-root") }
+    if ranks > ProcessInfo.processInfo.activeProcessorCount { options.append("--oversubscribe") }
+    return options
 }
 
 /// `--architecture` and `--sample-shape`, shared by the benchmarks.

@@ -38,12 +38,9 @@ public enum CacheBenchmark {
                                          "training.feature_cache.enabled=\(cached)", "checkpoint.every_epochs=0"]).flatMap { ["--set", $0] }
                 let train = ["train", "--config", configPath, "--progress", "quiet"] + sets
                 let logPath = (scratch as NSString).appendingPathComponent("\(name).log")
-                let process = try StatusSoakBenchmark.start(ranks == 1 ? thaw : "/usr/bin/mpirun",
-                                                            ranks == 1 ? train : mpirunOptions + ["-np", String(ranks), thaw] + train, log: logPath)
-                process.waitUntilExit()
-                guard process.terminationStatus == 0 else {
-                    throw StatusSoakError(description: "the run \(name) failed (exit \(process.terminationStatus)); see \(logPath)")
-                }
+                try StatusSoakBenchmark.runToCompletion(ranks == 1 ? thaw : "/usr/bin/mpirun",
+                                                        ranks == 1 ? train : mpirunOptions + ["-np", String(ranks), thaw] + train,
+                                                        log: logPath, name: name)
                 let epochs = try epochRecords(runDirectory: output)
                 let seconds = epochs.map(\.seconds)
                 if cached {

@@ -46,15 +46,10 @@ public enum ScalingBenchmark {
                 let output = (scratch as NSString).appendingPathComponent(name)
                 let sets = (overrides + ["run.output=\(output)", "run.name=\(name)", "training.batch_size=\(batchPerRank * ranks)",
                                          "data.train_limit=\(samplesPerRank * ranks)", "training.blas_threads=1"]).flatMap { ["--set", $0] }
-                let train = [thaw, "train", "--config", configPath, "--progress", "quiet"] + sets
-                let arguments = ranks == 1 ? train : mpirunOptions + ["-np", "2"] + train
-                let logPath = (scratch as NSString).appendingPathComponent("\(name).log")
-                let process = try StatusSoakBenchmark.start(ranks == 1 ? thaw : "/usr/bin/mpirun",
-                                                            Array(arguments.dropFirst(ranks == 1 ? 1 : 0)), log: logPath)
-                process.waitUntilExit()
-                guard process.terminationStatus == 0 else {
-                    throw StatusSoakError(description: "the \(ranks)-rank run \(name) failed (exit \(process.terminationStatus)); see \(logPath)")
-                }
+                let train = ["train", "--config", configPath, "--progress", "quiet"] + sets
+                try StatusSoakBenchmark.runToCompletion(ranks == 1 ? thaw : "/usr/bin/mpirun",
+                                                        ranks == 1 ? train : mpirunOptions + ["-np", "2", thaw] + train,
+                                                        log: (scratch as NSString).appendingPathComponent("\(name).log"), name: name)
                 let throughput = try StatusSoakBenchmark.trainingThroughput(runDirectory: output)
                 if ranks == 1 {
                     result.oneRankSamplesPerSecond.append(throughput)

@@ -165,6 +165,15 @@ public enum StatusSoakBenchmark {
         return process
     }
 
+    /// Runs a process to the end with its output in `log`; throws naming `name` and the log if it fails.
+    static func runToCompletion(_ executable: String, _ arguments: [String], log: String, name: String) throws {
+        let process = try start(executable, arguments, log: log)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw StatusSoakError(description: "the run \(name) failed (exit \(process.terminationStatus)); see \(log)")
+        }
+    }
+
     static func stop(_ process: Process) {
         guard process.isRunning else { return }
         process.terminate()
