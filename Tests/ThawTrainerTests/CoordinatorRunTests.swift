@@ -34,8 +34,10 @@ func waitForStatus(_ coordinator: CoordinatorProcess, seconds: Double, _ conditi
 @Suite(.serialized) struct CoordinatorRunTests {
     /// A run long enough to be watched (several seconds): a small CNN on 3,000 16×16 images,
     /// 6 epochs, one more group every 2 epochs.
+    /// The frozen-prefix cache is off: these tests need a run long enough to query, stop and kill
+    /// mid-epoch, and with the cache the frozen epochs take milliseconds.
     static let extra = """
-        training: {epochs: 6, batch_size: 16}
+        training: {epochs: 6, batch_size: 16, feature_cache: {enabled: false}}
         unfreezing: {policy: gradual, every: 2}
         optimizer: {kind: sgd, learning_rate: 0.02, momentum: 0.9}
         """
