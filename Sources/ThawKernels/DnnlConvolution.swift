@@ -11,8 +11,10 @@
 // Threads: this oneDNN is an OpenMP build, which reads the thread count from the *calling* thread's
 // OpenMP setting. Every call sets it (`omp_set_num_threads`) before creating or running a primitive.
 //
-// Note: unlike `Convolution2D`, these passes overwrite their outputs (`dInput`, `dWeight`, `dBias`);
-// oneDNN's backward primitives have no accumulate mode.
+// Accumulation: oneDNN's backward primitives overwrite their outputs. With `accumulate`, every
+// gradient output goes through a buffer of the primitive's own and a reorder with a sum post-op
+// (target += reorder(buffer)), so `dInput`, `dWeight` and `dBias` accumulate as in `Convolution2D`.
+// In the blocked layout that reorder runs anyway; in the plain one it is an extra copy-add.
 import CDNNL
 
 /// A oneDNN call that failed, with its name and status code.
@@ -53,6 +55,8 @@ public final class DnnlConvolution {
     public let layout: Layout
     /// OpenMP threads per call.
     public let threads: Int
+    /// Whether the backward passes add into their outputs (as `Convolution2D`) rather than overwrite them.
+    public let accumulate: Bool
     /// oneDNN's name for the implementation it chose for each pass, such as `gemm:jit` or `jit:avx512_core`.
     public let implementations: (forward: String, backwardData: String, backwardWeights: String)
 
@@ -68,12 +72,14 @@ public final class DnnlConvolution {
     ///   - bias: Whether there is a bias.
     ///   - layout: Thaw's layout, or oneDNN's with reorders.
     ///   - threads: OpenMP threads per call (1 to match single-threaded OpenBLAS).
+    ///   - accumulate: Whether backward adds into `dInput`, `dWeight` and `dBias` (true) or overwrites them.
     /// - Throws: `DnnlError` when oneDNN rejects the geometry or cannot create a primitive.
-    public init(geometry g: Convolution2DGeometry, bias: Bool, layout: Layout, threads: Int) throws(DnnlError) {
+    public init(geometry g: Convolution2DGeometry, bias: Bool, layout: Layout, threads: Int, accumulate: Bool = false) throws(DnnlError) {
         self.geometry = g
         self.hasBias = bias
         self.layout = layout
         self.threads = max(1, threads)
+        self.accumulate = accumulate
         omp_set_num_threads(Int32(self.threads))
         var engine: dnnl_engine_t?
         try check(dnnl_engine_create(&engine, dnnl_cpu, 0), "dnnl_engine_create")
@@ -136,21 +142,21 @@ public final class DnnlConvolution {
         forwardPass = try Pass(descriptor: forwardHint, engine: engine, name: "forward", arguments: [
             (DNNL_ARG_SRC, plainInput, .read), (DNNL_ARG_WEIGHTS, plainWeight, .read),
             (DNNL_ARG_DST, plainOutput, .write),
-        ] + (bias ? [(DNNL_ARG_BIAS, biasDescriptor, .read)] : []), ownsDescriptor: false)
+        ] + (bias ? [(DNNL_ARG_BIAS, biasDescriptor, .read)] : []), ownsDescriptor: false, accumulateWrites: false)
         var backwardData: dnnl_primitive_desc_t?
         try check(dnnl_primitive_desc_create(&backwardData, &backwardDataDescriptor, nil, engine, forwardHint),
                   "dnnl_primitive_desc_create (backward data)")
         backwardDataPass = try Pass(descriptor: backwardData, engine: engine, name: "backward data", arguments: [
             (DNNL_ARG_DIFF_DST, plainOutput, .read), (DNNL_ARG_WEIGHTS, plainWeight, .read),
             (DNNL_ARG_DIFF_SRC, plainInput, .write),
-        ], ownsDescriptor: true)
+        ], ownsDescriptor: true, accumulateWrites: accumulate)
         var backwardWeights: dnnl_primitive_desc_t?
         try check(dnnl_primitive_desc_create(&backwardWeights, &backwardWeightsDescriptor, nil, engine, forwardHint),
                   "dnnl_primitive_desc_create (backward weights)")
         backwardWeightsPass = try Pass(descriptor: backwardWeights, engine: engine, name: "backward weights", arguments: [
             (DNNL_ARG_DIFF_DST, plainOutput, .read), (DNNL_ARG_SRC, plainInput, .read),
             (DNNL_ARG_DIFF_WEIGHTS, plainWeight, .write),
-        ] + (bias ? [(DNNL_ARG_DIFF_BIAS, biasDescriptor, .write)] : []), ownsDescriptor: true)
+        ] + (bias ? [(DNNL_ARG_DIFF_BIAS, biasDescriptor, .write)] : []), ownsDescriptor: true, accumulateWrites: accumulate)
         implementations = (forwardPass.implementation, backwardDataPass.implementation, backwardWeightsPass.implementation)
     }
 
@@ -176,19 +182,19 @@ public final class DnnlConvolution {
         run(forwardPass, pointers)
     }
 
-    /// dInput = convᵀ(dOutput, weight) (overwrites `dInput`).
+    /// dInput = convᵀ(dOutput, weight), or `+=` with `accumulate`.
     /// - Parameters:
-    ///   - dInput: `[N, inputChannels, H, W]`, overwritten.
+    ///   - dInput: `[N, inputChannels, H, W]`, overwritten or accumulated into.
     ///   - dOutput: `[N, outputChannels, OH, OW]`.
     ///   - weight: `[outputChannels, inputChannels / groups, kh, kw]`.
     public func backwardData(dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>) {
         run(backwardDataPass, [UnsafeMutableRawPointer(mutating: dOutput), UnsafeMutableRawPointer(mutating: weight), UnsafeMutableRawPointer(dInput)])
     }
 
-    /// dWeight = dOutput ⋆ input and dBias = Σ dOutput (both overwritten).
+    /// dWeight = dOutput ⋆ input and dBias = Σ dOutput, or `+=` with `accumulate`.
     /// - Parameters:
-    ///   - dWeight: `[outputChannels, inputChannels / groups, kh, kw]`, overwritten.
-    ///   - dBias: `[outputChannels]`, overwritten; must be given exactly when `hasBias`.
+    ///   - dWeight: `[outputChannels, inputChannels / groups, kh, kw]`, overwritten or accumulated into.
+    ///   - dBias: `[outputChannels]`, likewise; must be given exactly when `hasBias`.
     ///   - dOutput: `[N, outputChannels, OH, OW]`.
     ///   - input: `[N, inputChannels, H, W]`, the forward input.
     public func backwardWeights(dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
@@ -276,9 +282,10 @@ private struct Pass {
     var implementation: String
 
     /// Creates the primitive from `descriptor` and, for each argument whose layout differs from the
-    /// plain one, a buffer in oneDNN's layout and the reorder between them.
+    /// plain one (and each written one when `accumulateWrites`), a buffer in oneDNN's layout and the
+    /// reorder between them (for written arguments with `accumulateWrites`, one that adds).
     init(descriptor: dnnl_primitive_desc_t?, engine: dnnl_engine_t, name: String,
-         arguments specs: [(Int32, dnnl_memory_desc_t, Direction)], ownsDescriptor: Bool) throws(DnnlError) {
+         arguments specs: [(Int32, dnnl_memory_desc_t, Direction)], ownsDescriptor: Bool, accumulateWrites: Bool) throws(DnnlError) {
         defer { if ownsDescriptor { dnnl_primitive_desc_destroy(descriptor) } }
         var implementationName: UnsafePointer<CChar>?
         try check(dnnl_primitive_desc_query(descriptor, dnnl_query_impl_info_str, 0, &implementationName), "dnnl_primitive_desc_query (\(name))")
@@ -295,16 +302,19 @@ private struct Pass {
             guard let plain else { throw DnnlError(call: "dnnl_memory_create (\(name))", status: 0) }
             var argument = Argument(kind: kind, direction: direction, plain: plain, reorder: nil, inner: nil)
             arguments.append(argument)
+            let adds = accumulateWrites && direction == .write
             guard let wanted = dnnl_primitive_desc_query_md(descriptor, dnnl_query_exec_arg_md, kind),
-                  dnnl_memory_desc_equal(wanted, &plainDescriptor) == 0 else { continue }
+                  adds || dnnl_memory_desc_equal(wanted, &plainDescriptor) == 0 else { continue }
             var inner: dnnl_memory_t?
             try check(dnnl_memory_create(&inner, wanted, engine, cdnnl_memory_allocate()), "dnnl_memory_create (\(name), inner)")
             argument.inner = inner
             arguments[arguments.count - 1] = argument
             var reorderDescriptor: dnnl_primitive_desc_t?
+            let attributes = adds ? try sumAttributes() : nil
+            defer { if let attributes { dnnl_primitive_attr_destroy(attributes) } }
             let status = withUnsafePointer(to: plainDescriptor) { plainPointer in
                 let (source, target) = direction == .read ? (plainPointer, wanted) : (wanted, plainPointer)
-                return dnnl_reorder_primitive_desc_create(&reorderDescriptor, source, engine, target, engine, nil)
+                return dnnl_reorder_primitive_desc_create(&reorderDescriptor, source, engine, target, engine, attributes)
             }
             try check(status, "dnnl_reorder_primitive_desc_create (\(name))")
             defer { dnnl_primitive_desc_destroy(reorderDescriptor) }
@@ -323,6 +333,18 @@ private struct Pass {
         }
         dnnl_primitive_destroy(primitive)
     }
+}
+
+/// Primitive attributes with one sum post-op (target += result), for reorders that accumulate.
+private func sumAttributes() throws(DnnlError) -> dnnl_primitive_attr_t? {
+    var attributes: dnnl_primitive_attr_t?
+    try check(dnnl_primitive_attr_create(&attributes), "dnnl_primitive_attr_create")
+    var postOps: dnnl_post_ops_t?
+    try check(dnnl_post_ops_create(&postOps), "dnnl_post_ops_create")
+    defer { dnnl_post_ops_destroy(postOps) }
+    try check(dnnl_post_ops_append_sum(postOps, 1), "dnnl_post_ops_append_sum")
+    try check(dnnl_primitive_attr_set_post_ops(attributes, postOps), "dnnl_primitive_attr_set_post_ops")
+    return attributes
 }
 
 /// Throws `DnnlError` unless `status` is success.

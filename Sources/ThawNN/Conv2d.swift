@@ -3,9 +3,11 @@ import ThawKernels
 
 /// A 2-D convolution. Weight is `[outputChannels, inputChannels / groups, kh, kw]`, bias `[outputChannels]`.
 ///
-/// The kernel path is chosen per input: 1×1 stride-1 unpadded convolutions run as a plain GEMM,
-/// depthwise convolutions (groups == inputChannels > 1) as direct loops, everything else through
-/// im2col into a scratch tensor the layer owns and reuses.
+/// The kernel path is chosen per input (`Convolution2D.algorithm(for:)`): depthwise and dense k > 1
+/// convolutions of ≥ 16 input channels through oneDNN (primitives the layer creates for its current
+/// input geometry and keeps), 1×1 stride-1 unpadded convolutions as a plain GEMM, other depthwise
+/// ones (groups == inputChannels > 1) as direct loops, everything else through im2col into a scratch
+/// tensor the layer owns and reuses. If oneDNN cannot create a primitive, Thaw's own path is used.
 public final class Conv2d: Layer {
     /// Input channels.
     public let inputChannels: Int
@@ -33,6 +35,7 @@ public final class Conv2d: Layer {
     private let scratch = Tensor(shape: [0])
     private var input: Tensor?
     private var geometry: Convolution2DGeometry?
+    private var primitives: DnnlConvolution?
 
     /// Creates a convolution.
     /// - Parameters:
@@ -103,9 +106,21 @@ public final class Conv2d: Layer {
             outputChannels: outputChannels, kernel: kernelSize, stride: stride, padding: padding, dilation: dilation, groups: groups)
     }
 
-    /// The kernel path used for `geometry`.
+    /// The kernel path used for `geometry` (before any fallback from oneDNN to Thaw's own path).
     public func algorithm(for geometry: Convolution2DGeometry) -> Convolution2D.Algorithm {
         algorithm ?? Convolution2D.algorithm(for: geometry)
+    }
+
+    /// The path to run for `g`; for `.dnnl`, (re)creates the primitives when the geometry changed
+    /// (a new batch size), and falls back to Thaw's own path if oneDNN refuses.
+    private func path(for g: Convolution2DGeometry) -> Convolution2D.Algorithm {
+        let chosen = algorithm(for: g)
+        guard chosen == .dnnl else { return chosen }
+        if primitives?.geometry != g {
+            primitives = nil
+            primitives = try? DnnlConvolution(geometry: g, bias: hasBias, layout: .blocked, threads: Gemm.threadCount, accumulate: true)
+        }
+        return primitives == nil ? Convolution2D.builtInAlgorithm(for: g) : .dnnl
     }
 
     /// y = conv(x, weight) + bias.
@@ -113,11 +128,11 @@ public final class Conv2d: Layer {
         guard let weight else { preconditionFailure("Conv2d used before bind") }
         precondition(x.shape.count == 4 && x.shape[1] == inputChannels, "Conv2d: input shape \(x.shape), expected [N, \(inputChannels), H, W]")
         let g = geometry(for: x.shape)
-        let path = algorithm(for: g)
+        let path = path(for: g)
         scratch.resize(to: [Convolution2D.scratchCount(path, g)])
         output.resize(to: [g.batch, outputChannels, g.outputHeight, g.outputWidth])
         Convolution2D.forward(output: output.data, input: x.data, weight: weight.value, bias: bias.map { UnsafePointer($0.value) },
-                              geometry: g, algorithm: path, scratch: scratch.data)
+                              geometry: g, algorithm: path, scratch: scratch.data, primitives: primitives)
         input = mode == .training ? x : nil
         geometry = mode == .training ? g : nil
         return output
@@ -126,7 +141,7 @@ public final class Conv2d: Layer {
     /// dWeight += dY ⋆ x, dBias += Σ dY, dX = convᵀ(dY, weight).
     public func backward(_ dY: Tensor, computeInputGradient: Bool) -> Tensor? {
         guard let weight, let x = input, let g = geometry else { preconditionFailure("Conv2d.backward without a training forward") }
-        let path = algorithm(for: g)
+        let path = path(for: g)
         scratch.resize(to: [Convolution2D.scratchCount(path, g)])
         if computeInputGradient {
             inputGradient.resize(to: x.shape)
@@ -134,7 +149,7 @@ public final class Conv2d: Layer {
         }
         Convolution2D.backward(dInput: computeInputGradient ? inputGradient.data : nil, dWeight: weight.gradient,
                                dBias: bias?.gradient, dOutput: dY.data, input: x.data, weight: weight.value,
-                               geometry: g, algorithm: path, scratch: scratch.data)
+                               geometry: g, algorithm: path, scratch: scratch.data, primitives: primitives)
         return computeInputGradient ? inputGradient : nil
     }
 }

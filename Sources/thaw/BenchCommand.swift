@@ -74,14 +74,15 @@ struct ConvolutionBenchCommand: ParsableCommand {
         }
         Gemm.setThreadCount(threads)
         print("Convolution benchmark: oneDNN \(DnnlConvolution.version) (\(DnnlConvolution.instructionSet)) ÷ Thaw (OpenBLAS \(Gemm.coreName)), "
-              + "batch \(batch), \(threads) thread(s) each, median of \(repetitions) alternating runs; ratio < 1: oneDNN faster")
+              + "batch \(batch), \(threads) thread(s) each, median of \(repetitions) alternating runs; ratio < 1: oneDNN faster; "
+              + "thaw path: Thaw's own (→dnnl: now sent to oneDNN)")
         for (architecture, sampleShape) in choices {
             let model = try ModelZoo.build(architecture: architecture, sampleShape: sampleShape)
             let shapes = try ConvolutionBenchmark.shapes(of: model, batch: batch)
             for layout in layouts {
                 print("\n\(architecture) \(sampleShape.map(String.init).joined(separator: "x")), oneDNN layout \(layout.rawValue): "
                       + "\(shapes.count) distinct shapes, \(shapes.reduce(0) { $0 + $1.layers }) conv layers")
-                print("shape (N×C×H×W → O, kernel/stride/pad/groups)     layers  thaw path   share   fwd  bwd-d  bwd-w  bwd    oneDNN impl (fwd | bwd-d | bwd-w)")
+                print("shape (N×C×H×W → O, kernel/stride/pad/groups)     layers  thaw path        share   fwd  bwd-d  bwd-w  bwd    oneDNN impl (fwd | bwd-d | bwd-w)")
                 var rows: [ConvolutionBenchmarkRow] = []
                 for shape in shapes {
                     rows.append(try ConvolutionBenchmark.measure(shape.geometry, layers: shape.layers, layout: layout,
@@ -95,7 +96,9 @@ struct ConvolutionBenchCommand: ParsableCommand {
                         + "k\(g.kernel.height) s\(g.stride.height) p\(g.padding.height)" + (g.groups > 1 ? " g\(g.groups)" : "")
                     name += String(repeating: " ", count: max(0, 48 - name.count))
                     let share = Double(row.layers) * (row.thawSeconds[0] + row.thawSeconds[3]) / total
-                    let path = "\(row.algorithm)" + String(repeating: " ", count: max(0, 10 - "\(row.algorithm)".count))
+                    // "→dnnl": Convolution2D.algorithm(for:) now sends this shape to oneDNN.
+                    let label = "\(row.algorithm)" + (Convolution2D.algorithm(for: g) == .dnnl ? "→dnnl" : "")
+                    let path = label + String(repeating: " ", count: max(0, 15 - label.count))
                     print(name + String(format: " %4d   %@ %5.1f%%", row.layers, path, share * 100)
                           + ConvolutionPass.allCases.map { String(format: " %5.2f", row.ratio($0)) }.joined()
                           + "   " + row.implementations.joined(separator: " | "))

@@ -6,8 +6,9 @@
 // The two sides are timed alternately (Thaw, oneDNN, Thaw, …) so that a change in the shared host's
 // load hits both, and each side's median is reported. Thaw's backward-data and backward-weights are
 // its separate kernels; "backward" is the one-sweep `Convolution2D.backward` Conv2d runs against
-// oneDNN's two backward primitives. Thaw accumulates and oneDNN overwrites: both write into buffers
-// the benchmark does not reset between repetitions (the values grow, the work does not change).
+// oneDNN's two backward primitives. Both sides accumulate their gradients, as the `.dnnl` kernel path
+// does (oneDNN through a reorder with a sum post-op), into buffers not reset between repetitions
+// (the values grow, the work does not change). Thaw's side is `builtInAlgorithm(for:)`, its own paths.
 import Foundation
 import ThawKernels
 import ThawNN
@@ -18,7 +19,7 @@ public struct ConvolutionBenchmarkRow: Sendable {
     public var geometry: Convolution2DGeometry
     /// How many convolution layers of the model have these sizes.
     public var layers: Int
-    /// Thaw's path for these sizes.
+    /// Thaw's own path for these sizes (`Convolution2D.builtInAlgorithm(for:)`).
     public var algorithm: Convolution2D.Algorithm
     /// oneDNN's implementation names (forward, backward-data, backward-weights).
     public var implementations: [String]
@@ -107,8 +108,8 @@ public enum ConvolutionBenchmark {
     public static func measure(_ geometry: Convolution2DGeometry, layers: Int, layout: DnnlConvolution.Layout,
                                threads: Int, repetitions: Int) throws -> ConvolutionBenchmarkRow {
         let g = geometry
-        let dnnl = try DnnlConvolution(geometry: g, bias: false, layout: layout, threads: threads)
-        let algorithm = Convolution2D.algorithm(for: g)
+        let dnnl = try DnnlConvolution(geometry: g, bias: false, layout: layout, threads: threads, accumulate: true)
+        let algorithm = Convolution2D.builtInAlgorithm(for: g)
         let buffers = Buffers(g, scratch: Convolution2D.scratchCount(algorithm, g))
         defer { buffers.deallocate() }
         let b = buffers
@@ -131,9 +132,10 @@ public enum ConvolutionBenchmark {
             },
         ]
 
-        // Agreement first: Thaw accumulates, so its gradients start from zero.
-        b.dInput.update(repeating: 0, count: g.inputCount)
-        b.dWeight.update(repeating: 0, count: g.weightCount)
+        // Agreement first: both accumulate, so the gradients start from zero.
+        for (buffer, count) in [(b.dInput, g.inputCount), (b.otherDInput, g.inputCount), (b.dWeight, g.weightCount), (b.otherDWeight, g.weightCount)] {
+            buffer.update(repeating: 0, count: count)
+        }
         var worst = 0.0
         for pass in [ConvolutionPass.forward, .backwardData, .backwardWeights] {
             thaw[pass.index]()
