@@ -12,8 +12,9 @@
 //   (channel multiplier = outputs / inputs). A direct loop; GEMMs of one row would be wasteful.
 // - `dnnl`: oneDNN's primitives in their own blocked layouts, with reorders from and to NCHW in
 //   every call (`DnnlConvolution`, which the caller creates per geometry and passes in). Chosen for
-//   depthwise and dense k > 1 convolutions of ≥ 16 input channels, where `thaw bench conv` measured
-//   it faster on MobileNetV2 and ResNet-18 (BENCHMARKS.md); 1×1 convolutions stay on OpenBLAS.
+//   depthwise convolutions of ≥ 16 channels, where `thaw bench conv` measured it 2–10× faster than
+//   the direct loops on MobileNetV2 (BENCHMARKS.md). Dense 3×3 convolutions were also faster
+//   through oneDNN, but stay on im2col for now: see BENCHMARKS.md for why.
 //
 // Note: accumulation. As in llm.c, every backward kernel accumulates (`+=`) into its gradient
 // outputs (`dInput`, `dWeight`, `dBias`). Callers zero `dInput` first when they want it fresh.
@@ -138,16 +139,13 @@ public enum Convolution2D {
         case dnnl
     }
 
-    /// The fastest algorithm measured for `geometry`: oneDNN for depthwise and dense (groups 1)
-    /// convolutions with a kernel larger than 1×1 and at least 16 input channels (its blocks hold 16
-    /// channels; depthwise also needs an output of at least 3×3, below which its backward-weights was
-    /// slower), otherwise Thaw's own `builtInAlgorithm(for:)`.
+    /// The fastest algorithm measured for `geometry`: oneDNN for depthwise convolutions with a kernel
+    /// larger than 1×1, at least 16 channels (its blocks hold 16) and an output of at least 3×3 (below
+    /// that its backward-weights falls back to a GEMM and was slower); otherwise `builtInAlgorithm(for:)`.
     public static func algorithm(for geometry: Convolution2DGeometry) -> Algorithm {
         let g = geometry
-        let larger = g.kernel.height * g.kernel.width > 1
-        if larger && g.inputChannels >= 16 {
-            if g.isDepthwise && g.outputHeight >= 3 && g.outputWidth >= 3 { return .dnnl }
-            if g.groups == 1 { return .dnnl }
+        if g.isDepthwise && g.kernel.height * g.kernel.width > 1 && g.inputChannels >= 16 && g.outputHeight >= 3 && g.outputWidth >= 3 {
+            return .dnnl
         }
         return builtInAlgorithm(for: g)
     }

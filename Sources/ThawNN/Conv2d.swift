@@ -3,11 +3,11 @@ import ThawKernels
 
 /// A 2-D convolution. Weight is `[outputChannels, inputChannels / groups, kh, kw]`, bias `[outputChannels]`.
 ///
-/// The kernel path is chosen per input (`Convolution2D.algorithm(for:)`): depthwise and dense k > 1
-/// convolutions of ≥ 16 input channels through oneDNN (primitives the layer creates for its current
-/// input geometry and keeps), 1×1 stride-1 unpadded convolutions as a plain GEMM, other depthwise
-/// ones (groups == inputChannels > 1) as direct loops, everything else through im2col into a scratch
-/// tensor the layer owns and reuses. If oneDNN cannot create a primitive, Thaw's own path is used.
+/// The kernel path is chosen per input (`Convolution2D.algorithm(for:)`): depthwise convolutions of
+/// ≥ 16 channels through oneDNN (primitives the layer creates for its current input geometry and
+/// keeps), 1×1 stride-1 unpadded convolutions as a plain GEMM, other depthwise ones (groups ==
+/// inputChannels > 1) as direct loops, everything else through im2col into a scratch tensor the layer
+/// owns and reuses. If oneDNN cannot create a primitive, Thaw's own path is used.
 public final class Conv2d: Layer {
     /// Input channels.
     public let inputChannels: Int

@@ -137,8 +137,8 @@ import ThawTesting
         }
     }
 
-    /// oneDNN for depthwise and dense k > 1 convolutions of ≥ 16 channels (depthwise with an output of at
-    /// least 3×3); Thaw's own paths for 1×1, for few channels, for tiny depthwise outputs and for groups.
+    /// oneDNN for depthwise convolutions of ≥ 16 channels with an output of at least 3×3; Thaw's own
+    /// paths for dense, 1×1 and grouped convolutions, for few channels and for tiny outputs.
     @Test func dispatchSendsMeasuredShapesToDnnl() {
         let depthwise = Convolution2DGeometry(batch: 32, inputChannels: 144, inputHeight: 16, inputWidth: 16, outputChannels: 144,
                                               kernel: 3, padding: 1, groups: 144)
@@ -147,9 +147,12 @@ import ThawTesting
         var tiny = depthwise
         (tiny.inputHeight, tiny.inputWidth) = (2, 2)
         #expect(Convolution2D.algorithm(for: tiny) == .depthwise)
+        var few = depthwise
+        (few.inputChannels, few.outputChannels, few.groups) = (8, 8, 8)
+        #expect(Convolution2D.algorithm(for: few) == .depthwise)
         var dense = depthwise
         dense.groups = 1
-        #expect(Convolution2D.algorithm(for: dense) == .dnnl)
+        #expect(Convolution2D.algorithm(for: dense) == .im2col)
         var pointwise = dense
         (pointwise.kernel, pointwise.padding) = (1, 0)
         #expect(Convolution2D.algorithm(for: pointwise) == .pointwise)
