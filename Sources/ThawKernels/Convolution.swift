@@ -140,11 +140,15 @@ public enum Convolution2D {
     }
 
     /// The fastest algorithm measured for `geometry`: oneDNN for depthwise convolutions with a kernel
-    /// larger than 1×1, at least 16 channels (its blocks hold 16) and an output of at least 3×3 (below
-    /// that its backward-weights falls back to a GEMM and was slower); otherwise `builtInAlgorithm(for:)`.
+    /// larger than 1×1, at least 16 channels (its blocks hold 16) and a kernel that fits inside the
+    /// unpadded input (MobileNetV2's 3×3 on a 2×2 input is not: there oneDNN's backward-weights falls
+    /// back to a GEMM and was 2.6× slower); otherwise `builtInAlgorithm(for:)`.
     public static func algorithm(for geometry: Convolution2DGeometry) -> Algorithm {
         let g = geometry
-        if g.isDepthwise && g.kernel.height * g.kernel.width > 1 && g.inputChannels >= 16 && g.outputHeight >= 3 && g.outputWidth >= 3 {
+        let extentHeight = (g.kernel.height - 1) * g.dilation.height + 1
+        let extentWidth = (g.kernel.width - 1) * g.dilation.width + 1
+        if g.isDepthwise && g.kernel.height * g.kernel.width > 1 && g.inputChannels >= 16
+            && g.inputHeight >= extentHeight && g.inputWidth >= extentWidth {
             return .dnnl
         }
         return builtInAlgorithm(for: g)

@@ -113,12 +113,15 @@ public final class Conv2d: Layer {
 
     /// The path to run for `g`; for `.dnnl`, (re)creates the primitives when the geometry changed
     /// (a new batch size), and falls back to Thaw's own path if oneDNN refuses.
+    ///
+    /// oneDNN runs on one OpenMP thread whatever OpenBLAS uses: with 2 threads on the shared 2-core
+    /// host its depthwise passes were 1.2–35× slower than Thaw's single-threaded loops (BENCHMARKS.md).
     private func path(for g: Convolution2DGeometry) -> Convolution2D.Algorithm {
         let chosen = algorithm(for: g)
         guard chosen == .dnnl else { return chosen }
         if primitives?.geometry != g {
             primitives = nil
-            primitives = try? DnnlConvolution(geometry: g, bias: hasBias, layout: .blocked, threads: Gemm.threadCount, accumulate: true)
+            primitives = try? DnnlConvolution(geometry: g, bias: hasBias, layout: .blocked, threads: 1, accumulate: true)
         }
         return primitives == nil ? Convolution2D.builtInAlgorithm(for: g) : .dnnl
     }

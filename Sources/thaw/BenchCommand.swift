@@ -106,6 +106,11 @@ struct ConvolutionBenchCommand: ParsableCommand {
                 print("whole model (Σ layers · time): " + ConvolutionPass.allCases.map {
                     String(format: "%@ %.2f", $0.rawValue, ConvolutionBenchmark.modelRatio(rows, $0))
                 }.joined(separator: ", "))
+                guard layout == .blocked else { continue }
+                let chosen = rows.map { Convolution2D.algorithm(for: $0.geometry) == .dnnl }
+                print("whole model, oneDNN only where Convolution2D.algorithm(for:) picks it: " + ConvolutionPass.allCases.map {
+                    String(format: "%@ %.2f", $0.rawValue, ConvolutionBenchmark.modelRatio(rows, $0, oneDNNWhere: chosen))
+                }.joined(separator: ", "))
             }
         }
     }

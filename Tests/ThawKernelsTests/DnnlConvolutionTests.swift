@@ -137,8 +137,8 @@ import ThawTesting
         }
     }
 
-    /// oneDNN for depthwise convolutions of ≥ 16 channels with an output of at least 3×3; Thaw's own
-    /// paths for dense, 1×1 and grouped convolutions, for few channels and for tiny outputs.
+    /// oneDNN for depthwise convolutions of ≥ 16 channels whose kernel fits in the input; Thaw's own
+    /// paths for dense, 1×1 and grouped convolutions, for few channels and for inputs smaller than the kernel.
     @Test func dispatchSendsMeasuredShapesToDnnl() {
         let depthwise = Convolution2DGeometry(batch: 32, inputChannels: 144, inputHeight: 16, inputWidth: 16, outputChannels: 144,
                                               kernel: 3, padding: 1, groups: 144)
@@ -147,6 +147,9 @@ import ThawTesting
         var tiny = depthwise
         (tiny.inputHeight, tiny.inputWidth) = (2, 2)
         #expect(Convolution2D.algorithm(for: tiny) == .depthwise)
+        var stridedToTwo = depthwise
+        (stridedToTwo.inputHeight, stridedToTwo.inputWidth, stridedToTwo.stride) = (4, 4, 2)
+        #expect(stridedToTwo.outputHeight == 2 && Convolution2D.algorithm(for: stridedToTwo) == .dnnl)
         var few = depthwise
         (few.inputChannels, few.outputChannels, few.groups) = (8, 8, 8)
         #expect(Convolution2D.algorithm(for: few) == .depthwise)

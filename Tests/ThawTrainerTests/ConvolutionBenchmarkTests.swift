@@ -41,7 +41,8 @@ import ThawTrainer
         let result = try spawnProcessGroup([thaw, "bench", "conv", "--model", "resnet18:3,32,32", "--batch", "2",
                                             "--repetitions", "1"], hangGuardSeconds: 120)
         #expect(result.exitCode == 0, "\(result.output)")
-        #expect(result.output.components(separatedBy: "whole model").count == 3, "one summary per layout:\n\(result.output)")
+        #expect(result.output.components(separatedBy: "whole model (Σ").count == 3, "one summary per layout:\n\(result.output)")
+        #expect(result.output.components(separatedBy: "oneDNN only where").count == 2, "the chosen-path summary, blocked only")
         #expect(result.output.contains("jit"), "oneDNN's implementation names are printed")
         let bad = try spawnProcessGroup([thaw, "bench", "conv", "--layout", "sideways"], hangGuardSeconds: 60)
         #expect(bad.exitCode != 0 && bad.output.contains("--layout"))

@@ -170,6 +170,13 @@ public enum ConvolutionBenchmark {
         return dnnl / thaw
     }
 
+    /// The whole model's time with oneDNN only for the rows where `oneDNNWhere` is true, ÷ Thaw's time.
+    public static func modelRatio(_ rows: [ConvolutionBenchmarkRow], _ pass: ConvolutionPass, oneDNNWhere chosen: [Bool]) -> Double {
+        let mixed = zip(rows, chosen).reduce(0.0) { $0 + Double($1.0.layers) * ($1.1 ? $1.0.dnnlSeconds : $1.0.thawSeconds)[pass.index] }
+        let thaw = rows.reduce(0.0) { $0 + Double($1.layers) * $1.thawSeconds[pass.index] }
+        return mixed / thaw
+    }
+
     /// Medians of `first` and `second` timed in turn `repetitions` times each, after one warm-up run of each.
     static func alternatingMedians(_ repetitions: Int, _ first: () -> Void, _ second: () -> Void) -> (Double, Double) {
         first()
