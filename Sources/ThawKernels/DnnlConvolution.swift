@@ -8,9 +8,6 @@
 //   AVX-512), and every call reorders its operands from and back to NCHW around the primitive. The
 //   reorder time is part of every call, as it would be behind Thaw's NCHW kernel interface.
 //
-// Memory: the buffers in oneDNN's layouts live in one allocation per instance, sized for the largest
-// pass and shared by the three passes (they run one at a time and keep nothing between calls).
-//
 // Threads: this oneDNN is an OpenMP build, which reads the thread count from the *calling* thread's
 // OpenMP setting. Every call sets it (`omp_set_num_threads`) before creating or running a primitive.
 //
@@ -68,8 +65,6 @@ public final class DnnlConvolution {
     private let forwardPass: Pass
     private let backwardDataPass: Pass
     private let backwardWeightsPass: Pass
-    /// The blocked buffers of all three passes (each pass's at offsets from the start), or nil if none.
-    private let blockedBuffers: UnsafeMutableRawPointer?
 
     /// Creates the three primitives.
     /// - Parameters:
@@ -163,15 +158,6 @@ public final class DnnlConvolution {
             (DNNL_ARG_DIFF_WEIGHTS, plainWeight, .write),
         ] + (bias ? [(DNNL_ARG_DIFF_BIAS, biasDescriptor, .write)] : []), ownsDescriptor: true, accumulateWrites: accumulate)
         implementations = (forwardPass.implementation, backwardDataPass.implementation, backwardWeightsPass.implementation)
-        let passes = [forwardPass, backwardDataPass, backwardWeightsPass]
-        let bytes = passes.map(\.innerBytes).max() ?? 0
-        blockedBuffers = bytes == 0 ? nil : UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: Pass.alignment)
-        for pass in passes {
-            for argument in pass.arguments {
-                guard let inner = argument.inner, let blockedBuffers else { continue }
-                mustSucceed(dnnl_memory_set_data_handle(inner, blockedBuffers + argument.innerOffset), "dnnl_memory_set_data_handle")
-            }
-        }
     }
 
     deinit {
@@ -180,7 +166,6 @@ public final class DnnlConvolution {
         backwardWeightsPass.destroy()
         dnnl_stream_destroy(stream)
         dnnl_engine_destroy(engine)
-        blockedBuffers?.deallocate()
     }
 
     /// output = conv(input, weight) + bias (overwrites `output`).
@@ -287,8 +272,6 @@ private struct Argument {
     var plain: dnnl_memory_t
     var reorder: dnnl_primitive_t?
     var inner: dnnl_memory_t?
-    /// Where `inner`'s buffer starts in the instance's shared allocation, in bytes.
-    var innerOffset = 0
     var primitiveMemory: dnnl_memory_t { inner ?? plain }
 }
 
@@ -297,10 +280,6 @@ private struct Pass {
     var primitive: dnnl_primitive_t
     var arguments: [Argument]
     var implementation: String
-    /// Bytes of this pass's buffers in oneDNN's layouts, each starting on an `alignment` boundary.
-    var innerBytes = 0
-    /// Alignment of each buffer in oneDNN's layout (a cache line, as oneDNN allocates its own).
-    static let alignment = 64
 
     /// Creates the primitive from `descriptor` and, for each argument whose layout differs from the
     /// plain one (and each written one when `accumulateWrites`), a buffer in oneDNN's layout and the
@@ -327,10 +306,8 @@ private struct Pass {
             guard let wanted = dnnl_primitive_desc_query_md(descriptor, dnnl_query_exec_arg_md, kind),
                   adds || dnnl_memory_desc_equal(wanted, &plainDescriptor) == 0 else { continue }
             var inner: dnnl_memory_t?
-            try check(dnnl_memory_create(&inner, wanted, engine, nil), "dnnl_memory_create (\(name), inner)")
+            try check(dnnl_memory_create(&inner, wanted, engine, cdnnl_memory_allocate()), "dnnl_memory_create (\(name), inner)")
             argument.inner = inner
-            argument.innerOffset = innerBytes
-            innerBytes += (dnnl_memory_desc_get_size(wanted) + Self.alignment - 1) / Self.alignment * Self.alignment
             arguments[arguments.count - 1] = argument
             var reorderDescriptor: dnnl_primitive_desc_t?
             let attributes = adds ? try sumAttributes() : nil
