@@ -30,9 +30,11 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // oneDNN 2.6 (OpenMP build) has no pkg-config file; its header is in the default include path.
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
 
-        // Tensor kernels on OpenBLAS: no knowledge of layers, MPI or ZeroMQ.
-        .target(name: "ThawKernels", dependencies: ["CBLAS"], swiftSettings: fastMath),
+        // Tensor kernels on OpenBLAS (and oneDNN's convolutions): no knowledge of layers, MPI or ZeroMQ.
+        .target(name: "ThawKernels", dependencies: ["CBLAS", "CDNNL"], swiftSettings: fastMath),
         // Layers with explicit forward/backward, the flat parameter store, models as named groups.
         .target(name: "ThawNN", dependencies: ["ThawKernels"], swiftSettings: fastMath),
         // Datasets, file readers (IDX, NPY, CSV), sharded sampling.

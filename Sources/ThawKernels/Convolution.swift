@@ -10,6 +10,11 @@
 //   matrix, so the convolution is a plain GEMM with no unfolding.
 // - `depthwise`: groups == input channels (> 1), each output channel reading one input channel
 //   (channel multiplier = outputs / inputs). A direct loop; GEMMs of one row would be wasteful.
+// - `dnnl`: oneDNN's primitives in their own blocked layouts, with reorders from and to NCHW in
+//   every call (`DnnlConvolution`, which the caller creates per geometry and passes in). Chosen for
+//   depthwise convolutions of ≥ 16 channels, where `thaw bench conv` measured it 2–10× faster than
+//   the direct loops on MobileNetV2 (BENCHMARKS.md). Dense 3×3 convolutions were also faster
+//   through oneDNN, but stay on im2col for now: see BENCHMARKS.md for why.
 //
 // Note: accumulation. As in llm.c, every backward kernel accumulates (`+=`) into its gradient
 // outputs (`dInput`, `dWeight`, `dBias`). Callers zero `dInput` first when they want it fresh.
@@ -129,10 +134,28 @@ public enum Convolution2D {
         case pointwise
         /// Direct loops. Only for depthwise geometries (groups == inputChannels > 1).
         case depthwise
+        /// oneDNN's primitives (blocked layouts, reorders included) through a caller-owned
+        /// `DnnlConvolution` created with `accumulate: true`. Applies to every geometry.
+        case dnnl
     }
 
-    /// The fastest algorithm that applies: pointwise, then depthwise, then im2col.
+    /// The fastest algorithm measured for `geometry`: oneDNN for depthwise convolutions with a kernel
+    /// larger than 1×1, at least 16 channels (its blocks hold 16) and a kernel that fits inside the
+    /// unpadded input (MobileNetV2's 3×3 on a 2×2 input is not: there oneDNN's backward-weights falls
+    /// back to a GEMM and was 2.6× slower); otherwise `builtInAlgorithm(for:)`.
     public static func algorithm(for geometry: Convolution2DGeometry) -> Algorithm {
+        let g = geometry
+        let extentHeight = (g.kernel.height - 1) * g.dilation.height + 1
+        let extentWidth = (g.kernel.width - 1) * g.dilation.width + 1
+        if g.isDepthwise && g.kernel.height * g.kernel.width > 1 && g.inputChannels >= 16
+            && g.inputHeight >= extentHeight && g.inputWidth >= extentWidth {
+            return .dnnl
+        }
+        return builtInAlgorithm(for: g)
+    }
+
+    /// The fastest of Thaw's own algorithms that applies: pointwise, then depthwise, then im2col.
+    public static func builtInAlgorithm(for geometry: Convolution2DGeometry) -> Algorithm {
         if geometry.isPointwise { return .pointwise }
         if geometry.isDepthwise { return .depthwise }
         return .im2col
@@ -141,7 +164,7 @@ public enum Convolution2D {
     /// Whether `algorithm` can compute `geometry`.
     public static func supports(_ algorithm: Algorithm, _ geometry: Convolution2DGeometry) -> Bool {
         switch algorithm {
-        case .im2col: return true
+        case .im2col, .dnnl: return true
         case .pointwise: return geometry.isPointwise
         case .depthwise: return geometry.isDepthwise
         }
@@ -165,13 +188,15 @@ public enum Convolution2D {
     ///   - geometry: The sizes.
     ///   - algorithm: The path; must support `geometry`.
     ///   - scratch: At least `scratchCount(algorithm, geometry)` elements (unused unless im2col).
+    ///   - primitives: oneDNN's primitives for `geometry` (with `accumulate`); required for `.dnnl`, else unused.
     public static func forward(
         output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         bias: UnsafePointer<Float>?, geometry: Convolution2DGeometry, algorithm: Algorithm,
-        scratch: UnsafeMutablePointer<Float>
+        scratch: UnsafeMutablePointer<Float>, primitives: DnnlConvolution? = nil
     ) {
         precondition(supports(algorithm, geometry), "\(algorithm) does not apply to \(geometry)")
         switch algorithm {
+        case .dnnl: dnnl(primitives, geometry).forward(output: output, input: input, weight: weight, bias: bias)
         case .im2col: forwardIm2col(output: output, input: input, weight: weight, bias: bias, geometry: geometry, scratch: scratch)
         case .pointwise: forwardPointwise(output: output, input: input, weight: weight, bias: bias, geometry: geometry)
         case .depthwise: forwardDepthwise(output: output, input: input, weight: weight, bias: bias, geometry: geometry)
@@ -186,12 +211,15 @@ public enum Convolution2D {
     ///   - geometry: The sizes.
     ///   - algorithm: The path; must support `geometry`.
     ///   - scratch: At least `scratchCount(algorithm, geometry)` elements (unused unless im2col).
+    ///   - primitives: oneDNN's primitives for `geometry` (with `accumulate`); required for `.dnnl`, else unused.
     public static func backwardData(
         dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-        geometry: Convolution2DGeometry, algorithm: Algorithm, scratch: UnsafeMutablePointer<Float>
+        geometry: Convolution2DGeometry, algorithm: Algorithm, scratch: UnsafeMutablePointer<Float>,
+        primitives: DnnlConvolution? = nil
     ) {
         precondition(supports(algorithm, geometry), "\(algorithm) does not apply to \(geometry)")
         switch algorithm {
+        case .dnnl: dnnl(primitives, geometry).backwardData(dInput: dInput, dOutput: dOutput, weight: weight)
         case .im2col: backwardDataIm2col(dInput: dInput, dOutput: dOutput, weight: weight, geometry: geometry, scratch: scratch)
         case .pointwise: backwardDataPointwise(dInput: dInput, dOutput: dOutput, weight: weight, geometry: geometry)
         case .depthwise: backwardDataDepthwise(dInput: dInput, dOutput: dOutput, weight: weight, geometry: geometry)
@@ -207,13 +235,23 @@ public enum Convolution2D {
     ///   - geometry: The sizes.
     ///   - algorithm: The path; must support `geometry`.
     ///   - scratch: At least `scratchCount(algorithm, geometry)` elements (unused unless im2col).
+    ///   - primitives: oneDNN's primitives for `geometry` (with `accumulate`); required for `.dnnl`, else unused.
     public static func backwardWeights(
         dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
         dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>,
-        geometry: Convolution2DGeometry, algorithm: Algorithm, scratch: UnsafeMutablePointer<Float>
+        geometry: Convolution2DGeometry, algorithm: Algorithm, scratch: UnsafeMutablePointer<Float>,
+        primitives: DnnlConvolution? = nil
     ) {
         precondition(supports(algorithm, geometry), "\(algorithm) does not apply to \(geometry)")
+        if algorithm == .dnnl {
+            // oneDNN computes the bias gradient with the weights' when its primitives have a bias.
+            let primitives = dnnl(primitives, geometry)
+            primitives.backwardWeights(dWeight: dWeight, dBias: primitives.hasBias ? dBias : nil, dOutput: dOutput, input: input)
+            if let dBias, !primitives.hasBias { backwardBias(dBias: dBias, dOutput: dOutput, geometry: geometry) }
+            return
+        }
         switch algorithm {
+        case .dnnl: break
         case .im2col: backwardWeightsIm2col(dWeight: dWeight, dOutput: dOutput, input: input, geometry: geometry, scratch: scratch)
         case .pointwise: backwardWeightsPointwise(dWeight: dWeight, dOutput: dOutput, input: input, geometry: geometry)
         case .depthwise: backwardWeightsDepthwise(dWeight: dWeight, dOutput: dOutput, input: input, geometry: geometry)
@@ -237,15 +275,21 @@ public enum Convolution2D {
     ///   - geometry: The sizes.
     ///   - algorithm: The path; must support `geometry`.
     ///   - scratch: At least `scratchCount(algorithm, geometry)` elements (unused unless im2col).
+    ///   - primitives: oneDNN's primitives for `geometry` (with `accumulate`); required for `.dnnl`, else unused.
     public static func backward(
         dInput: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>?,
         dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-        geometry g: Convolution2DGeometry, algorithm: Algorithm, scratch: UnsafeMutablePointer<Float>
+        geometry g: Convolution2DGeometry, algorithm: Algorithm, scratch: UnsafeMutablePointer<Float>,
+        primitives: DnnlConvolution? = nil
     ) {
         precondition(supports(algorithm, g), "\(algorithm) does not apply to \(g)")
         guard algorithm == .im2col else {
-            backwardWeights(dWeight: dWeight, dBias: dBias, dOutput: dOutput, input: input, geometry: g, algorithm: algorithm, scratch: scratch)
-            if let dInput { backwardData(dInput: dInput, dOutput: dOutput, weight: weight, geometry: g, algorithm: algorithm, scratch: scratch) }
+            backwardWeights(dWeight: dWeight, dBias: dBias, dOutput: dOutput, input: input, geometry: g, algorithm: algorithm,
+                            scratch: scratch, primitives: primitives)
+            if let dInput {
+                backwardData(dInput: dInput, dOutput: dOutput, weight: weight, geometry: g, algorithm: algorithm,
+                             scratch: scratch, primitives: primitives)
+            }
             return
         }
         // Legend: as in `forwardIm2col`.
@@ -267,6 +311,14 @@ public enum Convolution2D {
             }
             if let dBias { backwardBias(dBias: dBias, dOutput: dOutput + n * g.outputChannels * P, geometry: image) }
         }
+    }
+
+    /// The primitives a `.dnnl` call needs: given, for this geometry, accumulating (programmer bugs otherwise).
+    static func dnnl(_ primitives: DnnlConvolution?, _ geometry: Convolution2DGeometry) -> DnnlConvolution {
+        guard let primitives else { preconditionFailure("the dnnl path needs a DnnlConvolution for \(geometry)") }
+        precondition(primitives.geometry == geometry && primitives.accumulate,
+                     "DnnlConvolution for \(primitives.geometry) (accumulate \(primitives.accumulate)) used for \(geometry)")
+        return primitives
     }
 
     // MARK: - im2col path

@@ -76,4 +76,7 @@ public enum Gemm {
 
     /// The number of threads OpenBLAS currently uses.
     public static var threadCount: Int { Int(openblas_get_num_threads()) }
+
+    /// The CPU kernel set OpenBLAS picked at run time, such as `Zen` or `SkylakeX`.
+    public static var coreName: String { openblas_get_corename().map { String(cString: $0) } ?? "?" }
 }

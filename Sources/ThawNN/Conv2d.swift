@@ -3,9 +3,11 @@ import ThawKernels
 
 /// A 2-D convolution. Weight is `[outputChannels, inputChannels / groups, kh, kw]`, bias `[outputChannels]`.
 ///
-/// The kernel path is chosen per input: 1×1 stride-1 unpadded convolutions run as a plain GEMM,
-/// depthwise convolutions (groups == inputChannels > 1) as direct loops, everything else through
-/// im2col into a scratch tensor the layer owns and reuses.
+/// The kernel path is chosen per input (`Convolution2D.algorithm(for:)`): depthwise convolutions of
+/// ≥ 16 channels through oneDNN (primitives the layer creates for its current input geometry and
+/// keeps), 1×1 stride-1 unpadded convolutions as a plain GEMM, other depthwise ones (groups ==
+/// inputChannels > 1) as direct loops, everything else through im2col into a scratch tensor the layer
+/// owns and reuses. If oneDNN cannot create a primitive, Thaw's own path is used.
 public final class Conv2d: Layer {
     /// Input channels.
     public let inputChannels: Int
@@ -35,6 +37,11 @@ public final class Conv2d: Layer {
     private let foldedBias = Tensor(shape: [0])
     private var input: Tensor?
     private var geometry: Convolution2DGeometry?
+    /// oneDNN's primitives for the geometries met most recently (training, last and evaluation batches
+    /// differ in size), newest last. They hold no activation buffers: those come from a shared workspace.
+    private var primitivesByGeometry: [(geometry: Convolution2DGeometry, primitives: DnnlConvolution?)] = []
+    /// How many geometries keep their primitives.
+    private static let keptGeometries = 4
 
     /// Creates a convolution.
     /// - Parameters:
@@ -105,9 +112,30 @@ public final class Conv2d: Layer {
             outputChannels: outputChannels, kernel: kernelSize, stride: stride, padding: padding, dilation: dilation, groups: groups)
     }
 
-    /// The kernel path used for `geometry`.
+    /// The kernel path used for `geometry` (before any fallback from oneDNN to Thaw's own path).
     public func algorithm(for geometry: Convolution2DGeometry) -> Convolution2D.Algorithm {
         algorithm ?? Convolution2D.algorithm(for: geometry)
+    }
+
+    /// The path to run for `g` and, for `.dnnl`, its primitives: found among the kept geometries or
+    /// created (the oldest dropped beyond `keptGeometries`). If oneDNN refuses the geometry, Thaw's own
+    /// path runs instead, and the refusal is remembered.
+    ///
+    /// oneDNN runs on one OpenMP thread whatever OpenBLAS uses: with 2 threads on the shared 2-core
+    /// host its depthwise passes were 1.2–35× slower than Thaw's single-threaded loops (BENCHMARKS.md).
+    private func path(for g: Convolution2DGeometry) -> (Convolution2D.Algorithm, DnnlConvolution?) {
+        let chosen = algorithm(for: g)
+        guard chosen == .dnnl else { return (chosen, nil) }
+        let primitives: DnnlConvolution?
+        if let kept = primitivesByGeometry.firstIndex(where: { $0.geometry == g }) {
+            primitives = primitivesByGeometry[kept].primitives
+        } else {
+            primitives = try? DnnlConvolution(geometry: g, bias: hasBias, layout: .blocked, threads: 1, accumulate: true)
+            primitivesByGeometry.append((g, primitives))
+            if primitivesByGeometry.count > Self.keptGeometries { primitivesByGeometry.removeFirst() }
+        }
+        guard let primitives else { return (Convolution2D.builtInAlgorithm(for: g), nil) }
+        return (.dnnl, primitives)
     }
 
     /// y = conv(x, weight) + bias.
@@ -115,11 +143,11 @@ public final class Conv2d: Layer {
         guard let weight else { preconditionFailure("Conv2d used before bind") }
         precondition(x.shape.count == 4 && x.shape[1] == inputChannels, "Conv2d: input shape \(x.shape), expected [N, \(inputChannels), H, W]")
         let g = geometry(for: x.shape)
-        let path = algorithm(for: g)
+        let (path, primitives) = path(for: g)
         scratch.resize(to: [Convolution2D.scratchCount(path, g)])
         output.resize(to: [g.batch, outputChannels, g.outputHeight, g.outputWidth])
         Convolution2D.forward(output: output.data, input: x.data, weight: weight.value, bias: bias.map { UnsafePointer($0.value) },
-                              geometry: g, algorithm: path, scratch: scratch.data)
+                              geometry: g, algorithm: path, scratch: scratch.data, primitives: primitives)
         input = mode == .training ? x : nil
         geometry = mode == .training ? g : nil
         return output
@@ -138,11 +166,11 @@ public final class Conv2d: Layer {
         batchNorm.fold(convolutionWeight: weight.value, convolutionBias: bias.map { UnsafePointer($0.value) },
                        weightsPerChannel: weight.count / outputChannels, into: foldedWeight.data, foldedBias: foldedBias.data)
         let g = geometry(for: x.shape)
-        let path = algorithm(for: g)
+        let (path, primitives) = path(for: g)
         scratch.resize(to: [Convolution2D.scratchCount(path, g)])
         output.resize(to: [g.batch, outputChannels, g.outputHeight, g.outputWidth])
         Convolution2D.forward(output: output.data, input: x.data, weight: foldedWeight.data, bias: UnsafePointer(foldedBias.data),
-                              geometry: g, algorithm: path, scratch: scratch.data)
+                              geometry: g, algorithm: path, scratch: scratch.data, primitives: primitives)
         input = nil
         geometry = nil
         return output
@@ -151,7 +179,7 @@ public final class Conv2d: Layer {
     /// dWeight += dY ⋆ x, dBias += Σ dY, dX = convᵀ(dY, weight).
     public func backward(_ dY: Tensor, computeInputGradient: Bool) -> Tensor? {
         guard let weight, let x = input, let g = geometry else { preconditionFailure("Conv2d.backward without a training forward") }
-        let path = algorithm(for: g)
+        let (path, primitives) = path(for: g)
         scratch.resize(to: [Convolution2D.scratchCount(path, g)])
         if computeInputGradient {
             inputGradient.resize(to: x.shape)
@@ -159,7 +187,7 @@ public final class Conv2d: Layer {
         }
         Convolution2D.backward(dInput: computeInputGradient ? inputGradient.data : nil, dWeight: weight.gradient,
                                dBias: bias?.gradient, dOutput: dY.data, input: x.data, weight: weight.value,
-                               geometry: g, algorithm: path, scratch: scratch.data)
+                               geometry: g, algorithm: path, scratch: scratch.data, primitives: primitives)
         return computeInputGradient ? inputGradient : nil
     }
 }

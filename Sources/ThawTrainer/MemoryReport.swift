@@ -1,6 +1,7 @@
 // MemoryReport: each rank's peak resident memory against an estimate of what training needs —
 // parameters and state, trainable gradients, optimizer state for the trainable groups, and the
-// peak bytes held by tensors (activations, their gradients, scratch, the input batch). Gathered
+// peak bytes held by tensors (activations, their gradients, scratch, the input batch) and oneDNN's
+// workspace. Gathered
 // from every rank at the end of a run, written to metrics.jsonl and printed by rank 0.
 //
 // The peak is the resident high-water mark of the training phase alone: Linux's VmHWM, reset just
@@ -29,7 +30,8 @@ public struct RankMemory: Codable, Equatable, Sendable {
     public var trainableGradients: Int
     /// Optimizer state of the trainable parameters.
     public var optimizerState: Int
-    /// The most bytes tensors held at once: activations, their gradients and scratch.
+    /// The most bytes tensors held at once (activations, their gradients and scratch), plus oneDNN's
+    /// shared workspace for blocked-layout copies.
     public var activations: Int
     /// The most bytes the frozen-prefix feature caches held in memory at once.
     public var featureCache: Int
@@ -66,7 +68,7 @@ public struct RankMemory: Codable, Equatable, Sendable {
                           parameters: (model.store.parameterCount + model.store.state.count) * floatBytes,
                           trainableGradients: trainable * floatBytes,
                           optimizerState: optimizer.stateBuffers.filter { !$0.values.isEmpty }.count * trainable * floatBytes,
-                          activations: Tensor.peakLiveBytes, featureCache: featureCache)
+                          activations: Tensor.peakLiveBytes + DnnlConvolution.workspaceBytes, featureCache: featureCache)
     }
 
     /// Every rank's figures, gathered on every rank (rank order).

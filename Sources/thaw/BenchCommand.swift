@@ -6,12 +6,12 @@ import ThawKernels
 import ThawNN
 import ThawTrainer
 
-/// `thaw bench gemm`: each layer's GEMM throughput against raw cblas_sgemm.
+/// `thaw bench gemm|conv|exchange|status-soak`: benchmarks that report ratios.
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks; every figure is a ratio against a baseline measured in the same run.",
-        subcommands: [GemmBenchCommand.self, ExchangeBenchCommand.self, StatusSoakBenchCommand.self, ScalingBenchCommand.self, CacheBenchCommand.self])
+        subcommands: [GemmBenchCommand.self, ConvolutionBenchCommand.self, ExchangeBenchCommand.self, StatusSoakBenchCommand.self, ScalingBenchCommand.self, CacheBenchCommand.self])
 }
 
 /// Per-layer GEMM throughput ÷ raw cblas_sgemm on the same shapes.
@@ -40,6 +40,79 @@ struct GemmBenchCommand: ParsableCommand {
         let rawTime = rows.reduce(0.0) { $0 + $1.rawSeconds }
         print(String(format: "all GEMM layers: %.1f GFLOP/s vs sgemm %.1f GFLOP/s, ratio %.2f", total / layerTime / 1e9,
                      total / rawTime / 1e9, rawTime / layerTime))
+    }
+}
+
+/// oneDNN's convolution primitives ÷ Thaw's kernel paths, per distinct convolution shape and pass.
+struct ConvolutionBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "conv",
+        abstract: "oneDNN convolution time ÷ Thaw's (im2col/pointwise/depthwise + OpenBLAS) on each distinct conv shape of a model, per pass.",
+        discussion: "Checks that both sides agree (relative 1e-4) before timing and fails if not. Ratios below 1 mean oneDNN is faster.")
+
+    @Option(name: .customLong("model"), help: ArgumentHelp("An architecture and its sample shape; repeatable.", valueName: "name:C,H,W"))
+    var models: [String] = ["mobilenet_v2:3,64,64", "mobilenet_v2:3,96,96", "resnet18:3,64,64"]
+    @Option(help: "Batch size.") var batch = 32
+    @Option(help: "Timed repetitions per side and pass (median reported).") var repetitions = 7
+    @Option(help: "Threads for both OpenBLAS and oneDNN.") var threads = 1
+    @Option(help: "oneDNN layout: plain (Thaw's NCHW, no reorders), blocked (its own, reorders in every call) or both.")
+    var layout = "both"
+    @Option(help: "oneDNN's instruction set: all (what the CPU has) or avx2.") var isa = "all"
+
+    func run() throws {
+        let layouts: [DnnlConvolution.Layout] = layout == "both" ? DnnlConvolution.Layout.allCases : try [DnnlConvolution.Layout(rawValue: layout)
+            ?? { throw ValidationError("--layout: expected plain, blocked or both; got '\(layout)'") }()]
+        guard ["all", "avx2"].contains(isa) else { throw ValidationError("--isa: expected all or avx2; got '\(isa)'") }
+        if isa == "avx2" { try DnnlConvolution.limitToAVX2() }
+        let choices = try models.map { choice -> (String, [Int]) in
+            let parts = choice.split(separator: ":", maxSplits: 1).map(String.init)
+            let shape = parts.count == 2 ? parts[1].split(separator: ",").compactMap { Int($0) } : []
+            guard parts.count == 2, shape.count == 3, shape.allSatisfy({ $0 > 0 }) else {
+                throw ValidationError("--model: expected name:C,H,W like mobilenet_v2:3,64,64; got '\(choice)'")
+            }
+            return (parts[0], shape)
+        }
+        Gemm.setThreadCount(threads)
+        print("Convolution benchmark: oneDNN \(DnnlConvolution.version) (\(DnnlConvolution.instructionSet)) ÷ Thaw (OpenBLAS \(Gemm.coreName)), "
+              + "batch \(batch), \(threads) thread(s) each, median of \(repetitions) alternating runs; ratio < 1: oneDNN faster; "
+              + "thaw path: Thaw's own (→dnnl: now sent to oneDNN)")
+        for (architecture, sampleShape) in choices {
+            let model = try ModelZoo.build(architecture: architecture, sampleShape: sampleShape)
+            let shapes = try ConvolutionBenchmark.shapes(of: model, batch: batch)
+            for layout in layouts {
+                print("\n\(architecture) \(sampleShape.map(String.init).joined(separator: "x")), oneDNN layout \(layout.rawValue): "
+                      + "\(shapes.count) distinct shapes, \(shapes.reduce(0) { $0 + $1.layers }) conv layers")
+                print("shape (N×C×H×W → O, kernel/stride/pad/groups)     layers  thaw path        share   fwd  bwd-d  bwd-w  bwd    oneDNN impl (fwd | bwd-d | bwd-w)")
+                var rows: [ConvolutionBenchmarkRow] = []
+                for shape in shapes {
+                    rows.append(try ConvolutionBenchmark.measure(shape.geometry, layers: shape.layers, layout: layout,
+                                                                 threads: threads, repetitions: repetitions))
+                }
+                // share: this shape's part of the model's Thaw convolution time (forward + the one-sweep backward).
+                let total = rows.reduce(0.0) { $0 + Double($1.layers) * ($1.thawSeconds[0] + $1.thawSeconds[3]) }
+                for row in rows {
+                    let g = row.geometry
+                    var name = "\(g.batch)×\(g.inputChannels)×\(g.inputHeight)×\(g.inputWidth) → \(g.outputChannels), "
+                        + "k\(g.kernel.height) s\(g.stride.height) p\(g.padding.height)" + (g.groups > 1 ? " g\(g.groups)" : "")
+                    name += String(repeating: " ", count: max(0, 48 - name.count))
+                    let share = Double(row.layers) * (row.thawSeconds[0] + row.thawSeconds[3]) / total
+                    // "→dnnl": Convolution2D.algorithm(for:) now sends this shape to oneDNN.
+                    let label = "\(row.algorithm)" + (Convolution2D.algorithm(for: g) == .dnnl ? "→dnnl" : "")
+                    let path = label + String(repeating: " ", count: max(0, 15 - label.count))
+                    print(name + String(format: " %4d   %@ %5.1f%%", row.layers, path, share * 100)
+                          + ConvolutionPass.allCases.map { String(format: " %5.2f", row.ratio($0)) }.joined()
+                          + "   " + row.implementations.joined(separator: " | "))
+                }
+                print("whole model (Σ layers · time): " + ConvolutionPass.allCases.map {
+                    String(format: "%@ %.2f", $0.rawValue, ConvolutionBenchmark.modelRatio(rows, $0))
+                }.joined(separator: ", "))
+                guard layout == .blocked else { continue }
+                let chosen = rows.map { Convolution2D.algorithm(for: $0.geometry) == .dnnl }
+                print("whole model, oneDNN only where Convolution2D.algorithm(for:) picks it: " + ConvolutionPass.allCases.map {
+                    String(format: "%@ %.2f", $0.rawValue, ConvolutionBenchmark.modelRatio(rows, $0, oneDNNWhere: chosen))
+                }.joined(separator: ", "))
+            }
+        }
     }
 }
 

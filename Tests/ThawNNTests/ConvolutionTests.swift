@@ -70,7 +70,7 @@ func fixtureTensor(_ entry: Fixture.Entry) -> Tensor { Tensor(shape: entry.shape
         }
     }
 
-    @Test(arguments: [nil, Convolution2D.Algorithm.im2col])
+    @Test(arguments: [nil, Convolution2D.Algorithm.im2col, .dnnl])
     func matchesPyTorch(algorithm: Convolution2D.Algorithm?) throws {
         let fixture = try Fixture(named: "conv2d")
         try parity(fixture, "strided", Conv2d(3, 4, kernelSize: Size2D(height: 3, width: 2), stride: Size2D(height: 2, width: 1),
@@ -80,7 +80,7 @@ func fixtureTensor(_ entry: Fixture.Entry) -> Tensor { Tensor(shape: entry.shape
         try parity(fixture, "pointwise", Conv2d(5, 3, kernelSize: 1, algorithm: algorithm))
     }
 
-    @Test(arguments: [nil, Convolution2D.Algorithm.im2col])
+    @Test(arguments: [nil, Convolution2D.Algorithm.im2col, .dnnl])
     func depthwiseMatchesPyTorch(algorithm: Convolution2D.Algorithm?) throws {
         let fixture = try Fixture(named: "depthwise_conv")
         try parity(fixture, "stride2", Conv2d(4, 4, kernelSize: 3, stride: 2, padding: 1, groups: 4, bias: false, algorithm: algorithm))

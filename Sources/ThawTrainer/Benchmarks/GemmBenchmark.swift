@@ -103,7 +103,7 @@ public enum GemmBenchmark {
         if let conv = layer as? Conv2d {
             let g = conv.geometry(for: inputShape)
             let path = conv.algorithm(for: g)
-            guard path != .depthwise else { return nil }
+            guard path == .im2col || path == .pointwise else { return nil }
             // im2col: y = W·cols, dCols = Wᵀ·dY, dW = dY·colsᵀ; pointwise: the same with cols = x.
             let m = g.outputChannelsPerGroup
             let n = g.outputHeight * g.outputWidth
