@@ -124,35 +124,50 @@ struct ExchangeBenchCommand: ParsableCommand {
 
     @OptionGroup var model: ModelChoice
     @Option(help: "Per-rank batch size.") var batch = 64
-    @Option(help: "Bucket size in megabytes for the bucketed path.") var bucketMegabytes = 0.5
+    @Option(parsing: .upToNextOption, help: "Bucket sizes in megabytes to measure the bucketed path at (the sweep that tunes training.bucket_size_mb).")
+    var bucketMegabytes: [Double] = [0.5, 1, 2, 4, 8, 16]
     @Option(help: "Timed repetitions per measurement (median reported).") var repetitions = 21
     @Option(help: "Also measure a synthetic model of this many million trainable parameters (0 = skip).") var syntheticMillions = 4.0
+
+    func validate() throws {
+        guard !bucketMegabytes.isEmpty, bucketMegabytes.allSatisfy({ $0 > 0 && $0.isFinite }) else {
+            throw ValidationError("--bucket-megabytes: expected one or more sizes > 0, got \(bucketMegabytes)")
+        }
+        guard repetitions > 0 else { throw ValidationError("--repetitions: expected a number > 0, got \(repetitions)") }
+    }
 
     func run() throws {
         let collective = try MPICollective()
         defer { try? collective.finalize() }
         Gemm.setThreadCount(1)
         let model = try self.model.build()
-        let bucketBytes = Int(bucketMegabytes * 1_048_576)
-        let result = try ExchangeBenchmark.run(model: model, collective: collective, batch: batch, bucketBytes: bucketBytes, repetitions: repetitions)
+        let bucketSizes = bucketMegabytes.map { Int($0 * 1_048_576) }
+        let result = try ExchangeBenchmark.run(model: model, collective: collective, batch: batch, bucketSizes: bucketSizes, repetitions: repetitions)
         var synthetic: ExchangeBenchmarkResult?
         if syntheticMillions > 0 {
             // Four equal linear groups: a large trainable range with little compute.
             let width = Int((syntheticMillions * 1e6 / 4).squareRoot())
             let groups = (0..<4).map { LayerGroup("g\($0)", [(name: "fc", layer: Linear(width, width, bias: false))]) }
             let wide = try Model(groups: groups, sampleShape: [width], seed: 1)
-            synthetic = try ExchangeBenchmark.run(model: wide, collective: collective, batch: 8, bucketBytes: bucketBytes, repetitions: repetitions)
+            synthetic = try ExchangeBenchmark.run(model: wide, collective: collective, batch: 8, bucketSizes: bucketSizes, repetitions: repetitions)
         }
         guard collective.rank == 0 else { return }
         print("Exchange benchmark: \(collective.worldSize) ranks, median of \(repetitions), rank 0's clock")
         for (name, r) in [("\(self.model.architecture) batch \(batch)/rank", result)] + (synthetic.map { [("synthetic linear", $0)] } ?? []) {
             let megabytes = Double(r.trainableParameters * 4) / 1e6
-            print(String(format: "%@: %d trainable parameters (%.2f MB), %d bucket(s)", name, r.trainableParameters, megabytes, r.buckets))
+            print(String(format: "%@: %d trainable parameters (%.2f MB)", name, r.trainableParameters, megabytes))
             print(String(format: "  raw MPI_Allreduce    %8.3f ms  %6.2f GB/s", r.rawSeconds * 1e3, megabytes / 1e3 / r.rawSeconds))
             print(String(format: "  thaw plain           %8.3f ms  %6.2f GB/s   ratio %.2f (goal >= 0.9)", r.plainSeconds * 1e3, megabytes / 1e3 / r.plainSeconds, r.plainRatio))
-            print(String(format: "  thaw bucketed        %8.3f ms  %6.2f GB/s   ratio %.2f", r.bucketedSeconds * 1e3, megabytes / 1e3 / r.bucketedSeconds, r.bucketedRatio))
             print(String(format: "  compute (fwd+bwd)    %8.3f ms", r.computeSeconds * 1e3))
-            print(String(format: "  overlapped step      %8.3f ms   step / max(compute, comm) = %.2f (goal <= 1.15)", r.stepSeconds * 1e3, r.overlapRatio))
+            print("  bucket MB  buckets  bucketed ms  ratio to raw  overlapped step ms  step / max(compute, comm) (goal <= 1.15)")
+            for m in r.bucketSizes {
+                print(String(format: "  %9.2f  %7d  %11.3f  %12.2f  %18.3f  %.2f", Double(m.bucketBytes) / 1_048_576, m.buckets,
+                             m.bucketedSeconds * 1e3, r.bucketedRatio(m), m.stepSeconds * 1e3, r.overlapRatio(m)))
+            }
+            if let fastest = r.fastestStep {
+                print(String(format: "  fastest overlapped step: %.2f MB buckets, step / max(compute, comm) = %.2f",
+                             Double(fastest.bucketBytes) / 1_048_576, r.overlapRatio(fastest)))
+            }
         }
     }
 }

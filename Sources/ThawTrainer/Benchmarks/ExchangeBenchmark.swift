@@ -8,6 +8,18 @@ import ThawCollective
 import ThawKernels
 import ThawNN
 
+/// The bucketed exchange at one bucket size.
+public struct BucketSizeMeasurement: Sendable {
+    /// The target bucket size in bytes.
+    public var bucketBytes: Int
+    /// How many buckets the trainable range made.
+    public var buckets: Int
+    /// Median seconds of the bucketed exchange with no computation to overlap.
+    public var bucketedSeconds: Double
+    /// Median seconds of forward + backward with the bucketed exchange overlapped.
+    public var stepSeconds: Double
+}
+
 /// The results of the exchange benchmark.
 public struct ExchangeBenchmarkResult: Sendable {
     /// Trainable parameters exchanged per step.
@@ -16,21 +28,21 @@ public struct ExchangeBenchmarkResult: Sendable {
     public var rawSeconds: Double
     /// Median seconds of Thaw's plain exchange (one all-reduce of the trainable range).
     public var plainSeconds: Double
-    /// Median seconds of Thaw's bucketed exchange with no computation to overlap.
-    public var bucketedSeconds: Double
-    /// Number of buckets on the bucketed path.
-    public var buckets: Int
     /// Median seconds of forward + backward without any exchange.
     public var computeSeconds: Double
-    /// Median seconds of forward + backward with the bucketed, overlapped exchange.
-    public var stepSeconds: Double
+    /// The bucketed exchange at each bucket size asked for, in that order.
+    public var bucketSizes: [BucketSizeMeasurement]
 
     /// Plain exchange throughput ÷ raw all-reduce throughput (goal ≥ 0.9).
     public var plainRatio: Double { rawSeconds / plainSeconds }
-    /// Bucketed exchange throughput ÷ raw all-reduce throughput.
-    public var bucketedRatio: Double { rawSeconds / bucketedSeconds }
-    /// Step time ÷ max(compute, communication) (goal ≤ 1.15).
-    public var overlapRatio: Double { stepSeconds / max(computeSeconds, plainSeconds) }
+    /// Bucketed exchange throughput ÷ raw all-reduce throughput at `measurement`'s bucket size.
+    public func bucketedRatio(_ measurement: BucketSizeMeasurement) -> Double { rawSeconds / measurement.bucketedSeconds }
+    /// Step time ÷ max(compute, communication) at `measurement`'s bucket size (goal ≤ 1.15).
+    public func overlapRatio(_ measurement: BucketSizeMeasurement) -> Double {
+        measurement.stepSeconds / max(computeSeconds, plainSeconds)
+    }
+    /// The bucket size with the shortest overlapped step.
+    public var fastestStep: BucketSizeMeasurement? { bucketSizes.min { $0.stepSeconds < $1.stepSeconds } }
 }
 
 /// Measures gradient exchange and overlap for one model on the current MPI job.
@@ -40,16 +52,15 @@ public enum ExchangeBenchmark {
     ///   - model: The model; every group trains.
     ///   - collective: The MPI job (2 or more ranks for meaningful figures).
     ///   - batch: The per-rank batch size.
-    ///   - bucketBytes: The bucket size for the bucketed path.
+    ///   - bucketSizes: The bucket sizes in bytes to measure the bucketed path at (at least one).
     ///   - repetitions: Timed repetitions; medians are reported.
-    public static func run(model: Model, collective: any Collective, batch: Int, bucketBytes: Int,
+    public static func run(model: Model, collective: any Collective, batch: Int, bucketSizes: [Int],
                            repetitions: Int) throws -> ExchangeBenchmarkResult {
+        precondition(!bucketSizes.isEmpty, "ExchangeBenchmark: no bucket size to measure")
         let store = model.store
         let range = model.trainableRange
-        let plain = GradientExchange(collective: collective, store: store, mode: .plain, bucketBytes: bucketBytes)
-        let bucketed = GradientExchange(collective: collective, store: store, mode: .bucketed, bucketBytes: bucketBytes)
+        let plain = GradientExchange(collective: collective, store: store, mode: .plain, bucketBytes: bucketSizes[0])
         plain.prepare(firstTrainableGroup: model.firstTrainableGroup)
-        bucketed.prepare(firstTrainableGroup: model.firstTrainableGroup)
 
         let raw = UnsafeMutableBufferPointer<Float>.allocate(capacity: range.count)
         defer { raw.deallocate() }
@@ -70,12 +81,6 @@ public enum ExchangeBenchmark {
 
         let rawSeconds = try timed { _ = RawMPI.allReduceSum(raw) }
         let plainSeconds = try timed { try plain.finish(trainableRange: range) }
-        let bucketedSeconds = try timed {
-            for group in stride(from: model.groups.count - 1, through: model.firstTrainableGroup, by: -1) {
-                try bucketed.groupFinished(group)
-            }
-            try bucketed.finish(trainableRange: range)
-        }
 
         let input = Tensor(shape: [batch] + model.sampleShape)
         var generator = SplitMix64(seed: UInt64(collective.rank) + 1)
@@ -86,13 +91,26 @@ public enum ExchangeBenchmark {
             _ = try model.forward(input, training: true)
             model.backward(upstream)
         }
-        let stepSeconds = try timed {
-            _ = try model.forward(input, training: true)
-            try model.backward(upstream) { try bucketed.groupFinished($0) }
-            try bucketed.finish(trainableRange: range)
+
+        var measurements: [BucketSizeMeasurement] = []
+        for bucketBytes in bucketSizes {
+            let bucketed = GradientExchange(collective: collective, store: store, mode: .bucketed, bucketBytes: bucketBytes)
+            bucketed.prepare(firstTrainableGroup: model.firstTrainableGroup)
+            let bucketedSeconds = try timed {
+                for group in stride(from: model.groups.count - 1, through: model.firstTrainableGroup, by: -1) {
+                    try bucketed.groupFinished(group)
+                }
+                try bucketed.finish(trainableRange: range)
+            }
+            let stepSeconds = try timed {
+                _ = try model.forward(input, training: true)
+                try model.backward(upstream) { try bucketed.groupFinished($0) }
+                try bucketed.finish(trainableRange: range)
+            }
+            measurements.append(BucketSizeMeasurement(bucketBytes: bucketBytes, buckets: bucketed.buckets.count,
+                                                      bucketedSeconds: bucketedSeconds, stepSeconds: stepSeconds))
         }
-        return ExchangeBenchmarkResult(
-            trainableParameters: range.count, rawSeconds: rawSeconds, plainSeconds: plainSeconds,
-            bucketedSeconds: bucketedSeconds, buckets: bucketed.buckets.count, computeSeconds: computeSeconds, stepSeconds: stepSeconds)
+        return ExchangeBenchmarkResult(trainableParameters: range.count, rawSeconds: rawSeconds, plainSeconds: plainSeconds,
+                                       computeSeconds: computeSeconds, bucketSizes: measurements)
     }
 }
