@@ -123,6 +123,10 @@ public final class Trainer {
     /// Why the frozen-prefix cache can never be used in this run (nil when it can).
     private let cacheOffReason: String?
     private var announcedCacheOff = false
+    /// The boundary last announced as too short-lived to cache (so the note is said once per boundary).
+    private var announcedShortBoundary: Int?
+    /// Whether the current boundary is scheduled to hold for this epoch only, so no cache is built for it.
+    private var boundaryIsShortLived = false
     private var trainingFeatures: FeatureCache?
     private var evaluationFeatures: [String: FeatureCache] = [:]
     private let cachedInput = Tensor(shape: [0])
@@ -385,7 +389,7 @@ public final class Trainer {
     func trainEpoch(epoch: Int, plan: TrainingPlan, resumeFrom: PartialEpoch?) throws -> EpochRecord? {
         let fillStarted = Date()
         let hadCache = trainingFeatures != nil
-        let cache = try trainingCache()
+        let cache = try trainingCache(epoch: epoch)
         let fillSeconds = cache != nil && !hadCache ? Date().timeIntervalSince(fillStarted) : nil
         let needsRawInput = cache.map { model.needsRawInput(belowGroup: $0.boundary) } ?? false
         let started = Date().addingTimeInterval(-(resumeFrom?.seconds ?? 0))
@@ -549,16 +553,39 @@ public final class Trainer {
         return nil
     }
 
+    /// How many epochs from `epoch` on the current trainable set is scheduled to hold, when the
+    /// schedule is known in advance (the fixed and gradual policies); nil otherwise (plateau, none).
+    /// Every rank computes it alike from the configuration, so they agree on building the cache.
+    private func epochsTheBoundaryHolds(from epoch: Int) -> Int? {
+        guard config.unfreezing.policy == .fixed || config.unfreezing.policy == .gradual,
+              let planner = try? UnfreezingPlanner(settings: config.unfreezing, groupNames: model.groupNames,
+                                                   baseLearningRate: config.optimizer.learningRate,
+                                                   batchNormPolicy: config.model.frozenBatchNorm.rawValue) else { return nil }
+        return (planner.nextChange(after: epoch, epochs: config.training.epochs) ?? config.training.epochs) - epoch
+    }
+
     /// The training set's cache for the current boundary, built on first use; nil when the cache does
-    /// not apply (every group trains, or a blocker, announced once). Every rank computes a 1/W slice of
-    /// the samples and broadcasts it (see FeatureCache.swift).
-    private func trainingCache() throws -> FeatureCache? {
+    /// not apply (every group trains, or a blocker, announced once) or does not pay: when the schedule
+    /// moves the boundary after this one epoch, filling the cache would compute the frozen groups'
+    /// output once, which is the work it saves, and add a broadcast and memory. Every rank computes a
+    /// 1/W slice of the samples and broadcasts it (see FeatureCache.swift).
+    private func trainingCache(epoch: Int) throws -> FeatureCache? {
         let boundary = model.firstTrainableGroup
+        boundaryIsShortLived = false
         guard boundary > 0, boundary < model.groups.count else { return nil }
         if let trainingFeatures, trainingFeatures.boundary == boundary { return trainingFeatures }
         if let reason = cacheBlocker() {
             if !announcedCacheOff { onEvent(.note("feature cache: off: \(reason)")) }
             announcedCacheOff = true
+            return nil
+        }
+        if let holds = epochsTheBoundaryHolds(from: epoch), holds < 2 {
+            boundaryIsShortLived = true
+            if announcedShortBoundary != boundary {
+                onEvent(.note("feature cache: not built for epoch \(epoch + 1): the schedule moves the boundary after it, "
+                              + "so computing the frozen groups' output once would only repeat the work it saves"))
+            }
+            announcedShortBoundary = boundary
             return nil
         }
         let cache = try newCache(boundary: boundary, count: train.count, name: "train")
@@ -590,7 +617,7 @@ public final class Trainer {
     private func evaluationCache(key: String, count: Int) throws -> FeatureCache? {
         let boundary = model.firstTrainableGroup
         // Evaluation never augments, so only the switch and batch-statistics batch norm rule it out.
-        guard boundary > 0, boundary < model.groups.count, config.training.featureCache.enabled,
+        guard boundary > 0, boundary < model.groups.count, config.training.featureCache.enabled, !boundaryIsShortLived,
               model.frozenBatchNormPolicy == .runningStatistics else { return nil }
         if let existing = evaluationFeatures[key], existing.boundary == boundary { return existing }
         let cache = try newCache(boundary: boundary, count: count, name: key)

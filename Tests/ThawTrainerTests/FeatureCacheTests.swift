@@ -82,22 +82,39 @@ import ThawTesting
     }
 
     static let movingPlan = """
-        training: {epochs: 4, batch_size: 16}
-        unfreezing: {policy: fixed, table: {"0": [head], "1": [block1, head], "3": [stem, block1, head]}}
+        training: {epochs: 5, batch_size: 16}
+        unfreezing: {policy: fixed, table: {"0": [head], "2": [block1, head], "4": [stem, block1, head]}}
         """
 
     @Test func aCNNWithBatchNormTrainsTheSameWithTheCache() throws {
         let cached = try Self.train(yaml: Self.movingPlan, architecture: "small-cnn", data: Self.images())
         let off = try Self.train(yaml: Self.movingPlan.replacingOccurrences(of: "batch_size: 16}", with: "batch_size: 16, feature_cache: {enabled: false}}"),
                                  architecture: "small-cnn", data: Self.images())
-        // Epochs 1–3 ran from the cache (filled at epochs 1 and 2, when the boundary moved); epoch 4 trains everything.
-        #expect(cached.records.map(\.fromCache) == [true, true, true, false])
-        #expect(cached.records.map { $0.cacheFillSeconds != nil } == [true, true, false, false])
+        // Epochs 1–4 ran from the cache (filled at epochs 1 and 3, when the boundary moved); epoch 5 trains everything.
+        #expect(cached.records.map(\.fromCache) == [true, true, true, true, false])
+        #expect(cached.records.map { $0.cacheFillSeconds != nil } == [true, false, true, false, false])
         #expect(off.records.allSatisfy { $0.fromCache == false })
         #expect(cached.notes.contains { $0.contains("computed once for 60 training samples") && $0.contains("in memory") }, "\(cached.notes)")
         #expect(cached.notes.contains { $0.hasPrefix("feature cache: dropped: the trainable boundary moved") }, "\(cached.notes)")
         #expect(off.notes.contains { $0.contains("off: training.feature_cache.enabled is false") }, "\(off.notes)")
         Self.compare(cached, off, "small-cnn")
+    }
+
+    /// A boundary the fixed schedule holds for one epoch only gets no cache (filling it would repeat the
+    /// frozen forward it saves), says so, and trains the same; a boundary held for two epochs does.
+    @Test func aBoundaryHeldForOneEpochIsNotCached() throws {
+        let plan = """
+            training: {epochs: 4, batch_size: 16}
+            unfreezing: {policy: fixed, table: {"0": [head], "1": [block1, head]}}
+            """
+        let cached = try Self.train(yaml: plan, architecture: "small-cnn", data: Self.images())
+        let off = try Self.train(yaml: plan.replacingOccurrences(of: "batch_size: 16}", with: "batch_size: 16, feature_cache: {enabled: false}}"),
+                                 architecture: "small-cnn", data: Self.images())
+        #expect(cached.records.map(\.fromCache) == [false, true, true, true])
+        #expect(cached.notes.contains { $0.hasPrefix("feature cache: not built for epoch 1: the schedule moves the boundary after it") },
+                "\(cached.notes)")
+        #expect(!cached.notes.contains { $0.contains("not built for epoch 2") }, "\(cached.notes)")
+        Self.compare(cached, off, "one-epoch boundary")
     }
 
     @Test func aSpilledCacheGivesTheSameRun() throws {
@@ -106,20 +123,20 @@ import ThawTesting
         let off = try Self.train(yaml: Self.movingPlan.replacingOccurrences(of: "batch_size: 16}", with: "batch_size: 16, feature_cache: {enabled: false}}"),
                                  architecture: "small-cnn", data: Self.images())
         #expect(spilled.notes.contains { $0.contains("in a file") }, "\(spilled.notes)")
-        #expect(spilled.records.map(\.fromCache) == [true, true, true, false])
+        #expect(spilled.records.map(\.fromCache) == [true, true, true, true, false])
         Self.compare(spilled, off, "spilled")
     }
 
     @Test func aBERTWithPaddedIdsTrainsTheSameWithTheCache() throws {
         let tiny = packageRoot() + "/Tests/Fixtures/bert_tiny_config.json"
         let plan = """
-            training: {epochs: 3, batch_size: 12}
-            unfreezing: {policy: fixed, table: {"0": [head], "1": [layer1, head], "2": [layer0, layer1, head]}}
+            training: {epochs: 4, batch_size: 12}
+            unfreezing: {policy: fixed, table: {"0": [head], "2": [layer1, head]}}
             """
         let cached = try Self.train(yaml: plan, architecture: "bert", data: Self.texts(), bertConfig: tiny)
         let off = try Self.train(yaml: plan.replacingOccurrences(of: "batch_size: 12}", with: "batch_size: 12, feature_cache: {enabled: false}}"),
                                  architecture: "bert", data: Self.texts(), bertConfig: tiny)
-        #expect(cached.records.map(\.fromCache) == [true, true, true])
+        #expect(cached.records.map(\.fromCache) == [true, true, true, true])
         Self.compare(cached, off, "bert")
     }
 
@@ -138,17 +155,17 @@ import ThawTesting
     @Test func twoAndThreeRanksWithTheCacheMatchOneProcess() throws {
         let scratch = try ScratchRun()
         let extra = """
-            training: {epochs: 3, batch_size: 12}
-            unfreezing: {policy: fixed, table: {"0": [head], "1": [hidden2, head]}}
+            training: {epochs: 4, batch_size: 12}
+            unfreezing: {policy: fixed, table: {"0": [head], "2": [hidden2, head]}}
             """
         let single = try runTraining(config: try scratch.writeConfig(name: "one", extra: extra), ranks: 1)
         try #require(single.exitCode == 0, "\(single.output)")
         let reference = try readWeights(scratch.path("one/model.safetensors"))
-        #expect(try epochRecords(scratch.path("one")).map { $0["from_cache"] as? Bool } == [true, true, true])
+        #expect(try epochRecords(scratch.path("one")).map { $0["from_cache"] as? Bool } == [true, true, true, true])
         for ranks in [2, 3] {
             let run = try runTraining(config: try scratch.writeConfig(name: "ranks\(ranks)", extra: extra), ranks: ranks)
             try #require(run.exitCode == 0, "\(run.output)")
-            #expect(try epochRecords(scratch.path("ranks\(ranks)")).map { $0["from_cache"] as? Bool } == [true, true, true])
+            #expect(try epochRecords(scratch.path("ranks\(ranks)")).map { $0["from_cache"] as? Bool } == [true, true, true, true])
             let difference = maximumRelativeDifference(try readWeights(scratch.path("ranks\(ranks)/model.safetensors")), reference)
             #expect(difference < 1e-5, "\(ranks) ranks with the cache differ from one process by \(difference)")
         }
