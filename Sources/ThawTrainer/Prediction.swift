@@ -38,13 +38,17 @@ public struct Predictions: Sendable, Equatable {
     public var predictedClasses: [Int] { (0..<count).map { top(1, row: $0).first?.index ?? 0 } }
 
     /// Runs `model` in inference mode over every sample of `dataset`, `batchSize` at a time.
+    /// - Parameters:
+    ///   - labelColumns: Keep only the first this many outputs of each sample (a domain-adversarial
+    ///     model's output ends with its 2 domain logits, which are not classes); nil keeps all.
     /// - Throws: ``ShapeError`` when the samples do not fit the model.
-    public static func evaluate(model: Model, dataset: any Dataset, batchSize: Int) throws -> Predictions {
+    public static func evaluate(model: Model, dataset: any Dataset, batchSize: Int, labelColumns: Int? = nil) throws -> Predictions {
         precondition(batchSize > 0, "batch size must be positive")
         let sampleSize = dataset.sampleShape.reduce(1, *)
         let batch = Tensor(shape: [min(batchSize, max(dataset.count, 1))] + dataset.sampleShape)
         var logits: [Float] = []
-        var classCount = model.outputSampleShape.reduce(1, *)
+        let modelOutputs = model.outputSampleShape.reduce(1, *)
+        var classCount = min(labelColumns ?? modelOutputs, modelOutputs)
         logits.reserveCapacity(dataset.count * classCount)
         var start = 0
         while start < dataset.count {
@@ -52,8 +56,11 @@ public struct Predictions: Sendable, Equatable {
             batch.resize(to: [rows] + dataset.sampleShape)
             for row in 0..<rows { dataset.copySample(start + row, into: batch.data + row * sampleSize) }
             let output = try model.forward(batch, training: false)
-            classCount = output.count / rows
-            logits.append(contentsOf: UnsafeBufferPointer(start: output.data, count: output.count))
+            let outputs = output.count / rows
+            classCount = min(labelColumns ?? outputs, outputs)
+            for row in 0..<rows {
+                logits.append(contentsOf: UnsafeBufferPointer(start: output.data + row * outputs, count: classCount))
+            }
             start += rows
         }
         return Predictions(logits: logits, count: dataset.count, classCount: classCount)

@@ -73,7 +73,9 @@ struct PredictCommand: ParsableCommand {
         let model = try loadModel(training: training, sampleShape: inputs.dataset.sampleShape)
         try ModelZoo.validateInputs(inputs.dataset, for: model, name: input ?? texts ?? "the \(split ?? "") split")
 
-        let predictions = try Predictions.evaluate(model: model, dataset: inputs.dataset, batchSize: batch)
+        // A domain-adversarial model's last 2 outputs are domain logits, not classes.
+        let labelColumns = training.flatMap { $0.model.domainAdaptation == nil ? nil : $0.model.classes }
+        let predictions = try Predictions.evaluate(model: model, dataset: inputs.dataset, batchSize: batch, labelColumns: labelColumns)
         if let logits {
             try NPYWriter.write(predictions.logits, shape: [predictions.count, predictions.classCount], to: logits)
         }

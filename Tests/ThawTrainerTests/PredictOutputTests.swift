@@ -1,7 +1,8 @@
 // thaw predict's outputs and inputs, end to end with real processes: the logits NPY equals an
 // in-process forward pass of the checkpoint, a dataset split agrees with `thaw eval`, a preprocessed
 // array gives the same logits as the split it holds, and a text model gives the same logits from
-// token ids, from raw texts and from the configured split, refusing an id outside its vocabulary.
+// token ids, from raw texts and from the configured split, refusing an id outside its vocabulary; and
+// a domain-adversarial model's domain logits are left out of its predictions.
 import Foundation
 import Testing
 import ThawData
@@ -109,5 +110,21 @@ import ThawTesting
         let refused = try run(["predict", "--config", config, "--input", scratch.path("bad.npy")])
         #expect(refused.exitCode != 0 && refused.output.contains(scratch.path("bad.npy")) && refused.output.contains("sample 2")
                 && refused.output.contains("position 3") && refused.output.contains("500"), "\(refused.output)")
+    }
+
+    /// With `labelColumns` (a domain-adversarial model: classes, then 2 domain logits), each row keeps
+    /// its first columns only, and the ranking never names a domain column.
+    @Test func labelColumnsDropTheDomainLogits() throws {
+        var section = ModelSection()
+        section.architecture = "small-cnn"
+        section.classes = 5
+        let model = try ModelZoo.build(section, sampleShape: [1, 12, 12], seed: 3)
+        let data = FeatureCacheTests.images()
+        let all = try Predictions.evaluate(model: model, dataset: data, batchSize: 7)
+        let labels = try Predictions.evaluate(model: model, dataset: data, batchSize: 7, labelColumns: 3)
+        #expect(all.classCount == 5 && labels.classCount == 3 && labels.count == data.count)
+        let expected = (0..<data.count).flatMap { row in all.logits[(row * 5)..<(row * 5 + 3)] }
+        #expect(labels.logits == expected)
+        #expect((0..<data.count).allSatisfy { row in labels.top(5, row: row).allSatisfy { $0.index < 3 } })
     }
 }
