@@ -5,7 +5,9 @@
 // - bucketed: the trainable range is cut at group boundaries into buckets of about
 //   `bucketBytes`, from the head down. As soon as backward has finished the lowest group
 //   of a bucket, that bucket's non-blocking all-reduce starts; between groups, pending
-//   reductions are tested so MPI makes progress while backward computes.
+//   reductions are tested so MPI makes progress while backward computes. `finish` starts any
+//   bucket not started yet, in the same head-first order, so a rank that ran no backward in a
+//   step (no samples left for it) still joins every reduction.
 // Frozen groups are outside the trainable range, so they send zero bytes.
 import ThawCollective
 import ThawNN
@@ -27,6 +29,8 @@ public final class GradientExchange {
     /// The buckets for the current trainable set, head first.
     public private(set) var buckets: [Bucket] = []
     private var pending: [PendingReduction] = []
+    /// How many of `buckets` (head first) have started reducing this step.
+    private var startedBuckets = 0
     /// Bytes this rank contributed to the last exchange (4 × trainable elements).
     public private(set) var bytesLastStep = 0
 
@@ -46,6 +50,7 @@ public final class GradientExchange {
     /// Rebuilds the buckets for a new trainable boundary. Call after every change of the trainable set.
     public func prepare(firstTrainableGroup: Int) {
         buckets = []
+        startedBuckets = 0
         var top = store.parameterCount
         var index = store.groupRanges.count - 1
         while index >= firstTrainableGroup {
@@ -63,13 +68,18 @@ public final class GradientExchange {
     public func groupFinished(_ index: Int) throws {
         guard mode == .bucketed else { return }
         for reduction in pending { _ = try reduction.test() }
-        if let bucket = buckets.first(where: { $0.lowestGroup == index }) {
-            let buffer = UnsafeMutableBufferPointer(rebasing: store.gradients[bucket.range])
-            pending.append(try collective.startAllReduceSum(buffer))
-        }
+        if startedBuckets < buckets.count, buckets[startedBuckets].lowestGroup == index { try startNextBucket() }
     }
 
-    /// Completes the exchange: waits for every bucket, or runs the one plain all-reduce.
+    /// Starts the next bucket's non-blocking all-reduce.
+    private func startNextBucket() throws {
+        let buffer = UnsafeMutableBufferPointer(rebasing: store.gradients[buckets[startedBuckets].range])
+        pending.append(try collective.startAllReduceSum(buffer))
+        startedBuckets += 1
+    }
+
+    /// Completes the exchange: starts the buckets backward did not reach (all of them on a rank that
+    /// ran no backward this step) and waits for every bucket, or runs the one plain all-reduce.
     /// - Parameter trainableRange: The range to sum on the plain path.
     public func finish(trainableRange: Range<Int>) throws {
         // A single rank exchanges nothing.
@@ -79,8 +89,10 @@ public final class GradientExchange {
             guard !trainableRange.isEmpty else { return }
             try collective.allReduceSum(UnsafeMutableBufferPointer(rebasing: store.gradients[trainableRange]))
         case .bucketed:
+            while startedBuckets < buckets.count { try startNextBucket() }
             for reduction in pending { try reduction.wait() }
             pending.removeAll(keepingCapacity: true)
+            startedBuckets = 0
         }
     }
 }

@@ -416,15 +416,9 @@ public final class Trainer {
                 // (and its running statistics) on an epoch's last, short step.
                 let indices = Array(sampler.localBatch(epoch: epoch, step: samplerStep).prefix { $0 != nil })
                 let isLast = samplerStep == micro.upperBound - 1
-                guard !indices.isEmpty else {
-                    // No sample for this rank in this step: it still joins the exchange, with zero gradients.
-                    if isLast {
-                        for group in stride(from: model.groups.count - 1, through: model.firstTrainableGroup, by: -1) {
-                            try exchange.groupFinished(group)
-                        }
-                    }
-                    continue
-                }
+                // No sample for this rank in this step: it joins the exchange with zero gradients
+                // (`finish` starts the buckets backward would have started).
+                guard !indices.isEmpty else { continue }
                 let outputs: Tensor
                 if let cache {
                     // Only the trainable groups run, on the frozen prefix's cached output.

@@ -96,12 +96,8 @@ public enum ExchangeBenchmark {
         for bucketBytes in bucketSizes {
             let bucketed = GradientExchange(collective: collective, store: store, mode: .bucketed, bucketBytes: bucketBytes)
             bucketed.prepare(firstTrainableGroup: model.firstTrainableGroup)
-            let bucketedSeconds = try timed {
-                for group in stride(from: model.groups.count - 1, through: model.firstTrainableGroup, by: -1) {
-                    try bucketed.groupFinished(group)
-                }
-                try bucketed.finish(trainableRange: range)
-            }
+            // With no backward to start them, `finish` starts every bucket, head first.
+            let bucketedSeconds = try timed { try bucketed.finish(trainableRange: range) }
             let stepSeconds = try timed {
                 _ = try model.forward(input, training: true)
                 try model.backward(upstream) { try bucketed.groupFinished($0) }
