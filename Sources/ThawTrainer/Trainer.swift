@@ -298,12 +298,14 @@ public final class Trainer {
     /// Whether no group is left to thaw: every group trains, or the schedule changes no more.
     private func thawingIsExhausted(after epoch: Int) -> Bool {
         if (plan?.trainableGroups.count ?? 0) == model.groupNames.count { return true }
-        guard config.unfreezing.policy != .plateau,
-              let planner = try? UnfreezingPlanner(settings: config.unfreezing, groupNames: model.groupNames,
-                                                   baseLearningRate: config.optimizer.learningRate,
-                                                   batchNormPolicy: config.model.frozenBatchNorm.rawValue) else { return false }
-        return planner.nextChange(after: epoch, epochs: config.training.epochs) == nil
+        guard config.unfreezing.policy != .plateau, let unfreezingSchedule else { return false }
+        return unfreezingSchedule.nextChange(after: epoch, epochs: config.training.epochs) == nil
     }
+
+    /// The configured unfreezing schedule, to look ahead in (`nextChange`); nil if it does not fit the model.
+    private lazy var unfreezingSchedule = try? UnfreezingPlanner(settings: config.unfreezing, groupNames: model.groupNames,
+                                                       baseLearningRate: config.optimizer.learningRate,
+                                                       batchNormPolicy: config.model.frozenBatchNorm.rawValue)
 
     /// With early stopping and `restore_best`, puts back the best epoch's weights (the last record's
     /// test result is then evaluated on the restored model).
@@ -421,14 +423,7 @@ public final class Trainer {
                 guard !indices.isEmpty else { continue }
                 let outputs: Tensor
                 if let cache {
-                    // Only the trainable groups run, on the frozen prefix's cached output.
-                    assembleTargets(indices, from: train)
-                    cache.load(indices, into: cachedInput)
-                    if needsRawInput {
-                        try assemble(indices, from: train)
-                        model.observeRawInput(input, belowGroup: cache.boundary)
-                    }
-                    outputs = model.forward(cachedInput, fromGroup: cache.boundary, training: true)
+                    outputs = try forwardFromCache(cache, indices, of: train, needsRawInput: needsRawInput, training: true)
                 } else {
                     try assemble(indices, from: train)
                     augmentation?.apply(to: input.data, sampleShape: model.sampleShape, sampleIndices: indices, epoch: epoch)
@@ -504,13 +499,7 @@ public final class Trainer {
             let indices = shard.localBatch(step: step)
             let outputs: Tensor
             if let cache, cache.holds(indices) {
-                assembleTargets(indices, from: dataset)
-                cache.load(indices, into: cachedInput)
-                if needsRawInput {
-                    try assemble(indices, from: dataset)
-                    model.observeRawInput(input, belowGroup: cache.boundary)
-                }
-                outputs = model.forward(cachedInput, fromGroup: cache.boundary, training: false)
+                outputs = try forwardFromCache(cache, indices, of: dataset, needsRawInput: needsRawInput, training: false)
             } else if let cache {
                 try assemble(indices, from: dataset)
                 let features = model.forward(input, groups: 0..<cache.boundary, training: false)
@@ -529,6 +518,19 @@ public final class Trainer {
     }
 
     // MARK: - The frozen-prefix cache
+
+    /// Runs only the groups above `cache.boundary`, on the cached rows of `indices` (their targets
+    /// assembled; the raw batch too when a layer above needs it, such as BERT's padding mask).
+    private func forwardFromCache(_ cache: FeatureCache, _ indices: [Int?], of dataset: any Dataset,
+                                  needsRawInput: Bool, training: Bool) throws -> Tensor {
+        assembleTargets(indices, from: dataset)
+        cache.load(indices, into: cachedInput)
+        if needsRawInput {
+            try assemble(indices, from: dataset)
+            model.observeRawInput(input, belowGroup: cache.boundary)
+        }
+        return model.forward(cachedInput, fromGroup: cache.boundary, training: training)
+    }
 
     /// The most bytes the feature caches held in memory at once during the run.
     public private(set) var peakFeatureCacheBytes = 0
@@ -551,11 +553,8 @@ public final class Trainer {
     /// schedule is known in advance (the fixed and gradual policies); nil otherwise (plateau, none).
     /// Every rank computes it alike from the configuration, so they agree on building the cache.
     private func epochsTheBoundaryHolds(from epoch: Int) -> Int? {
-        guard config.unfreezing.policy == .fixed || config.unfreezing.policy == .gradual,
-              let planner = try? UnfreezingPlanner(settings: config.unfreezing, groupNames: model.groupNames,
-                                                   baseLearningRate: config.optimizer.learningRate,
-                                                   batchNormPolicy: config.model.frozenBatchNorm.rawValue) else { return nil }
-        return (planner.nextChange(after: epoch, epochs: config.training.epochs) ?? config.training.epochs) - epoch
+        guard config.unfreezing.policy == .fixed || config.unfreezing.policy == .gradual, let unfreezingSchedule else { return nil }
+        return (unfreezingSchedule.nextChange(after: epoch, epochs: config.training.epochs) ?? config.training.epochs) - epoch
     }
 
     /// The training set's cache for the current boundary, built on first use; nil when the cache does
