@@ -73,8 +73,8 @@ struct PredictCommand: ParsableCommand {
         let model = try loadModel(training: training, sampleShape: inputs.dataset.sampleShape)
         try ModelZoo.validateInputs(inputs.dataset, for: model, name: input ?? texts ?? "the \(split ?? "") split")
 
-        // A domain-adversarial model's last 2 outputs are domain logits, not classes.
-        let labelColumns = training.flatMap { $0.model.domainAdaptation == nil ? nil : $0.model.classes }
+        // Only the objective's label columns are classes (a domain-adversarial model adds 2 domain logits).
+        let labelColumns = training.map { TrainingObjectives.make($0).labelColumns }
         let predictions = try Predictions.evaluate(model: model, dataset: inputs.dataset, batchSize: batch, labelColumns: labelColumns)
         if let logits {
             try NPYWriter.write(predictions.logits, shape: [predictions.count, predictions.classCount], to: logits)
