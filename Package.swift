@@ -23,6 +23,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        // HMAC-SHA256 for the workers' job secret (ThawCoordinator/JobSecret.swift).
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // C system libraries. OpenMPI's handles are macros, so CMPI's header adds accessors.
@@ -43,8 +45,8 @@ let package = Package(
         .target(name: "ThawOptim", dependencies: ["ThawNN"], swiftSettings: fastMath),
         // The Collective protocol, its MPI implementation and an in-process one.
         .target(name: "ThawCollective", dependencies: ["CMPI"]),
-        // The coordinator, its JSON messages and the ZeroMQ transport.
-        .target(name: "ThawCoordinator", dependencies: ["CZMQ"]),
+        // The coordinator, its JSON messages, worker authentication and the ZeroMQ transport.
+        .target(name: "ThawCoordinator", dependencies: ["CZMQ", .product(name: "Crypto", package: "swift-crypto")]),
         // The training loop, configuration and checkpoints.
         .target(
             name: "ThawTrainer",
@@ -68,6 +70,8 @@ let package = Package(
         .testTarget(name: "ThawDataTests", dependencies: ["ThawData", "ThawKernels", "ThawTesting"]),
         .testTarget(name: "ThawOptimTests", dependencies: ["ThawOptim", "ThawTesting"]),
         .testTarget(name: "ThawCollectiveTests", dependencies: ["ThawCollective", "ThawTesting"]),
+        // The coordinator's protocol handler and worker authentication, without sockets or processes.
+        .testTarget(name: "ThawCoordinatorTests", dependencies: ["ThawCoordinator"]),
         .testTarget(name: "ThawTrainerTests", dependencies: ["ThawTrainer", "ThawTesting", "thaw"]),
     ]
 )

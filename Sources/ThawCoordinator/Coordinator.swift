@@ -1,9 +1,11 @@
 // Coordinator: the process that plans unfreezing, watches every rank and answers status.
 //
 // It serves one ROUTER socket; workers and status clients are REQ sockets, so every request
-// gets exactly one reply. `handle(_:now:)` is the whole protocol and is tested without sockets;
-// `serve` is the loop around it. With a state file, everything but liveness is saved after
-// every change (temporary file, fsync, rename), and a restarted coordinator continues the same run.
+// gets exactly one reply. `receive(_:authentication:now:)` checks a frame (decoding, the worker's
+// signature, replays) and `handle(_:now:)` is the protocol; both are tested without sockets, and
+// `serve` (CoordinatorServer.swift) is the loop around them. With a state file, everything but
+// liveness is saved after every change (CoordinatorState.swift), and a restarted coordinator
+// continues the same run.
 import Foundation
 
 #if canImport(Glibc)
@@ -11,7 +13,7 @@ import Glibc
 #endif
 
 /// What the coordinator needs from the configuration.
-public struct CoordinatorSettings: Codable, Sendable {
+public struct CoordinatorSettings: Sendable {
     /// The unfreezing policy.
     public var unfreezing: UnfreezingSection
     /// The head's base learning rate.
@@ -24,63 +26,29 @@ public struct CoordinatorSettings: Codable, Sendable {
     public var heartbeatTimeout: Double
     /// The shared token control commands must carry; nil turns control off.
     public var controlToken: String?
+    /// The secret every worker message must be signed with (see "Note: worker authentication").
+    public var jobSecret: JobSecret
 
-    /// Creates settings.
+    /// Creates settings. Without a `jobSecret`, a random one no worker knows is used.
     public init(unfreezing: UnfreezingSection, baseLearningRate: Float, batchNormPolicy: String, epochs: Int,
-                heartbeatTimeout: Double = 10, controlToken: String? = nil) {
+                heartbeatTimeout: Double = 10, controlToken: String? = nil, jobSecret: JobSecret = .random()) {
         self.unfreezing = unfreezing
         self.baseLearningRate = baseLearningRate
         self.batchNormPolicy = batchNormPolicy
         self.epochs = epochs
         self.heartbeatTimeout = heartbeatTimeout
         self.controlToken = controlToken
-    }
-}
-
-/// The coordinator's durable state (everything but liveness, which restarts fresh).
-struct CoordinatorState: Codable {
-    var runID: String
-    var state = "waiting"
-    var worldSize = 0
-    var configHash: String?
-    var hellos: [Int: HelloMessage] = [:]
-    var planner: UnfreezingPlanner?
-    var plan: TrainingPlan?
-    var history: [EpochSummary] = []
-    var ended: [Int: String] = [:]
-    var error: String?
-    var failedRank: Int?
-    var previousFailures: [String] = []
-    var checkpoint: CheckpointStatus?
-    var stopRequested = false
-
-    init(runID: String) { self.runID = runID }
-
-    /// Decodes a state file, giving fields added in later versions their defaults.
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        runID = try c.decode(String.self, forKey: .runID)
-        state = try c.decode(String.self, forKey: .state)
-        worldSize = try c.decode(Int.self, forKey: .worldSize)
-        configHash = try c.decodeIfPresent(String.self, forKey: .configHash)
-        hellos = try c.decode([Int: HelloMessage].self, forKey: .hellos)
-        planner = try c.decodeIfPresent(UnfreezingPlanner.self, forKey: .planner)
-        plan = try c.decodeIfPresent(TrainingPlan.self, forKey: .plan)
-        history = try c.decode([EpochSummary].self, forKey: .history)
-        ended = try c.decode([Int: String].self, forKey: .ended)
-        error = try c.decodeIfPresent(String.self, forKey: .error)
-        failedRank = try c.decodeIfPresent(Int.self, forKey: .failedRank)
-        previousFailures = try c.decodeIfPresent([String].self, forKey: .previousFailures) ?? []
-        checkpoint = try c.decodeIfPresent(CheckpointStatus.self, forKey: .checkpoint)
-        stopRequested = try c.decode(Bool.self, forKey: .stopRequested)
+        self.jobSecret = jobSecret
     }
 }
 
 /// The coordinator: plans, liveness and status for one run.
 public final class Coordinator {
-    private let settings: CoordinatorSettings
+    let settings: CoordinatorSettings
     private let statePath: String?
     private var state: CoordinatorState
+    /// Messages dropped since start, by reason (shown in status).
+    public internal(set) var rejected = RejectedMessages()
     private var lastHeartbeat: [Int: Double] = [:]
     private var steps: [Int: Int] = [:]
     private var progress: ProgressMessage?
@@ -106,15 +74,52 @@ public final class Coordinator {
     /// Whether the run has ended (finished or failed).
     public var hasEnded: Bool { state.state == "finished" || state.state == "failed" }
 
-    /// Answers one request at time `now` (seconds, any monotonic origin).
+    /// Checks one request frame from a client and answers it.
+    ///
+    /// A worker's message (hello, heartbeat, progress, epoch report, plan request, finished, failed,
+    /// terminated) must come with an `authentication` frame signed with the job secret and a sequence
+    /// number this rank has not used; anything else is dropped, counted in ``rejected`` and answered
+    /// with an error that reveals nothing. Status queries and operator commands need no signature.
+    /// - Parameters:
+    ///   - body: The request's JSON frame.
+    ///   - authentication: The second frame, for worker messages.
+    ///   - now: Seconds on a monotonic clock.
+    public func receive(_ body: [UInt8], authentication: [UInt8]?, now: Double) -> CoordinatorReply {
+        let request: CoordinatorRequest
+        do { request = try CoordinatorRequest.decode(body) } catch {
+            rejected.malformed += 1
+            return .error(error)
+        }
+        if let worker = request.worker {
+            guard let authentication, let sequence = settings.jobSecret.verify(body: body, authentication: authentication) else {
+                rejected.unauthenticated += 1
+                return .error(MessageError(field: "authentication", message: "refused: worker messages must be signed with this run's job secret "
+                                           + "(coordinator.secret_file); see docs/protocol.md"))
+            }
+            guard state.replayWindows[worker.rank, default: ReplayWindow()].admit(sequence) else {
+                rejected.replayed += 1
+                return .error(MessageError(field: "authentication", message: "refused: rank \(worker.rank) already sent message \(sequence), "
+                                           + "or it is too old (a replay, or this host's clock went back)"))
+            }
+        }
+        return handle(request, now: now)
+    }
+
+    /// Answers one request at time `now` (seconds, any monotonic origin). The request is trusted:
+    /// ``receive(_:authentication:now:)`` checks a worker's signature before calling this.
     public func handle(_ request: CoordinatorRequest, now: Double) -> CoordinatorReply {
-        switch request {
-        case .hello(let hello):
-            if let runID = hello.runId, runID != state.runID {
+        if let worker = request.worker {
+            if let runID = worker.runId, runID != state.runID {
                 return .error(MessageError(field: "run_id", message: "this coordinator serves run \(state.runID), not \(runID)"))
             }
+            if case .hello = request {} else if state.hellos[worker.rank] == nil { return unknownRank(worker.rank) }
+        }
+        switch request {
+        case .hello(let hello):
             if let expected = state.configHash, expected != hello.configHash {
-                return .error(MessageError(field: "config_hash", message: "rank \(hello.rank) has configuration \(hello.configHash) but this run has \(expected)"))
+                // The expected digest is not echoed: a client must not learn what to claim.
+                return .error(MessageError(field: "config_hash", message: "rank \(hello.rank)'s configuration differs from the one this run started with; "
+                                           + "start the coordinator and every rank with the same --config and --set options"))
             }
             guard hello.rank >= 0, hello.rank < hello.worldSize, state.worldSize == 0 || state.worldSize == hello.worldSize else {
                 return .error(MessageError(field: "rank", message: "rank \(hello.rank) of \(hello.worldSize) does not fit this run of \(state.worldSize) ranks"))
@@ -143,10 +148,6 @@ public final class Coordinator {
             save()
             return .ok(runID: state.runID)
         case .heartbeat(let beat):
-            if let runID = beat.runId, runID != state.runID {
-                return .error(MessageError(field: "run_id", message: "this coordinator serves run \(state.runID), not \(runID)"))
-            }
-            guard state.hellos[beat.rank] != nil else { return unknownRank(beat.rank) }
             lastHeartbeat[beat.rank] = now
             steps[beat.rank] = beat.step
             return .ok(runID: state.runID)
@@ -173,7 +174,8 @@ public final class Coordinator {
             }
             save()
             return .ok(runID: state.runID)
-        case .epochReport(_, let summary):
+        case .epochReport(let report):
+            let summary = report.summary
             state.history.removeAll { $0.epoch >= summary.epoch }
             state.history.append(summary)
             if let path = summary.checkpointPath { state.checkpoint = CheckpointStatus(path: path, epoch: summary.epoch + 1) }
@@ -202,7 +204,6 @@ public final class Coordinator {
             fail("rank \(end.rank) failed: \(end.reason ?? "no reason given")", rank: end.rank)
             return .ok(runID: state.runID)
         case .terminated(let end):
-            guard state.hellos[end.rank] != nil else { return unknownRank(end.rank) }
             if state.ended[end.rank] == nil { state.ended[end.rank] = "terminated" }
             terminationReason = terminationReason ?? end.reason
             save()
@@ -274,67 +275,7 @@ public final class Coordinator {
             metrics: MetricsStatus(trainLoss: progress?.loss ?? last?.trainLoss, valLoss: last?.validationLoss,
                                    valAccuracy: last?.validationAccuracy, history: state.history),
             checkpoint: state.checkpoint, bytesExchangedPerStep: progress?.bytesExchangedPerStep, error: state.error,
-            failedRank: state.failedRank, previousFailures: state.previousFailures)
-    }
-
-    /// Serves requests on `address` until `shouldStop` returns true, or (with `exitWhenDone`)
-    /// `lingerSeconds` after the run has ended.
-    /// - Parameter onBound: Called with the endpoint actually bound (useful with port `*`).
-    /// - Parameter curveSecretKey: The server's CURVE secret key; when given, only clients that know the
-    ///   matching public key can connect, and all traffic is encrypted.
-    public func serve(address: String, exitWhenDone: Bool, lingerSeconds: Double = 3, curveSecretKey: String? = nil,
-                      onBound: (String) -> Void = { _ in }, shouldStop: () -> Bool) throws {
-        let context = try ZMQContext()
-        let socket = try ZMQSocket(context, .router)
-        if let curveSecretKey { try socket.enableCurveServer(secretKey: curveSecretKey) }
-        // No legitimate message comes near 1 MB; larger frames from a stranger are dropped by libzmq.
-        try socket.limitMessageSize(1 << 20)
-        onBound(try socket.bind(address))
-        var endedAt: Double?
-        var cachedStatus: (bytes: [UInt8], at: Double)?
-        while !shouldStop() {
-            let now = Self.clock()
-            checkLiveness(now: now)
-            if hasEnded && exitWhenDone {
-                endedAt = endedAt ?? now
-                if now - (endedAt ?? now) > lingerSeconds { break }
-            }
-            guard let frames = try socket.receive(timeout: 0.2) else { continue }
-            // REQ peers arrive as [identity, empty delimiter, payload]; anything else is not a REQ
-            // client, so it is logged and dropped (there is no way to reply to it).
-            guard frames.count == 3, frames[1].isEmpty else {
-                FileHandle.standardError.write(Data("thaw coordinator: dropped a message of \(frames.count) frame(s) that is not a REQ request\n".utf8))
-                continue
-            }
-            let request: CoordinatorRequest
-            do { request = try CoordinatorRequest.decode(frames[2]) } catch {
-                try socket.send([frames[0], [], CoordinatorReply.error(error).encoded()])
-                continue
-            }
-            // Status answers are reused for up to `statusReuseSeconds` while nothing else arrives, so
-            // hundreds of queries per second cost the training ranks' CPUs almost nothing.
-            let at = Self.clock()
-            if case .status = request {
-                if let cached = cachedStatus, at - cached.at < Self.statusReuseSeconds {
-                    try socket.send([frames[0], [], cached.bytes])
-                    continue
-                }
-                let bytes = handle(request, now: at).encoded()
-                cachedStatus = (bytes, at)
-                try socket.send([frames[0], [], bytes])
-                continue
-            }
-            cachedStatus = nil
-            try socket.send([frames[0], [], handle(request, now: at).encoded()])
-        }
-        socket.close()
-    }
-
-    /// Compares tokens without leaking, through timing, how much of a guess was right.
-    private func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        var difference = UInt8(a.count == b.count ? 0 : 1)
-        for i in 0..<max(a.count, b.count) { difference |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0) }
-        return difference == 0
+            failedRank: state.failedRank, previousFailures: state.previousFailures, rejectedMessages: rejected)
     }
 
     private func unknownRank(_ rank: Int) -> CoordinatorReply {

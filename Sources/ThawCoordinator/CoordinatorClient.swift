@@ -3,7 +3,8 @@
 // The training thread uses one REQ socket for hello, plan requests and reports. A background
 // thread owns a second REQ socket and sends a heartbeat about every second, so the coordinator
 // sees the rank alive even during a long step. ZeroMQ sockets never cross threads; the two
-// threads share only a locked step counter and a stop flag.
+// threads share only a locked step counter, a stop flag and the message sequence. Every message
+// is signed with the job secret (see "Note: worker authentication" in JobSecret.swift).
 import Foundation
 
 /// A rank's connection to the coordinator.
@@ -16,6 +17,8 @@ public final class CoordinatorClient {
     public private(set) var runID = ""
     private let context: ZMQContext
     private let serverKey: String?
+    private let secret: JobSecret
+    private let sequence = MessageSequence()
     private let requester: JSONRequester
     private let shared = SharedHeartbeat()
     private var heartbeatsStarted = false
@@ -25,17 +28,24 @@ public final class CoordinatorClient {
     /// Connects and says hello, retrying for up to `timeout` seconds (the coordinator may start later).
     /// - Throws: ``MessageError`` when the coordinator refuses the hello (for example a different
     ///   configuration), or ``ZMQError`` when nothing answers in time.
-    /// - Parameter serverKey: The coordinator's CURVE public key, when it runs with CURVE.
-    public init(address: String, hello: HelloMessage, timeout: Double = 30, serverKey: String? = nil) throws {
+    /// - Parameters:
+    ///   - address: The coordinator's endpoint.
+    ///   - hello: This rank's introduction.
+    ///   - secret: The run's job secret, which every message is signed with.
+    ///   - timeout: Seconds to keep trying.
+    ///   - serverKey: The coordinator's CURVE public key, when it runs with CURVE.
+    public init(address: String, hello: HelloMessage, secret: JobSecret, timeout: Double = 30, serverKey: String? = nil) throws {
         self.address = address
         self.rank = hello.rank
         self.serverKey = serverKey
+        self.secret = secret
         context = try ZMQContext()
         requester = try JSONRequester(context: context, address: address, serverKey: serverKey)
         let deadline = Coordinator.clock() + timeout
         while true {
             do {
-                let reply = try CoordinatorReply.decode(try requester.request(CoordinatorRequest.hello(hello).encoded(), timeout: 2))
+                let frames = Self.signed(.hello(hello), secret: secret, sequence: sequence)
+                let reply = try CoordinatorReply.decode(try requester.request(frames: frames, timeout: 2))
                 switch reply {
                 case .ok(let id, _): runID = id
                 case .error(let error): throw error
@@ -51,7 +61,44 @@ public final class CoordinatorClient {
         startHeartbeats()
     }
 
+    /// Reads the job secret at `secretPath`, waiting for the coordinator to make it, then connects
+    /// and says hello, all within `timeout` seconds.
+    /// - Throws: ``MessageError`` naming what is missing: the coordinator, or only its job secret on
+    ///   this host; ``JobSecretError`` for a secret that cannot be trusted; or what the hello throws.
+    public convenience init(address: String, hello: HelloMessage, secretPath: String, timeout: Double = 30, serverKey: String? = nil) throws {
+        let started = Coordinator.clock()
+        let secret = try Self.secret(at: secretPath, of: address, timeout: timeout, serverKey: serverKey)
+        try self.init(address: address, hello: hello, secret: secret, timeout: max(1, timeout - (Coordinator.clock() - started)), serverKey: serverKey)
+    }
+
+    /// The job secret, waited for; when it never appears, the error says whether the coordinator is missing
+    /// or only its secret on this host.
+    private static func secret(at path: String, of address: String, timeout: Double, serverKey: String?) throws -> JobSecret {
+        let failure: JobSecretError
+        do { return try JobSecret.load(from: path, waitingUpTo: timeout) } catch { failure = error }
+        guard failure.isMissing else { throw failure }
+        let context = try ZMQContext()
+        let requester = try JSONRequester(context: context, address: address, serverKey: serverKey)
+        let answers = (try? requester.request(CoordinatorRequest.status.encoded(), timeout: 1)) != nil
+        throw MessageError(field: "secret_file", message: answers
+            ? "the coordinator at \(address) answers, but its job secret \(path) is not on this host: copy it here (mode 0600) "
+              + "or point coordinator.secret_file at it"
+            : "cannot reach the coordinator at \(address) within \(Int(timeout)) s, and its job secret \(path) does not exist yet; "
+              + "start `thaw coordinator` first (with the same configuration), or train without --coordinator")
+    }
+
     deinit { stop() }
+
+    /// A worker message's frames: its body, then its authentication under `secret`.
+    static func signed(_ request: CoordinatorRequest, secret: JobSecret, sequence: MessageSequence) -> [[UInt8]] {
+        let body = request.encoded()
+        return [body, secret.authentication(for: body, sequence: sequence.next())]
+    }
+
+    /// This rank's frames for `request`, naming the run.
+    private func frames(_ request: CoordinatorRequest) -> [[UInt8]] {
+        Self.signed(runID.isEmpty ? request : request.naming(runId: runID), secret: secret, sequence: sequence)
+    }
 
     /// Records the rank's step for the next heartbeat.
     public func setStep(_ step: Int) { shared.set(step: step) }
@@ -65,7 +112,7 @@ public final class CoordinatorClient {
         let now = Coordinator.clock()
         guard now - lastFailure > 5 else { return nil }
         do {
-            if case .ok(_, let control) = try CoordinatorReply.decode(try requester.request(request.encoded(), timeout: timeout)) {
+            if case .ok(_, let control) = try CoordinatorReply.decode(try requester.request(frames: frames(request), timeout: timeout)) {
                 return control
             }
         } catch {
@@ -80,7 +127,7 @@ public final class CoordinatorClient {
         let deadline = Coordinator.clock() + timeout
         while true {
             do {
-                switch try CoordinatorReply.decode(try requester.request(request.encoded(), timeout: 2)) {
+                switch try CoordinatorReply.decode(try requester.request(frames: frames(request), timeout: 2)) {
                 case .plan(let plan): return plan
                 case .error(let error): throw error
                 default: throw MessageError(field: "type", message: "unexpected reply to plan_request")
@@ -104,13 +151,16 @@ public final class CoordinatorClient {
         let address = self.address
         let rank = self.rank
         let serverKey = self.serverKey
+        let secret = self.secret
+        let sequence = self.sequence
+        let runID = self.runID
         for (signalNumber, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT"), (SIGHUP, "SIGHUP")] {
             signal(signalNumber, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
             source.setEventHandler {
-                let message = CoordinatorRequest.terminated(EndMessage(rank: rank, reason: "\(name)"))
+                let message = CoordinatorRequest.terminated(EndMessage(rank: rank, reason: "\(name)", runId: runID))
                 if let requester = try? JSONRequester(context: context, address: address, serverKey: serverKey) {
-                    _ = try? requester.request(message.encoded(), timeout: 0.5)
+                    _ = try? requester.request(frames: Self.signed(message, secret: secret, sequence: sequence), timeout: 0.5)
                 }
                 _exit(128 + signalNumber)
             }
@@ -139,12 +189,14 @@ public final class CoordinatorClient {
         let rank = self.rank
         let runID = self.runID
         let serverKey = self.serverKey
+        let secret = self.secret
+        let sequence = self.sequence
         let thread = Thread {
             defer { shared.finished.signal() }
             guard let requester = try? JSONRequester(context: context, address: address, serverKey: serverKey) else { return }
             while !shared.isStopped {
                 let beat = CoordinatorRequest.heartbeat(HeartbeatMessage(rank: rank, step: shared.step, runId: runID))
-                _ = try? requester.request(beat.encoded(), timeout: 2)
+                _ = try? requester.request(frames: Self.signed(beat, secret: secret, sequence: sequence), timeout: 2)
                 for _ in 0..<10 where !shared.isStopped { usleep(100_000) }
             }
         }

@@ -1,14 +1,18 @@
 // Messages: the coordinator's wire protocol. One UTF-8 JSON object per ZeroMQ frame, with a
 // "type" field; every request gets exactly one reply. docs/protocol.md has the full text.
 //
-// Sequences (REQ → coordinator's ROUTER):
+// Sequences (REQ → coordinator's ROUTER), as numbered in docs/protocol.md:
 //   1. Each rank: hello → ok {run_id}. A config_hash that differs from the first rank's is refused.
 //   2. Each rank, about every second, from its own thread: heartbeat {rank, step} → ok.
 //   3. Rank 0 at each epoch boundary: plan_request {epoch, previous_validation_loss} → plan {plan};
 //      rank 0 broadcasts it over MPI and every rank applies it at the same step.
 //   4. Rank 0 during the epoch: progress → ok; after it: epoch_report → ok.
-//   5. Each rank at the end: finished → ok; or failed {reason} → ok.
+//   5. Each rank at the end: finished → ok; or failed {reason} → ok; or, stopped by a signal,
+//      terminated {reason} → ok.
+//   6. An operator: control {command, token} → ok; a pending stop rides back on the reply to progress.
 //   Any client at any time: status → status {...}. A malformed request gets error {message, field}.
+// Every message of sequences 1–5 is signed with the job secret (see "Note: worker authentication"
+// in JobSecret.swift); status and control are not.
 import Foundation
 
 /// A request that could not be decoded, naming the field at fault.
@@ -75,11 +79,13 @@ public struct ProgressMessage: Codable, Equatable, Sendable {
     public var samplesPerSecond: Double
     /// Gradient bytes each rank sends per step.
     public var bytesExchangedPerStep: Int
+    /// The run id the coordinator gave at hello (a different run is refused).
+    public var runId: String?
 
     /// Creates a progress message.
-    public init(rank: Int, epoch: Int, step: Int, loss: Double, samplesPerSecond: Double, bytesExchangedPerStep: Int) {
+    public init(rank: Int, epoch: Int, step: Int, loss: Double, samplesPerSecond: Double, bytesExchangedPerStep: Int, runId: String? = nil) {
         self.rank = rank; self.epoch = epoch; self.step = step; self.loss = loss
-        self.samplesPerSecond = samplesPerSecond; self.bytesExchangedPerStep = bytesExchangedPerStep
+        self.samplesPerSecond = samplesPerSecond; self.bytesExchangedPerStep = bytesExchangedPerStep; self.runId = runId
     }
 }
 
@@ -134,10 +140,12 @@ public struct PlanRequestMessage: Codable, Equatable, Sendable {
     public var epoch: Int
     /// The validation loss of the epoch before, if any (drives the plateau policy).
     public var previousValidationLoss: Double?
+    /// The run id the coordinator gave at hello (a different run is refused).
+    public var runId: String?
 
     /// Creates a plan request.
-    public init(rank: Int, epoch: Int, previousValidationLoss: Double?) {
-        self.rank = rank; self.epoch = epoch; self.previousValidationLoss = previousValidationLoss
+    public init(rank: Int, epoch: Int, previousValidationLoss: Double?, runId: String? = nil) {
+        self.rank = rank; self.epoch = epoch; self.previousValidationLoss = previousValidationLoss; self.runId = runId
     }
 }
 
@@ -147,9 +155,24 @@ public struct EndMessage: Codable, Equatable, Sendable {
     public var rank: Int
     /// Why it failed (absent when finished).
     public var reason: String?
+    /// The run id the coordinator gave at hello (a different run is refused).
+    public var runId: String?
 
     /// Creates an end message.
-    public init(rank: Int, reason: String?) { self.rank = rank; self.reason = reason }
+    public init(rank: Int, reason: String?, runId: String? = nil) { self.rank = rank; self.reason = reason; self.runId = runId }
+}
+
+/// Rank 0's report of a finished epoch.
+public struct EpochReportMessage: Codable, Equatable, Sendable {
+    /// The rank (0).
+    public var rank: Int
+    /// The epoch's metrics.
+    public var summary: EpochSummary
+    /// The run id the coordinator gave at hello (a different run is refused).
+    public var runId: String?
+
+    /// Creates an epoch report.
+    public init(rank: Int, summary: EpochSummary, runId: String? = nil) { self.rank = rank; self.summary = summary; self.runId = runId }
 }
 
 /// An operator's command, authenticated by the shared token.
@@ -176,7 +199,7 @@ public enum CoordinatorRequest: Equatable, Sendable {
     /// Progress within an epoch.
     case progress(ProgressMessage)
     /// A finished epoch.
-    case epochReport(rank: Int, summary: EpochSummary)
+    case epochReport(EpochReportMessage)
     /// A plan request.
     case planRequest(PlanRequestMessage)
     /// A rank finished.
@@ -204,9 +227,7 @@ public enum CoordinatorRequest: Equatable, Sendable {
         case "hello": return .hello(try decodeBody(HelloMessage.self, bytes, fields))
         case "heartbeat": return .heartbeat(try decodeBody(HeartbeatMessage.self, bytes, fields))
         case "progress": return .progress(try decodeBody(ProgressMessage.self, bytes, fields))
-        case "epoch_report":
-            let report = try decodeBody(EpochReportBody.self, bytes, fields)
-            return .epochReport(rank: report.rank, summary: report.summary)
+        case "epoch_report": return .epochReport(try decodeBody(EpochReportMessage.self, bytes, fields))
         case "plan_request": return .planRequest(try decodeBody(PlanRequestMessage.self, bytes, fields))
         case "finished": return .finished(try decodeBody(EndMessage.self, bytes, fields))
         case "failed":
@@ -237,7 +258,7 @@ public enum CoordinatorRequest: Equatable, Sendable {
         case .hello(let m): return frame("hello", m)
         case .heartbeat(let m): return frame("heartbeat", m)
         case .progress(let m): return frame("progress", m)
-        case .epochReport(let rank, let summary): return frame("epoch_report", EpochReportBody(rank: rank, summary: summary))
+        case .epochReport(let m): return frame("epoch_report", m)
         case .planRequest(let m): return frame("plan_request", m)
         case .finished(let m): return frame("finished", m)
         case .failed(let m): return frame("failed", m)
@@ -248,12 +269,51 @@ public enum CoordinatorRequest: Equatable, Sendable {
     }
 
     static let types = ["hello", "heartbeat", "progress", "epoch_report", "plan_request", "finished", "failed", "terminated", "status", "control"]
-}
 
-/// The body of an epoch report.
-struct EpochReportBody: Codable {
-    var rank: Int
-    var summary: EpochSummary
+    /// For a worker's message (sequences 1–5), the rank it speaks for and the run id it names, if
+    /// any; nil for status queries and operator commands. Worker messages must be signed.
+    public var worker: (rank: Int, runId: String?)? {
+        switch self {
+        case .hello(let m): return (m.rank, m.runId)
+        case .heartbeat(let m): return (m.rank, m.runId)
+        case .progress(let m): return (m.rank, m.runId)
+        case .epochReport(let m): return (m.rank, m.runId)
+        case .planRequest(let m): return (m.rank, m.runId)
+        case .finished(let m), .failed(let m), .terminated(let m): return (m.rank, m.runId)
+        case .status, .control: return nil
+        }
+    }
+
+    /// The same worker message naming run `runId` (status queries and operator commands are unchanged).
+    public func naming(runId: String) -> CoordinatorRequest {
+        switch self {
+        case .hello(var m): m.runId = runId; return .hello(m)
+        case .heartbeat(var m): m.runId = runId; return .heartbeat(m)
+        case .progress(var m): m.runId = runId; return .progress(m)
+        case .epochReport(var m): m.runId = runId; return .epochReport(m)
+        case .planRequest(var m): m.runId = runId; return .planRequest(m)
+        case .finished(var m): m.runId = runId; return .finished(m)
+        case .failed(var m): m.runId = runId; return .failed(m)
+        case .terminated(var m): m.runId = runId; return .terminated(m)
+        case .status, .control: return self
+        }
+    }
+
+    /// The message's wire type, for counters and logs.
+    public var typeName: String {
+        switch self {
+        case .hello: "hello"
+        case .heartbeat: "heartbeat"
+        case .progress: "progress"
+        case .epochReport: "epoch_report"
+        case .planRequest: "plan_request"
+        case .finished: "finished"
+        case .failed: "failed"
+        case .terminated: "terminated"
+        case .status: "status"
+        case .control: "control"
+        }
+    }
 }
 
 /// The coordinator's replies.
@@ -316,11 +376,11 @@ extension HelloMessage: MessageBody {
 }
 extension HeartbeatMessage: MessageBody { static let fieldNames: Set<String> = ["rank", "step", "run_id"] }
 extension ProgressMessage: MessageBody {
-    static let fieldNames: Set<String> = ["rank", "epoch", "step", "loss", "samples_per_second", "bytes_exchanged_per_step"]
+    static let fieldNames: Set<String> = ["rank", "epoch", "step", "loss", "samples_per_second", "bytes_exchanged_per_step", "run_id"]
 }
-extension EpochReportBody: MessageBody { static let fieldNames: Set<String> = ["rank", "summary"] }
-extension PlanRequestMessage: MessageBody { static let fieldNames: Set<String> = ["rank", "epoch", "previous_validation_loss"] }
-extension EndMessage: MessageBody { static let fieldNames: Set<String> = ["rank", "reason"] }
+extension EpochReportMessage: MessageBody { static let fieldNames: Set<String> = ["rank", "summary", "run_id"] }
+extension PlanRequestMessage: MessageBody { static let fieldNames: Set<String> = ["rank", "epoch", "previous_validation_loss", "run_id"] }
+extension EndMessage: MessageBody { static let fieldNames: Set<String> = ["rank", "reason", "run_id"] }
 extension ControlMessage: MessageBody { static let fieldNames: Set<String> = ["command", "groups", "token"] }
 
 /// Decodes a message body with snake_case keys, rejecting unknown keys.

@@ -74,6 +74,24 @@ public struct CheckpointStatus: Codable, Equatable, Sendable {
     public var epoch: Int
 }
 
+/// Messages the coordinator dropped since it started, by reason (counted, not logged one by one).
+public struct RejectedMessages: Codable, Equatable, Sendable {
+    /// Worker messages without a valid signature of this run's job secret.
+    public var unauthenticated = 0
+    /// Signed worker messages whose sequence number was already used, or too old.
+    public var replayed = 0
+    /// Frames that are not one JSON request of a known type with the right fields.
+    public var malformed = 0
+    /// Messages that are not REQ requests (no reply is possible).
+    public var notRequest = 0
+
+    /// No rejections.
+    public init() {}
+
+    /// All of them.
+    public var total: Int { unauthenticated + replayed + malformed + notRequest }
+}
+
 /// The answer to `{"type": "status"}`: every key is always present (null when unknown).
 public struct StatusReport: Codable, Equatable, Sendable {
     /// `waiting`, `running`, `finished` or `failed`.
@@ -104,10 +122,12 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var failedRank: Int?
     /// Earlier failures of this run that a resumed launch recovered from, oldest first.
     public var previousFailures: [String]
+    /// Messages dropped since the coordinator started, by reason.
+    public var rejectedMessages: RejectedMessages
 
     enum CodingKeys: String, CodingKey {
         case state, runId, worldSize, ranks, epoch, step, samplesPerSecond, schedule, metrics, checkpoint, bytesExchangedPerStep, error
-        case failedRank, previousFailures
+        case failedRank, previousFailures, rejectedMessages
     }
 
     /// Encodes every key, writing null for unknown values.
@@ -127,6 +147,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
         try c.encode(error, forKey: .error)
         try c.encode(failedRank, forKey: .failedRank)
         try c.encode(previousFailures, forKey: .previousFailures)
+        try c.encode(rejectedMessages, forKey: .rejectedMessages)
     }
 
     /// A table a person can read at a glance.
@@ -146,6 +167,10 @@ public struct StatusReport: Codable, Equatable, Sendable {
         }
         lines.append("train loss \(number(metrics.trainLoss, "%.4f"))   val loss \(number(metrics.valLoss, "%.4f"))   val acc \(number(metrics.valAccuracy.map { $0 * 100 }, "%.2f%%"))")
         if let checkpoint { lines.append("checkpoint: \(checkpoint.path) (after epoch \(checkpoint.epoch))") }
+        if rejectedMessages.total > 0 {
+            lines.append("rejected messages: \(rejectedMessages.unauthenticated) unauthenticated, \(rejectedMessages.replayed) replayed, "
+                         + "\(rejectedMessages.malformed) malformed, \(rejectedMessages.notRequest) not requests")
+        }
         lines.append("rank  host                 pid      alive  heartbeat  step")
         for r in ranks {
             let host = r.host.count > 20 ? String(r.host.prefix(20)) : r.host + String(repeating: " ", count: 20 - r.host.count)

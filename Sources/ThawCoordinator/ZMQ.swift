@@ -216,9 +216,15 @@ public final class JSONRequester {
         return socket
     }
 
-    /// Sends `request` and returns the reply's bytes, or throws when nothing answers within `timeout` seconds.
+    /// Sends `request` (one frame) and returns the reply's bytes, or throws when nothing answers within `timeout` seconds.
     public func request(_ request: [UInt8], timeout: Double) throws(ZMQError) -> [UInt8] {
-        try socket.send([request])
+        try self.request(frames: [request], timeout: timeout)
+    }
+
+    /// Sends one message of several frames (a worker's body and its authentication) and returns the
+    /// reply's bytes, or throws when nothing answers within `timeout` seconds.
+    public func request(frames: [[UInt8]], timeout: Double) throws(ZMQError) -> [UInt8] {
+        try socket.send(frames)
         guard let reply = try socket.receive(timeout: timeout) else {
             socket.close()
             socket = try Self.connect(context, address, serverKey)

@@ -188,6 +188,11 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try require(checkpoint.keepLast >= 1, "checkpoint.keep_last", "expected an integer ≥ 1")
     }
 
+    /// The job secret's file: `coordinator.secret_file`, or `job.secret` in the run directory.
+    public var jobSecretPath: String {
+        coordinator.secretFile.isEmpty ? (run.output as NSString).appendingPathComponent("job.secret") : coordinator.secretFile
+    }
+
     /// A stable digest of the configuration, used to check that every rank runs the same one.
     public var digest: UInt64 {
         let encoder = JSONEncoder()
@@ -227,14 +232,18 @@ public struct RunSection: Codable, Equatable, Sendable {
     }
 }
 
-/// CURVE encryption of coordinator traffic (for coordinators reachable beyond loopback).
+/// How workers prove themselves to the coordinator, and CURVE encryption of its traffic.
 public struct CoordinatorSection: Codable, Equatable, Sendable {
+    /// The job secret every worker message is signed with (mode 0600); empty = `job.secret` in the
+    /// run directory. `thaw coordinator` creates it when it is missing; workers wait for it.
+    public var secretFile = ""
     /// Workers: the coordinator's CURVE public key file (from `thaw keygen`); empty = plain TCP.
     public var curvePublicKeyFile = ""
     /// The coordinator: its CURVE secret key file; empty = plain TCP.
     public var curveSecretKeyFile = ""
 
     enum CodingKeys: String, CodingKey, CaseIterable {
+        case secretFile = "secret_file"
         case curvePublicKeyFile = "curve_public_key_file"
         case curveSecretKeyFile = "curve_secret_key_file"
     }
@@ -246,6 +255,7 @@ public struct CoordinatorSection: Codable, Equatable, Sendable {
     public init(from decoder: any Decoder) throws {
         try rejectUnknownKeys(decoder, CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        secretFile = try c.decodeIfPresent(String.self, forKey: .secretFile) ?? secretFile
         curvePublicKeyFile = try c.decodeIfPresent(String.self, forKey: .curvePublicKeyFile) ?? curvePublicKeyFile
         curveSecretKeyFile = try c.decodeIfPresent(String.self, forKey: .curveSecretKeyFile) ?? curveSecretKeyFile
     }

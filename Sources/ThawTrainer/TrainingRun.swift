@@ -111,7 +111,16 @@ public final class TrainingRun {
                 }
                 serverKey = text.trimmingCharacters(in: .whitespacesAndNewlines)
             }
-            let connected = try CoordinatorClient(address: coordinator, hello: hello, timeout: coordinatorTimeout, serverKey: serverKey)
+            let connected: CoordinatorClient
+            do {
+                connected = try CoordinatorClient(address: coordinator, hello: hello, secretPath: config.jobSecretPath,
+                                                  timeout: coordinatorTimeout, serverKey: serverKey)
+            } catch let error as JobSecretError {
+                throw TrainingError.io(path: error.path, message: "coordinator.secret_file: \(error.problem)")
+            } catch let error as MessageError where error.field == "authentication" {
+                throw TrainingError.io(path: config.jobSecretPath, message: "the coordinator at \(coordinator) refused rank \(collective.rank): "
+                                       + "it was started with another job secret (coordinator.secret_file); start both with the same one")
+            }
             client = connected
             connected.reportTerminationBySignal()
             planSource = CoordinatorPlanSource(client: connected)
@@ -128,11 +137,11 @@ public final class TrainingRun {
             let path = try writer?.afterEpoch(trainer)
             if let path { printer.line("thaw: checkpoint \(path)") }
             if isLeader, let client, let record = trainer.history.last {
-                client.report(.epochReport(rank: 0, summary: EpochSummary(
+                client.report(.epochReport(EpochReportMessage(rank: 0, summary: EpochSummary(
                     epoch: record.epoch, planVersion: record.planVersion, trainableGroups: record.trainableGroups,
                     trainLoss: record.train.loss, trainAccuracy: record.train.accuracy, validationLoss: record.validation?.loss,
                     validationAccuracy: record.validation?.accuracy, testAccuracy: record.test?.accuracy, seconds: record.seconds,
-                    bytesExchanged: record.bytesExchanged, checkpointPath: path)))
+                    bytesExchanged: record.bytesExchanged, checkpointPath: path))))
             }
         }
         let log = try MetricsLog(directory: config.run.output, enabled: isLeader, append: checkpoint != nil)

@@ -29,16 +29,21 @@ struct CoordinatorCommand: ParsableCommand {
         let training: TrainingConfig
         do { training = try TrainingConfig.load(path: config, overrides: overrides) } catch { throw ValidationError(error.description) }
         let token = training.control.tokenFile.isEmpty ? nil : try readToken(training.control.tokenFile, key: "control.token_file")
+        let secret: (secret: JobSecret, created: Bool)
+        do { secret = try JobSecret.loadOrCreate(at: training.jobSecretPath) } catch {
+            throw ValidationError("coordinator.secret_file: \(error)")
+        }
         let settings = CoordinatorSettings(unfreezing: training.unfreezing, baseLearningRate: training.optimizer.learningRate,
                                            batchNormPolicy: training.model.frozenBatchNorm.rawValue, epochs: training.training.epochs,
-                                           heartbeatTimeout: heartbeatTimeout, controlToken: token)
+                                           heartbeatTimeout: heartbeatTimeout, controlToken: token, jobSecret: secret.secret)
         let coordinator = try Coordinator(settings: settings, statePath: stateFile)
         let secretKey = training.coordinator.curveSecretKeyFile.isEmpty
             ? nil : try readToken(training.coordinator.curveSecretKeyFile, key: "coordinator.curve_secret_key_file")
         signal(SIGINT) { _ in stopRequested = 1 }
         signal(SIGTERM) { _ in stopRequested = 1 }
         try coordinator.serve(address: bind, exitWhenDone: exitWhenDone, curveSecretKey: secretKey, onBound: { endpoint in
-            print("thaw coordinator: run \(coordinator.runID) listening on \(endpoint)" + (secretKey == nil ? "" : " (CURVE)"))
+            print("thaw coordinator: run \(coordinator.runID) listening on \(endpoint)" + (secretKey == nil ? "" : " (CURVE)")
+                  + "; workers sign with the job secret \(training.jobSecretPath)" + (secret.created ? " (new)" : ""))
             fflush(nil)
             if let endpointFile { try? endpoint.write(toFile: endpointFile, atomically: true, encoding: .utf8) }
         }, shouldStop: { stopRequested != 0 })
@@ -130,11 +135,25 @@ struct ControlCommand: ParsableCommand {
 struct KeygenCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keygen",
-        abstract: "Write a CURVE key pair: PREFIX.secret for the coordinator, PREFIX.public for workers and clients.")
+        abstract: "Write a CURVE key pair (PREFIX.secret for the coordinator, PREFIX.public for workers and clients), or a job secret.")
 
-    @Option(help: "Path prefix for the two key files.") var out: String
+    @Option(help: "Path prefix for the two key files.") var out: String?
+    @Option(help: "Instead: write a new job secret for the workers and the coordinator to this file (mode 0600).") var jobSecret: String?
+
+    func validate() throws {
+        guard (out == nil) != (jobSecret == nil) else { throw ValidationError("give one of --out (a CURVE key pair) and --job-secret") }
+    }
 
     func run() throws {
+        if let jobSecret {
+            do {
+                let made = try JobSecret.loadOrCreate(at: jobSecret)
+                print("thaw keygen: \(made.created ? "wrote" : "kept the existing") job secret \(jobSecret): give it to the coordinator and every worker "
+                      + "(coordinator.secret_file), readable by the job's user only")
+            } catch { throw ValidationError("\(error)") }
+            return
+        }
+        guard let out else { return }
         guard CurveKeyPair.isAvailable else { throw ValidationError("this libzmq was built without CURVE") }
         let pair = try CurveKeyPair.generate()
         let secret = out + ".secret"
