@@ -100,7 +100,7 @@ public struct TorchCheckpoint: Sendable {
         }
         let table = StorageTable()
         let root = try archive.withContents(of: pickle) { raw throws(DataError) in
-            var unpickler = RestrictedUnpickler(bytes: raw, position: 0, file: file) { id throws(DataError) in try table.load(id, legacy: false, file: file) }
+            let unpickler = RestrictedUnpickler(bytes: raw, position: 0, file: file) { id throws(DataError) in try table.load(id, legacy: false, file: file) }
             return try unpickler.load()
         }
         var checkpoint = try flatten(root, format: .zip, file: file)
@@ -118,7 +118,7 @@ public struct TorchCheckpoint: Sendable {
     private static func readLegacy(_ bytes: UnsafeRawBufferPointer, file: String) throws(DataError) -> TorchCheckpoint {
         var position = 0
         func next(_ persistentLoad: @escaping (PickleValue) throws(DataError) -> PickleValue) throws(DataError) -> PickleValue {
-            var unpickler = RestrictedUnpickler(bytes: bytes, position: position, file: file, persistentLoad: persistentLoad)
+            let unpickler = RestrictedUnpickler(bytes: bytes, position: position, file: file, persistentLoad: persistentLoad)
             let value = try unpickler.load()
             position = unpickler.position
             return value
