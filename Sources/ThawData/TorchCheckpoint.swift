@@ -50,16 +50,18 @@ public struct TorchCheckpoint: Sendable {
         try load(MappedFile(copying: bytes), file: file)
     }
 
+    /// Reads either layout, told apart by their structure (see ``TensorFileFormat``).
     static func load(_ storage: MappedFile, file: String) throws(DataError) -> TorchCheckpoint {
-        let bytes = storage.bytes
-        if bytes.count >= 4, bytes[0] == 0x50, bytes[1] == 0x4B, bytes[2] == 0x03, bytes[3] == 0x04 {
-            return try readZip(ZipArchive(storage: storage, file: file), file: file)
+        switch TensorFileFormat.detect(storage.bytes) {
+        case .torchZip: return try readZip(ZipArchive(storage: storage, file: file), file: file)
+        case .torchLegacy: return try readLegacy(storage.bytes, file: file)
+        case .safetensors:
+            throw DataError(file: file, kind: .badMagic, detail: "is a safetensors file, not a PyTorch checkpoint",
+                            hint: "Thaw reads it as it is; there is nothing to convert")
+        case nil:
+            throw DataError(file: file, kind: .badMagic, detail: "not a PyTorch checkpoint (neither a zip archive nor a pickle of torch's legacy magic number)",
+                            hint: "expected a file written by torch.save")
         }
-        if bytes.count >= 2, bytes[0] == 0x80 {
-            return try readLegacy(bytes, file: file)
-        }
-        throw DataError(file: file, kind: .badMagic, detail: "not a PyTorch checkpoint (neither a zip archive nor a pickle)",
-                        hint: "expected a file written by torch.save")
     }
 
     /// The storages a pickle's persistent ids named, by key.

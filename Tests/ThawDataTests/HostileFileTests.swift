@@ -1,0 +1,93 @@
+// Hostile and unlucky weight files (issue 15): Thaw's own safetensors files read as safetensors
+// whatever byte their header length starts with, and PyTorch files are still told apart by their
+// structure.
+import Foundation
+import Testing
+@testable import ThawData
+
+@Suite struct HostileFileTests {
+    typealias Support = FormatTestSupport
+
+    // MARK: - Format detection
+
+    /// The safetensors header length of the file at `path` (its first 8 bytes).
+    static func headerLength(_ path: String) throws -> UInt64 {
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)).prefix(8))
+        return bytes.reversed().reduce(0) { $0 << 8 | UInt64($1) }
+    }
+
+    /// Writes `tensors` with Thaw's writer, with a metadata entry padded so that the header length's
+    /// low byte is `lowByte` (a multiple of 8, as the writer pads the header to 8 bytes).
+    static func thawFile(_ tensors: [(name: String, tensor: SafeTensor)], lowByte: UInt8, to path: String) throws -> UInt64 {
+        try SafeTensors.write(tensors, metadata: ["format": "thaw", "padding": ""], to: path)
+        let padding = Int((UInt64(lowByte) &- (try headerLength(path))) & 0xFF)
+        try SafeTensors.write(tensors, metadata: ["format": "thaw", "padding": String(repeating: "x", count: padding)], to: path)
+        return try headerLength(path)
+    }
+
+    static let tensors: [(name: String, tensor: SafeTensor)] = [
+        ("stem.conv.weight", SafeTensor(shape: [2, 3], values: [1, 2, 3, 4, 5, 6])),
+        ("head.fc.bias", SafeTensor(shape: [2], values: [-1, 0.5])),
+    ]
+
+    @Test func thawFilesAreSafetensorsWhateverByteTheirHeaderLengthStartsWith() throws {
+        let directory = try Support.temporaryDirectory()
+        defer { Support.removeDirectory(directory) }
+        for lowByte in stride(from: 0, to: 256, by: 8).map(UInt8.init) {
+            let path = directory + "/model-\(lowByte).safetensors"
+            let length = try Self.thawFile(Self.tensors, lowByte: lowByte, to: path)
+            try #require(length & 0xFF == UInt64(lowByte), "header length \(length)")
+            let summary = try TensorFileSummary.inspect(path)
+            #expect(summary.format == "safetensors", "low byte \(lowByte)")
+            #expect(summary.tensors.map(\.name) == ["stem.conv.weight", "head.fc.bias"], "low byte \(lowByte)")
+            let tensors = try TensorFileFormat.readTensors(path)
+            #expect(tensors["stem.conv.weight"]?.values == [1, 2, 3, 4, 5, 6] && tensors["head.fc.bias"]?.values == [-1, 0.5], "low byte \(lowByte)")
+        }
+        // The case the black-box test found (0x80, PROTO's opcode), also under a PyTorch-like name:
+        // the content decides, not the name.
+        let renamed = directory + "/weights.pth"
+        try FileManager.default.copyItem(atPath: directory + "/model-128.safetensors", toPath: renamed)
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: renamed)))
+        #expect(bytes[0] == 0x80)
+        #expect(TensorFileFormat.detect(bytes) == .safetensors)
+        #expect(try TensorFileSummary.inspect(renamed).format == "safetensors")
+        #expect(try TensorFileFormat.readTensors(renamed)["head.fc.bias"]?.values == [-1, 0.5])
+        let error = try #require(throws: DataError.self) { try TorchCheckpoint.read(renamed) }
+        #expect(error.file == renamed && error.detail.contains("is a safetensors file"), "\(error)")
+    }
+
+    @Test(arguments: [("tiny_zip.pth", TensorFileFormat.torchZip), ("tiny_zip_protocol4.pth", .torchZip), ("tiny_zip_deflated.pth", .torchZip),
+                      ("nested_zip.pth", .torchZip), ("tiny_legacy.pth", .torchLegacy)])
+    func torchFixturesAreToldApartByStructure(fixture: String, format: TensorFileFormat) throws {
+        let path = Support.fixture(fixture)
+        let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        #expect(TensorFileFormat.detect(bytes) == format)
+        #expect(try TensorFileSummary.inspect(path).format == format.rawValue)
+        #expect(try TensorFileFormat.readTensors(path).count == TorchCheckpoint.read(path).tensors.count)
+        // A legacy file of pickle protocol 4 (with a FRAME before the magic number) is detected too.
+        if format == .torchLegacy {
+            let framed: [UInt8] = [0x80, 0x04, 0x95] + Support.bytes(UInt64(13)) + [0x8A, 0x0A] + TorchCheckpoint.legacyMagic + [0x2E]
+            #expect(TensorFileFormat.detect(framed + bytes.dropFirst(15)) == .torchLegacy)
+        }
+    }
+
+    @Test func filesThatFitNoFormatAreRefusedNamingTheFile() throws {
+        let truncated = Array(Support.safetensors(header: #"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: []).prefix(30))
+        let cases: [(label: String, bytes: [UInt8], mentions: String)] = [
+            ("empty", [], "too short"),
+            ("text", Array("hello, world".utf8), "header length"),
+            ("plain pickle", [0x80, 0x02, 0x7D, 0x71, 0x00, 0x2E] + [UInt8](repeating: 0x2E, count: 8), "not a PyTorch zip archive"),
+            ("pickle of another number", [0x80, 0x02, 0x8A, 0x0A] + [UInt8](repeating: 7, count: 10) + [0x2E], "legacy PyTorch"),
+            ("zip magic only", [0x50, 0x4B, 0x03, 0x04] + [UInt8](repeating: 0, count: 80), "zip archive"),
+            ("truncated safetensors", truncated, "does not fit"),
+        ]
+        for (label, bytes, mentions) in cases {
+            let file = try TemporaryFile(bytes, suffix: ".safetensors")
+            #expect(TensorFileFormat.detect(bytes) == nil, "\(label)")
+            let error = try #require(throws: DataError.self, "\(label)") { try TensorFileSummary.inspect(file.path) }
+            #expect(error.file == file.path && error.kind == .badMagic, "\(label): \(error)")
+            #expect(error.detail.contains(mentions), "\(label): \(error.detail)")
+            #expect(throws: DataError.self, "\(label)") { try TensorFileFormat.readTensors(file.path) }
+        }
+    }
+}
