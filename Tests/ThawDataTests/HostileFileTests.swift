@@ -1,6 +1,7 @@
 // Hostile and unlucky weight files (issue 15): Thaw's own safetensors files read as safetensors
 // whatever byte their header length starts with, and PyTorch files are still told apart by their
-// structure.
+// structure; pickles with tens of thousands of entries in one SETITEMS or APPENDS are read in linear
+// time, and the peak memory of `thaw inspect` on them stays within reason.
 import Foundation
 import Testing
 @testable import ThawData
@@ -89,5 +90,52 @@ import Testing
             #expect(error.detail.contains(mentions), "\(label): \(error.detail)")
             #expect(throws: DataError.self, "\(label)") { try TensorFileFormat.readTensors(file.path) }
         }
+    }
+
+    // MARK: - Bulk pickle opcodes
+
+    @Test(.timeLimit(.minutes(1))) func twentyThousandTensorsInOneSetItemsAreRead() throws {
+        let count = 20_000
+        let names = (0..<count).map { "layer\($0).weight" }
+        // Zip: one storage per tensor, as torch writes them.
+        let zipPickle = PickleBuilder.stateDict(names, memoize: true) { builder, index in builder.tensor(key: "\(index)", elements: 1, shape: [1]) }
+        let zip = HostileFiles.torchZip(pickle: zipPickle, storages: (0..<count).map { .stored("\($0)", Support.bytes(Float($0).bitPattern)) })
+        let fromZip = try TorchCheckpoint.parse(zip, file: "many.pth")
+        #expect(fromZip.names == names)
+        #expect(fromZip.tensors["layer12345.weight"]?.values == [12345])
+        // Legacy: every tensor a view of one storage.
+        let legacyPickle = PickleBuilder.stateDict(names) { builder, _ in builder.tensor(key: "0", elements: 2, shape: [2], legacy: true) }
+        let legacy = try TorchCheckpoint.parse(HostileFiles.torchLegacy(objectPickle: legacyPickle, storages: [("0", [3, 4])]), file: "many.pth")
+        #expect(legacy.names.count == count)
+        #expect(legacy.tensors["layer19999.weight"]?.values == [3, 4])
+    }
+
+    /// Runs one pickle with every persistent id accepted.
+    static func unpickle(_ bytes: [UInt8]) throws(DataError) -> PickleValue {
+        let copy = MappedFile(copying: bytes)
+        return try RestrictedUnpickler(bytes: copy.bytes, position: 0, file: "bulk.pkl") { _ throws(DataError) in .none }.load()
+    }
+
+    @Test(.timeLimit(.minutes(1))) func twoHundredThousandEntriesInOneSetItemsOrAppends() throws {
+        let count = 200_000
+        let dictionary = PickleBuilder.stateDict((0..<count).map { "k\($0)" }, memoize: true) { builder, index in builder.int(index) }
+        guard case .dict(let dict) = try Self.unpickle(dictionary) else { Issue.record("not a dict"); return }
+        #expect(dict.entries.count == count)
+        var list = PickleBuilder()
+        list.bytes += [0x5D, 0x28]
+        for index in 0..<count { list.int(index) }
+        list.bytes += [0x65, 0x2E]  // APPENDS, STOP
+        guard case .list(let items) = try Self.unpickle(list.bytes) else { Issue.record("not a list"); return }
+        #expect(items.items.count == count)
+        if case .int(let last) = items.items.last { #expect(last == count - 1) } else { Issue.record("last item is not an int") }
+
+        // The same dict as a whole legacy checkpoint through `thaw inspect`: its entries are counted
+        // (as not tensors) and the process's peak memory stays within reason for a 3 MB file.
+        let file = try TemporaryFile(HostileFiles.torchLegacy(objectPickle: dictionary, storages: []), suffix: ".pth")
+        let run = try runMeasuringMemory([try Support.thawExecutable(), "inspect", file.path, "--json"])
+        #expect(run.status == 0, "\(run.output.prefix(500))")
+        let summary = try JSONDecoder().decode(TensorFileSummary.self, from: Data(run.output.utf8))
+        #expect(summary.skipped.count == count)
+        #expect(run.peakResidentBytes < 200 << 20, "peak \(run.peakResidentBytes >> 20) MB")
     }
 }
