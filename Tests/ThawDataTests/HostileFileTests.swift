@@ -1,7 +1,8 @@
 // Hostile and unlucky weight files (issue 15): Thaw's own safetensors files read as safetensors
 // whatever byte their header length starts with, and PyTorch files are still told apart by their
 // structure; pickles with tens of thousands of entries in one SETITEMS or APPENDS are read in linear
-// time, and the peak memory of `thaw inspect` on them stays within reason.
+// time; zip entries that declare more than their tensors need are refused before they are inflated,
+// and the peak memory of `thaw inspect` on them stays small.
 import Foundation
 import Testing
 @testable import ThawData
@@ -137,5 +138,76 @@ import Testing
         let summary = try JSONDecoder().decode(TensorFileSummary.self, from: Data(run.output.utf8))
         #expect(summary.skipped.count == count)
         #expect(run.peakResidentBytes < 200 << 20, "peak \(run.peakResidentBytes >> 20) MB")
+    }
+
+    // MARK: - Zip entries that declare more than their tensors need
+
+    /// 1 GiB of zeros, deflated (about 1 MB).
+    static let gibibyteOfZeros = HostileFiles.deflatedZeros(1 << 30)
+
+    /// A zip checkpoint with one tensor `t` of 4 floats viewing storage "0" of `elements` floats, whose entry is `storage`.
+    static func bombFile(elements: Int, storage: ZipBuilderEntry) throws -> TemporaryFile {
+        let pickle = PickleBuilder.stateDict(["t"]) { builder, _ in builder.tensor(key: "0", elements: elements, shape: [4]) }
+        var entry = storage
+        entry.name = "0"
+        return try TemporaryFile(HostileFiles.torchZip(pickle: pickle, storages: [entry]), suffix: ".pth")
+    }
+
+    /// `thaw inspect FILE` in a child process, with its peak memory.
+    static func inspect(_ file: TemporaryFile) throws -> MeasuredRun {
+        try runMeasuringMemory([try Support.thawExecutable(), "inspect", file.path])
+    }
+
+    @Test(.timeLimit(.minutes(2))) func entryDeclaringMoreThanItsStorageIsRefusedBeforeInflating() throws {
+        let zeros = Self.gibibyteOfZeros
+        let deflated = ZipBuilderEntry(name: "0", data: zeros.data, method: 8, declaredSize: 1 << 30, crc: zeros.crc)
+        // Stored: the central directory claims 1 GiB for 16 bytes of data.
+        let stored = ZipBuilderEntry(name: "0", data: [UInt8](repeating: 0, count: 16), declaredSize: 1 << 30, crc: 0)
+        for (label, entry) in [("deflated", deflated), ("stored", stored)] {
+            let file = try Self.bombFile(elements: 4, storage: entry)
+            #expect(try Data(contentsOf: URL(fileURLWithPath: file.path)).count < 4 << 20, "\(label)")
+            let error = try #require(throws: DataError.self, "\(label)") { try TorchCheckpoint.read(file.path) }
+            #expect(error.file == file.path && error.kind == .sizeMismatch, "\(label): \(error)")
+            #expect(error.detail.contains("'archive/data/0'") && error.detail.contains("storage '0' (4 F32 elements) needs exactly 16")
+                    && error.detail.contains("before inflating"), "\(label): \(error.detail)")
+            let run = try Self.inspect(file)
+            #expect(run.status != 0 && run.output.contains(file.path) && run.output.contains("archive/data/0"), "\(label): \(run.output)")
+            #expect(run.peakResidentBytes < 100 << 20, "\(label): peak \(run.peakResidentBytes >> 20) MB")
+        }
+    }
+
+    @Test(.timeLimit(.minutes(2))) func storageLargerThanItsViewsKeepsOnlyWhatTheyRead() throws {
+        // The pickle itself declares a 1 GiB storage, of which the tensor views 16 bytes: the entry is
+        // honest, so it loads, but only those 16 bytes are kept while the rest streams past the CRC check.
+        let zeros = Self.gibibyteOfZeros
+        let file = try Self.bombFile(elements: 1 << 28, storage: ZipBuilderEntry(name: "0", data: zeros.data, method: 8, declaredSize: 1 << 30, crc: zeros.crc))
+        let checkpoint = try TorchCheckpoint.read(file.path)
+        #expect(checkpoint.tensors["t"]?.values == [0, 0, 0, 0])
+        let run = try Self.inspect(file)
+        #expect(run.status == 0 && run.output.contains("1 tensors, 4 parameters"), "\(run.output)")
+        #expect(run.peakResidentBytes < 100 << 20, "peak \(run.peakResidentBytes >> 20) MB")
+    }
+
+    @Test(.timeLimit(.minutes(2))) func inflationStopsAtTheDeclaredSize() throws {
+        // The directory honestly-looking says 16 bytes, but the deflate stream holds 1 GiB.
+        let zeros = Self.gibibyteOfZeros
+        let file = try Self.bombFile(elements: 4, storage: ZipBuilderEntry(name: "0", data: zeros.data, method: 8, declaredSize: 16,
+                                                                           crc: ZipBuilderEntry.crc32([UInt8](repeating: 0, count: 16))))
+        let error = try #require(throws: DataError.self) { try TorchCheckpoint.read(file.path) }
+        #expect(error.file == file.path && error.detail.contains("'archive/data/0'") && error.detail.contains("does not inflate to the 16 bytes"), "\(error)")
+        let run = try Self.inspect(file)
+        #expect(run.status != 0 && run.output.contains("archive/data/0"), "\(run.output)")
+        #expect(run.peakResidentBytes < 100 << 20, "peak \(run.peakResidentBytes >> 20) MB")
+    }
+
+    @Test(.timeLimit(.minutes(2))) func pickleEntryDeclaringAGibibyteIsRefusedBeforeInflating() throws {
+        let zeros = Self.gibibyteOfZeros
+        let archive = HostileFiles.zip([ZipBuilderEntry(name: "archive/data.pkl", data: zeros.data, method: 8, declaredSize: 1 << 30, crc: zeros.crc)])
+        let file = try TemporaryFile(archive, suffix: ".pth")
+        let error = try #require(throws: DataError.self) { try TorchCheckpoint.read(file.path) }
+        #expect(error.file == file.path && error.kind == .sizeMismatch, "\(error)")
+        #expect(error.detail.contains("'archive/data.pkl'") && error.detail.contains("allowed for a pickle"), "\(error.detail)")
+        let run = try Self.inspect(file)
+        #expect(run.status != 0 && run.peakResidentBytes < 100 << 20, "peak \(run.peakResidentBytes >> 20) MB: \(run.output)")
     }
 }
