@@ -6,8 +6,9 @@
 //  - safetensors when its first 8 bytes, little-endian, give a header length N of at least 2 that
 //    fits in the file, and the N header bytes start with '{' (the JSON is then checked by the reader,
 //    so a damaged header gets the parser's precise error);
-//  - a torch zip checkpoint when it starts with a zip local file header (PK\x03\x04) and an
-//    end-of-central-directory record (PK\x05\x06) sits where a zip archive has one, near its end;
+//  - a torch zip checkpoint when it starts with a plausible zip local file header: PK\x03\x04, a
+//    name of at least one byte, and the name and extra field inside the file (the zip reader then
+//    checks the central directory, so a truncated archive gets its precise error);
 //  - a legacy torch checkpoint when it starts with the pickle PROTO opcode 0x80, a protocol of 2 to 5
 //    (and, from protocol 4, a FRAME), then the LONG1 pickle of torch's magic number 0x1950a86a20f9469cfc6c.
 // The three are exclusive: a zip's byte 8 is its compression method (never '{'), and the length a
@@ -66,16 +67,12 @@ public enum TensorFileFormat: String, Sendable, CaseIterable {
         return nil
     }
 
-    /// A local file header at the start and an end-of-central-directory record within the last
-    /// 22 + 65535 bytes (the record and the longest comment).
+    /// A plausible local file header at the start: the signature, then a non-empty name that, with
+    /// the extra field, lies inside the file.
     static func isZipArchive(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        guard bytes.count >= 30 + 22, ZipArchive.u32(bytes, 0) == 0x0403_4B50 else { return false }
-        var candidate = bytes.count - 22
-        while candidate >= max(30, bytes.count - 22 - 65535) {
-            if ZipArchive.u32(bytes, candidate) == 0x0605_4B50 { return true }
-            candidate -= 1
-        }
-        return false
+        guard bytes.count >= 30, ZipArchive.u32(bytes, 0) == 0x0403_4B50 else { return false }
+        let nameLength = Int(ZipArchive.u16(bytes, 26)), extraLength = Int(ZipArchive.u16(bytes, 28))
+        return nameLength > 0 && 30 + nameLength + extraLength <= bytes.count
     }
 
     /// PROTO 2...5, an optional FRAME, then LONG1 of the 10 bytes of torch's legacy magic number.

@@ -66,6 +66,13 @@ import Testing
         #expect(TensorFileFormat.detect(bytes) == format)
         #expect(try TensorFileSummary.inspect(path).format == format.rawValue)
         #expect(try TensorFileFormat.readTensors(path).count == TorchCheckpoint.read(path).tensors.count)
+        // A truncated archive is still a zip, so the zip reader names what is missing.
+        if format == .torchZip {
+            let truncated = try TemporaryFile(Array(bytes.dropLast(30)), suffix: ".pth")
+            #expect(TensorFileFormat.detect(Array(bytes.dropLast(30))) == .torchZip)
+            let error = try #require(throws: DataError.self) { try TensorFileSummary.inspect(truncated.path) }
+            #expect(error.kind == .truncated && error.file == truncated.path, "\(error)")
+        }
         // A legacy file of pickle protocol 4 (with a FRAME before the magic number) is detected too.
         if format == .torchLegacy {
             let framed: [UInt8] = [0x80, 0x04, 0x95] + Support.bytes(UInt64(13)) + [0x8A, 0x0A] + TorchCheckpoint.legacyMagic + [0x2E]
