@@ -15,7 +15,7 @@
 // legacy file's first 8 bytes would give is far larger than any file.
 
 /// The weight-file formats Thaw reads.
-public enum TensorFileFormat: String, Sendable, CaseIterable {
+public enum TensorFileFormat: String, Sendable {
     /// A safetensors file (Hugging Face).
     case safetensors
     /// A PyTorch checkpoint in the zip layout of torch >= 1.6.
