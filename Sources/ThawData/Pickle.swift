@@ -120,7 +120,12 @@ indirect enum PickleValue {
 }
 
 /// Runs one pickle (up to its STOP opcode) from `bytes[position...]`.
-struct RestrictedUnpickler {
+///
+/// Note: linear time. The unpickler is a class so that its stack and memo are never copied. As a
+/// struct, a call of one of its own non-mutating methods (`top()`, `tuple(_:)`, `resolve`, ...) in an
+/// expression that then changed the stack or memo could hold a copy of the struct (a debug build always
+/// did), so that change copied the whole stack or memo: a pickle of N tensors took O(N²) time.
+final class RestrictedUnpickler {
     /// The whole input; the pickle starts at `position`.
     let bytes: UnsafeRawBufferPointer
     /// The next byte to read; after `load()`, the byte after STOP.
@@ -150,20 +155,20 @@ struct RestrictedUnpickler {
         DataError(file: file, kind: kind, detail: "pickle byte \(opcodeOffset): \(detail)")
     }
 
-    private mutating func read(_ count: Int) throws(DataError) -> UnsafeRawBufferPointer {
+    private func read(_ count: Int) throws(DataError) -> UnsafeRawBufferPointer {
         guard count >= 0, count <= bytes.count - position else { throw error("ends early (needs \(count) more bytes)", .truncated) }
         defer { position += count }
         return UnsafeRawBufferPointer(rebasing: bytes[position..<(position + count)])
     }
 
-    private mutating func readUnsigned(_ count: Int) throws(DataError) -> Int {
+    private func readUnsigned(_ count: Int) throws(DataError) -> Int {
         let raw = try read(count)
         var value = 0
         for (i, byte) in raw.enumerated() { value |= Int(byte) << (8 * i) }
         return value
     }
 
-    private mutating func readLine() throws(DataError) -> String {
+    private func readLine() throws(DataError) -> String {
         var end = position
         while end < bytes.count, bytes[end] != 0x0A { end += 1 }
         guard end < bytes.count else { throw error("ends inside a text line", .truncated) }
@@ -172,19 +177,19 @@ struct RestrictedUnpickler {
         return line
     }
 
-    private mutating func readString(lengthBytes: Int) throws(DataError) -> String {
+    private func readString(lengthBytes: Int) throws(DataError) -> String {
         let length = try readUnsigned(lengthBytes)
         let raw = try read(length)
         guard let text = String(validating: raw, as: UTF8.self) else { throw error("string is not valid UTF-8") }
         return text
     }
 
-    private mutating func pop() throws(DataError) -> PickleValue {
+    private func pop() throws(DataError) -> PickleValue {
         guard let value = stack.popLast(), stack.count >= (marks.last ?? 0) else { throw error("stack underflow") }
         return value
     }
 
-    private mutating func popToMark() throws(DataError) -> [PickleValue] {
+    private func popToMark() throws(DataError) -> [PickleValue] {
         guard let mark = marks.popLast(), mark <= stack.count else { throw error("no MARK to pop to") }
         defer { stack.removeSubrange(mark...) }
         return Array(stack[mark...])
@@ -196,7 +201,7 @@ struct RestrictedUnpickler {
     }
 
     /// Runs opcodes until STOP and returns the value left on the stack.
-    mutating func load() throws(DataError) -> PickleValue {
+    func load() throws(DataError) -> PickleValue {
         while true {
             opcodeOffset = position
             let opcode = try read(1)[0]

@@ -292,7 +292,7 @@ public enum SafeTensors {
         var headerBytes = Array(header.utf8)
         while headerBytes.count % 8 != 0 { headerBytes.append(0x20) }  // spaces, so the data is 8-byte aligned
 
-        let temporary = path + ".tmp-\(getpid())"
+        let temporary = temporaryPath(for: path)  // see SafeTensorsTemporaries.swift
         guard let stream = fopen(temporary, "wb") else {
             throw DataError(file: path, kind: .unreadable, detail: "cannot create \(temporary): \(String(cString: strerror(errno)))")
         }

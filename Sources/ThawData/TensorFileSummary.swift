@@ -60,18 +60,18 @@ public struct TensorFileSummary: Sendable, Codable, Equatable {
     /// PyTorch entries that are not tensors (left out of `tensors`).
     public var skipped: [String]
 
-    /// Summarises the file at `path`, recognising PyTorch checkpoints by their first bytes.
-    /// - Throws: ``DataError`` if the file is not a valid safetensors file or PyTorch checkpoint.
+    /// Summarises the file at `path`, telling the formats apart by their structure (see
+    /// ``TensorFileFormat``).
+    /// - Throws: ``DataError`` naming the file if it is not a valid safetensors file or PyTorch checkpoint.
     public static func inspect(_ path: String) throws(DataError) -> TensorFileSummary {
         let storage = try MappedFile(path: path)
-        let bytes = storage.bytes
-        let isZip = bytes.count >= 4 && bytes[0] == 0x50 && bytes[1] == 0x4B && bytes[2] == 0x03 && bytes[3] == 0x04
-        if isZip || (bytes.count >= 2 && bytes[0] == 0x80) {
+        let format = try TensorFileFormat.detect(storage, file: path)
+        guard format == .safetensors else {
             let checkpoint = try TorchCheckpoint.load(storage, file: path)
             let tensors = checkpoint.names.compactMap { name in
                 checkpoint.tensors[name].map { Tensor(name: name, dtype: $0.dtype, shape: $0.shape, parameters: $0.values.count) }
             }
-            return TensorFileSummary(file: path, format: "torch-" + checkpoint.format.rawValue, metadata: [:], tensors: tensors, skipped: checkpoint.skipped)
+            return TensorFileSummary(file: path, format: format.rawValue, metadata: [:], tensors: tensors, skipped: checkpoint.skipped)
         }
         let file = try SafeTensorsFile(storage: storage, file: path)
         var tensors: [Tensor] = []

@@ -50,16 +50,18 @@ public struct TorchCheckpoint: Sendable {
         try load(MappedFile(copying: bytes), file: file)
     }
 
+    /// Reads either layout, told apart by their structure (see ``TensorFileFormat``).
     static func load(_ storage: MappedFile, file: String) throws(DataError) -> TorchCheckpoint {
-        let bytes = storage.bytes
-        if bytes.count >= 4, bytes[0] == 0x50, bytes[1] == 0x4B, bytes[2] == 0x03, bytes[3] == 0x04 {
-            return try readZip(ZipArchive(storage: storage, file: file), file: file)
+        switch TensorFileFormat.detect(storage.bytes) {
+        case .torchZip: return try readZip(ZipArchive(storage: storage, file: file), file: file)
+        case .torchLegacy: return try readLegacy(storage.bytes, file: file)
+        case .safetensors:
+            throw DataError(file: file, kind: .badMagic, detail: "is a safetensors file, not a PyTorch checkpoint",
+                            hint: "Thaw reads it as it is; there is nothing to convert")
+        case nil:
+            throw DataError(file: file, kind: .badMagic, detail: "not a PyTorch checkpoint (neither a zip archive nor a pickle of torch's legacy magic number)",
+                            hint: "expected a file written by torch.save")
         }
-        if bytes.count >= 2, bytes[0] == 0x80 {
-            return try readLegacy(bytes, file: file)
-        }
-        throw DataError(file: file, kind: .badMagic, detail: "not a PyTorch checkpoint (neither a zip archive nor a pickle)",
-                        hint: "expected a file written by torch.save")
     }
 
     /// The storages a pickle's persistent ids named, by key.
@@ -95,30 +97,56 @@ public struct TorchCheckpoint: Sendable {
         }
         let prefix = String(pickle.name.dropLast("data.pkl".count))
         if let order = archive.entry(prefix + "byteorder") {
-            let text = try archive.withContents(of: order) { raw throws(DataError) in String(decoding: raw, as: UTF8.self) }
+            let text = try archive.withContents(of: order, expectation: .atMost(16, reason: "a byte order")) { raw throws(DataError) in
+                String(decoding: raw, as: UTF8.self)
+            }
             guard text == "little" else { throw DataError(file: file, kind: .unsupported, detail: "byte order '\(text)'; Thaw reads little-endian checkpoints") }
         }
         let table = StorageTable()
-        let root = try archive.withContents(of: pickle) { raw throws(DataError) in
-            var unpickler = RestrictedUnpickler(bytes: raw, position: 0, file: file) { id throws(DataError) in try table.load(id, legacy: false, file: file) }
+        let root = try archive.withContents(of: pickle, expectation: .atMost(pickleLimit(pickle), reason: "a pickle")) { raw throws(DataError) in
+            let unpickler = RestrictedUnpickler(bytes: raw, position: 0, file: file) { id throws(DataError) in try table.load(id, legacy: false, file: file) }
             return try unpickler.load()
         }
         var checkpoint = try flatten(root, format: .zip, file: file)
+        // Each storage entry must declare exactly the bytes its persistent id gave, checked before it is
+        // inflated, and only the bytes its tensors read are kept (see "Note: bounded inflation" in ZipArchive).
         for key in table.order {
-            guard let entry = archive.entry(prefix + "data/" + key) else {
+            guard let entry = archive.entry(prefix + "data/" + key), let storage = table.references[key] else {
                 throw DataError(file: file, kind: .truncated, detail: "storage '\(key)' has no entry '\(prefix)data/\(key)' in the archive")
             }
-            try archive.withContents(of: entry) { raw throws(DataError) in
-                try materialize(&checkpoint, key: key, storage: table.references[key], raw: raw, file: file)
+            let size = ZipSizeExpectation.exactly(storage.elementCount * storage.type.byteCount,
+                                                  reason: "storage '\(key)' (\(storage.elementCount) \(storage.type.rawValue) elements)")
+            let needed = bytesRead(by: checkpoint.pending[key] ?? [], storage: storage)
+            try archive.withContents(of: entry, expectation: size, prefix: needed) { raw throws(DataError) in
+                try materialize(&checkpoint, key: key, storage: storage, raw: raw, file: file)
             }
         }
         return checkpoint.result
     }
 
+    /// The most a zip checkpoint's pickle may inflate to: 100 times its compressed size plus 16 MiB.
+    /// Pickles compress far less than that; only a bomb (zeros deflate about 1032:1) needs more.
+    static func pickleLimit(_ entry: ZipEntry) -> Int { entry.compressedSize * 100 + (16 << 20) }
+
+    /// How many leading bytes of a storage its views read: up to the highest element any of them
+    /// touches. A view that overflows or reaches past the storage counts as all of it (``values(of:raw:name:file:)``
+    /// then refuses it with the reason).
+    static func bytesRead(by views: [(name: String, view: TorchTensorReference)], storage: TorchStorageReference) -> Int {
+        let size = storage.type.byteCount
+        var needed = 0
+        for (_, view) in views {
+            guard let reach = extent(of: view) else { return storage.elementCount * size }
+            guard reach.count > 0 else { continue }
+            guard reach.last < storage.elementCount else { return storage.elementCount * size }
+            needed = max(needed, (reach.last + 1) * size)
+        }
+        return needed
+    }
+
     private static func readLegacy(_ bytes: UnsafeRawBufferPointer, file: String) throws(DataError) -> TorchCheckpoint {
         var position = 0
         func next(_ persistentLoad: @escaping (PickleValue) throws(DataError) -> PickleValue) throws(DataError) -> PickleValue {
-            var unpickler = RestrictedUnpickler(bytes: bytes, position: position, file: file, persistentLoad: persistentLoad)
+            let unpickler = RestrictedUnpickler(bytes: bytes, position: position, file: file, persistentLoad: persistentLoad)
             let value = try unpickler.load()
             position = unpickler.position
             return value
@@ -207,35 +235,41 @@ public struct TorchCheckpoint: Sendable {
         return assembly
     }
 
-    /// Decodes every pending tensor that views storage `key` from its raw bytes.
+    /// Decodes every pending tensor that views storage `key` from its raw bytes (the whole storage, or
+    /// at least the bytes its views read, whose size the caller has checked).
     private static func materialize(_ assembly: inout Assembly, key: String, storage: TorchStorageReference?, raw: UnsafeRawBufferPointer, file: String) throws(DataError) {
         guard let storage else { return }
-        guard raw.count == storage.elementCount * storage.type.byteCount else {
-            throw DataError(file: file, kind: .sizeMismatch, detail: "storage '\(key)' has \(raw.count) bytes; \(storage.elementCount) \(storage.type.rawValue) elements need \(storage.elementCount * storage.type.byteCount)")
-        }
         for (name, view) in assembly.pending.removeValue(forKey: key) ?? [] {
             assembly.result.tensors[name] = SafeTensor(shape: view.shape, values: try values(of: view, raw: raw, name: name, file: file), dtype: storage.type.rawValue)
         }
     }
 
-    /// The values of one tensor view, row-major.
-    static func values(of view: TorchTensorReference, raw: UnsafeRawBufferPointer, name: String, file: String) throws(DataError) -> [Float] {
-        let storage = view.storage
+    /// A view's element count and the highest storage element it touches (its offset when it has no
+    /// elements); nil if either overflows.
+    static func extent(of view: TorchTensorReference) -> (count: Int, last: Int)? {
         var count = 1
-        var last = view.offset  // the highest element index the view touches
-        var overflow = false
+        var last = view.offset
         for (extent, stride) in zip(view.shape, view.strides) {
             let (product, o1) = count.multipliedReportingOverflow(by: extent)
             count = product
-            overflow = overflow || o1
+            guard !o1 else { return nil }
             if extent > 0 {
                 let (step, o2) = (extent - 1).multipliedReportingOverflow(by: stride)
                 let (sum, o3) = last.addingReportingOverflow(step)
                 last = sum
-                overflow = overflow || o2 || o3
+                guard !o2, !o3 else { return nil }
             }
         }
-        guard !overflow else { throw DataError(file: file, kind: .badHeader, detail: "tensor '\(name)' has size \(view.shape) and stride \(view.strides) that overflow") }
+        return (count, last)
+    }
+
+    /// The values of one tensor view, row-major, from `raw` (the storage's bytes, or at least the
+    /// leading ones the view reads).
+    static func values(of view: TorchTensorReference, raw: UnsafeRawBufferPointer, name: String, file: String) throws(DataError) -> [Float] {
+        let storage = view.storage
+        guard let (count, last) = extent(of: view) else {
+            throw DataError(file: file, kind: .badHeader, detail: "tensor '\(name)' has size \(view.shape) and stride \(view.strides) that overflow")
+        }
         if count == 0 { return [] }
         guard last < storage.elementCount else {
             throw DataError(file: file, kind: .badHeader, detail: "tensor '\(name)' (offset \(view.offset), size \(view.shape), stride \(view.strides)) reaches past its storage of \(storage.elementCount) elements")
@@ -243,8 +277,10 @@ public struct TorchCheckpoint: Sendable {
         guard count <= storage.elementCount else {
             throw DataError(file: file, kind: .unsupported, detail: "tensor '\(name)' has more elements than its storage (an expanded view with zero strides); save it with .contiguous()")
         }
-        guard let base = raw.baseAddress else { return [] }
         let size = storage.type.byteCount
+        guard last < raw.count / size, let base = raw.baseAddress else {
+            throw DataError(file: file, kind: .truncated, detail: "tensor '\(name)' reads element \(last) of storage '\(storage.key)', past the \(raw.count) bytes read of it")
+        }
         var contiguous = true
         var expected = 1
         for (extent, stride) in zip(view.shape, view.strides).reversed() {

@@ -4,7 +4,24 @@
 // entry's local header; entries are stored (PyTorch's writer never compresses, so their bytes are
 // used in place, without a copy) or deflated (inflated with zlib). Every offset and size is checked
 // against the file before use and each entry's CRC-32 is verified, so a damaged archive is an error.
+//
+// Note: bounded inflation. A deflated entry can claim up to ~1032 times its compressed size, so a
+// 1 MB archive can declare a 1 GiB entry. Before inflating, the declared size is checked against
+// what the caller expects (``ZipSizeExpectation``: a storage's exact size, or a bound); while
+// inflating, output past the declared size is an error; and a caller that needs only the start of an
+// entry keeps just that prefix, the rest streaming through a small scratch buffer for the CRC check.
 import CZlib
+
+/// What a reader expects an entry's uncompressed size to be, checked against the central directory
+/// before any byte is inflated.
+enum ZipSizeExpectation {
+    /// Any size the compression ratio allows.
+    case any
+    /// Exactly `bytes`; `reason` says who needs them, for the error (`"storage '3' (4 F32 elements)"`).
+    case exactly(Int, reason: String)
+    /// At most `bytes`, for the same kind of error.
+    case atMost(Int, reason: String)
+}
 
 /// One file inside a zip archive, as the central directory describes it.
 struct ZipEntry: Sendable {
@@ -120,9 +137,27 @@ struct ZipArchive {
 
     /// The uncompressed bytes of an entry, checked against its CRC-32. Stored entries are handed out in
     /// place (valid while the archive's storage lives); deflated ones are inflated into a temporary buffer.
-    func withContents<Value>(of entry: ZipEntry, _ body: (UnsafeRawBufferPointer) throws(DataError) -> Value) throws(DataError) -> Value {
+    /// - Parameters:
+    ///   - expectation: What the declared uncompressed size must be; checked before anything is inflated.
+    ///   - prefix: Hand `body` only the first `prefix` bytes (all of them when nil). A deflated entry is
+    ///     still inflated to its end to check its size and CRC-32, but only the prefix is kept in memory.
+    /// - Throws: ``DataError`` naming the file and the entry.
+    func withContents<Value>(of entry: ZipEntry, expectation: ZipSizeExpectation = .any, prefix: Int? = nil,
+                             _ body: (UnsafeRawBufferPointer) throws(DataError) -> Value) throws(DataError) -> Value {
         let bytes = storage.bytes
         func bad(_ detail: String, _ kind: DataError.Kind = .badHeader) -> DataError { DataError(file: file, kind: kind, detail: "zip entry '\(entry.name)': \(detail)") }
+        switch expectation {
+        case .any: break
+        case .exactly(let expected, let reason):
+            guard entry.uncompressedSize == expected else {
+                throw bad("declares \(entry.uncompressedSize) uncompressed bytes, but \(reason) needs exactly \(expected); refused before inflating it", .sizeMismatch)
+            }
+        case .atMost(let limit, let reason):
+            guard entry.uncompressedSize <= limit else {
+                throw bad("declares \(entry.uncompressedSize) uncompressed bytes, more than the \(limit) allowed for \(reason); refused before inflating it", .sizeMismatch)
+            }
+        }
+        let kept = min(max(prefix ?? entry.uncompressedSize, 0), entry.uncompressedSize)
         guard entry.flags & 1 == 0 else { throw bad("is encrypted", .unsupported) }
         let local = entry.localHeaderOffset
         guard Self.fits(bytes, local, 30), Self.u32(bytes, local) == 0x0403_4B50 else { throw bad("local header is missing or damaged") }
@@ -133,15 +168,14 @@ struct ZipArchive {
         case 0:
             guard entry.compressedSize == entry.uncompressedSize else { throw bad("stored entry has different compressed and uncompressed sizes") }
             guard Self.crc32(compressed) == entry.crc else { throw bad("CRC-32 mismatch (the archive is damaged)", .corruptCompression) }
-            return try body(compressed)
+            return try body(UnsafeRawBufferPointer(rebasing: compressed[0..<kept]))
         case 8:
             // Deflate expands at most ~1032:1; a larger claim is a damaged (or hostile) header.
             guard entry.uncompressedSize <= entry.compressedSize * 1032 + 1024 else { throw bad("claims \(entry.uncompressedSize) bytes from \(entry.compressedSize) compressed") }
-            let inflated = try Self.inflateRaw(compressed, expected: entry.uncompressedSize, error: bad)
-            var outcome: Result<Value, DataError> = .failure(bad("CRC-32 mismatch (the archive is damaged)", .corruptCompression))
-            inflated.withUnsafeBytes { raw in
-                guard Self.crc32(raw) == entry.crc else { return }
-                do throws(DataError) { outcome = .success(try body(raw)) } catch { outcome = .failure(error) }
+            let (inflated, crc) = try Self.inflateRaw(compressed, expected: entry.uncompressedSize, keeping: kept, error: bad)
+            guard crc == entry.crc else { throw bad("CRC-32 mismatch (the archive is damaged)", .corruptCompression) }
+            let outcome: Result<Value, DataError> = inflated.withUnsafeBytes { raw in
+                do throws(DataError) { return .success(try body(raw)) } catch { return .failure(error) }
             }
             return try outcome.get()
         default:
@@ -149,35 +183,46 @@ struct ZipArchive {
         }
     }
 
-    /// Inflates raw deflate data that must produce exactly `expected` bytes.
-    private static func inflateRaw(_ input: UnsafeRawBufferPointer, expected: Int, error bad: (String, DataError.Kind) -> DataError) throws(DataError) -> [UInt8] {
-        // One spare byte: output beyond `expected` lands there and shows the header lied.
-        var output = [UInt8](repeating: 0, count: expected + 1)
+    /// Inflates raw deflate data that must produce exactly `expected` bytes and returns the first `kept`
+    /// of them with the CRC-32 of all. Output past `kept` goes through a 64 KiB scratch buffer, and
+    /// inflation stops one byte past `expected` (a longer stream shows that the header lied).
+    private static func inflateRaw(_ input: UnsafeRawBufferPointer, expected: Int, keeping kept: Int,
+                                   error bad: (String, DataError.Kind) -> DataError) throws(DataError) -> (bytes: [UInt8], crc: UInt32) {
+        var output = [UInt8](repeating: 0, count: kept)
+        var scratch = [UInt8](repeating: 0, count: 1 << 16)
         var stream = z_stream()
         guard inflateInit2_(&stream, -MAX_WBITS, zlibVersion(), Int32(MemoryLayout<z_stream>.size)) == Z_OK else { throw bad("zlib initialisation failed", .corruptCompression) }
         defer { inflateEnd(&stream) }
         var produced = 0
         var consumed = 0
         var code: Int32 = Z_OK
+        var crc = CZlib.crc32(0, nil, 0)
         output.withUnsafeMutableBufferPointer { out in
-            guard let outBase = out.baseAddress else { return }
-            while code == Z_OK && produced < out.count {
-                stream.next_in = input.baseAddress.map { UnsafeMutablePointer(mutating: $0.assumingMemoryBound(to: Bytef.self) + consumed) }
-                stream.avail_in = UInt32(min(input.count - consumed, Int(UInt32.max)))
-                stream.next_out = outBase + produced
-                stream.avail_out = UInt32(min(out.count - produced, Int(UInt32.max)))
-                let beforeIn = stream.avail_in, beforeOut = stream.avail_out
-                code = inflate(&stream, Z_NO_FLUSH)
-                consumed += Int(beforeIn - stream.avail_in)
-                produced += Int(beforeOut - stream.avail_out)
-                if code == Z_OK && beforeIn == stream.avail_in && beforeOut == stream.avail_out { code = Z_BUF_ERROR }
+            scratch.withUnsafeMutableBufferPointer { spare in
+                guard let spareBase = spare.baseAddress else { return }
+                while code == Z_OK && produced <= expected {
+                    // The kept prefix first, then the scratch buffer, never more than one byte past `expected`.
+                    let intoPrefix = produced < kept
+                    let destination = intoPrefix ? out.baseAddress.map { $0 + produced } ?? spareBase : spareBase
+                    let room = intoPrefix ? kept - produced : min(spare.count, expected + 1 - produced)
+                    stream.next_in = input.baseAddress.map { UnsafeMutablePointer(mutating: $0.assumingMemoryBound(to: Bytef.self) + consumed) }
+                    stream.avail_in = UInt32(min(input.count - consumed, Int(UInt32.max)))
+                    stream.next_out = destination
+                    stream.avail_out = UInt32(min(room, Int(UInt32.max)))
+                    let beforeIn = stream.avail_in, beforeOut = stream.avail_out
+                    code = inflate(&stream, Z_NO_FLUSH)
+                    let written = Int(beforeOut - stream.avail_out)
+                    consumed += Int(beforeIn - stream.avail_in)
+                    produced += written
+                    if written > 0 { crc = CZlib.crc32(crc, destination, uInt(written)) }
+                    if code == Z_OK && beforeIn == stream.avail_in && written == 0 { code = Z_BUF_ERROR }
+                }
             }
         }
         guard code == Z_STREAM_END, produced == expected else {
             throw bad(code == Z_STREAM_END || produced > expected ? "deflate data does not inflate to the \(expected) bytes the directory claims" : "deflate data is truncated or corrupt (zlib \(code))", .corruptCompression)
         }
-        output.removeLast()
-        return output
+        return (output, UInt32(truncatingIfNeeded: crc))
     }
 
     /// CRC-32 of `bytes` (zlib's), in chunks that fit zlib's 32-bit lengths.

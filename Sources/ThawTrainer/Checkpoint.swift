@@ -176,12 +176,27 @@ public struct Checkpoint {
             .sorted { $0.1 < $1.1 }.map(\.0)
     }
 
-    /// Deletes all but the newest `keep` epoch checkpoints.
+    /// Deletes all but the newest `keep` epoch checkpoints, and the temporaries of killed checkpoint
+    /// writes (see "Note: stale temporaries" in SafeTensorsTemporaries.swift).
     static func prune(directory: String, keep: Int) {
         let files = epochFiles(in: directory)
         for name in files.dropLast(max(keep, 1)) {
             try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent(name))
         }
+        SafeTensors.removeStaleTemporaries(in: directory)
+    }
+
+    /// Removes the temporaries that killed writes left in a run directory (`model.safetensors.tmp-PID`,
+    /// ...) and in its `checkpoints/`; run by rank 0 when a run starts.
+    /// - Returns: The line to print, or nil when there were none.
+    public static func removeStaleTemporaries(runDirectory: String) -> String? {
+        let top = SafeTensors.removeStaleTemporaries(in: runDirectory)
+        let checkpoints = SafeTensors.removeStaleTemporaries(in: (runDirectory as NSString).appendingPathComponent("checkpoints"))
+        let count = top.paths.count + checkpoints.paths.count
+        guard count > 0 else { return nil }
+        let megabytes = Double(top.bytes + checkpoints.bytes) / 1e6
+        return "thaw: removed \(count) stale temporary file\(count == 1 ? "" : "s") of killed writes in \(runDirectory) "
+            + String(format: "(%.1f MB)", megabytes)
     }
 }
 

@@ -62,11 +62,8 @@ public enum ModelZoo {
     public static func loadPretrained(_ path: String, into model: Model, architecture: String, strict: Bool) throws -> WeightLoadReport {
         let file = weightsFile(path)
         var raw: [String: (shape: [Int], values: [Float])] = [:]
-        if file.hasSuffix(".safetensors") {
-            for (name, tensor) in try SafeTensors.read(file).tensors { raw[name] = (tensor.shape, tensor.values) }
-        } else {
-            for (name, tensor) in try TorchCheckpoint.read(file).tensors { raw[name] = (tensor.shape, tensor.values) }
-        }
+        // The format is told by the file's structure, not its name (see TensorFileFormat).
+        for (name, tensor) in try TensorFileFormat.readTensors(file) { raw[name] = (tensor.shape, tensor.values) }
         guard architecture == "bert" else {
             return try model.loadWeights(raw, file: file, externalName: externalName(architecture: architecture), strict: strict)
         }

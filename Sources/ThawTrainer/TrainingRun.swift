@@ -60,6 +60,7 @@ public final class TrainingRun {
                                                             : max(1, ProcessInfo.processInfo.activeProcessorCount / ranksHere))
         let isLeader = collective.rank == 0
         let printer = ProgressPrinter(style: progress)
+        if isLeader, let removed = Checkpoint.removeStaleTemporaries(runDirectory: config.run.output) { printer.line(removed) }
 
         let data = try DatasetCatalog.load(config.data)
         let model = try ModelZoo.build(config.model, sampleShape: data.train.sampleShape, seed: config.run.seed)

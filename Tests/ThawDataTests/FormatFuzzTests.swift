@@ -88,7 +88,7 @@ import ThawKernels
         let seed = try archive.withContents(of: entry) { raw throws(DataError) in [UInt8](raw) }
         func load(_ bytes: [UInt8]) throws(DataError) -> PickleValue {
             let copy = MappedFile(copying: bytes)
-            var unpickler = RestrictedUnpickler(bytes: copy.bytes, position: 0, file: "fuzz.pkl") { _ throws(DataError) in
+            let unpickler = RestrictedUnpickler(bytes: copy.bytes, position: 0, file: "fuzz.pkl") { _ throws(DataError) in
                 .storage(TorchStorageReference(key: "0", type: .float32, elementCount: 64))
             }
             return try unpickler.load()
