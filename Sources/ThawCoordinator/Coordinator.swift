@@ -66,7 +66,18 @@ public final class Coordinator {
         } else {
             state = CoordinatorState(runID: Self.newRunID())
         }
+        // A coordinator restarted with a changed configuration plans by it from the next epoch on.
+        if let planner = state.planner,
+           planner.differs(settings: settings.unfreezing, baseLearningRate: settings.baseLearningRate, batchNormPolicy: settings.batchNormPolicy) {
+            state.planner = try planner.adopting(settings: settings.unfreezing, baseLearningRate: settings.baseLearningRate,
+                                                 batchNormPolicy: settings.batchNormPolicy)
+            adoptedChangedSettings = true
+        }
     }
+
+    /// Whether the state file's run was planned with other unfreezing settings or rates than this
+    /// coordinator's configuration, which now apply from the next plan on.
+    public private(set) var adoptedChangedSettings = false
 
     /// The run's id.
     public var runID: String { state.runID }

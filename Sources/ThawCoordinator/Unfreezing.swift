@@ -233,6 +233,23 @@ public struct UnfreezingPlanner: Codable, Sendable {
         return plan
     }
 
+    /// This planner under new settings and rates (a resumed run whose configuration changed): what it
+    /// has handed out and recorded is kept (the current plan, so versions keep counting; operator
+    /// thaws; validation losses, replayed under the new policy), and the next plan follows the new settings.
+    /// - Throws: ``ConfigError`` when the new settings do not fit the model's groups.
+    public func adopting(settings: UnfreezingSection, baseLearningRate: Float, batchNormPolicy: String) throws(ConfigError) -> UnfreezingPlanner {
+        var planner = try UnfreezingPlanner(settings: settings, groupNames: groupNames, baseLearningRate: baseLearningRate, batchNormPolicy: batchNormPolicy)
+        planner.current = current
+        planner.minimumTrainable = minimumTrainable
+        for loss in validationLosses { planner.record(validationLoss: loss) }
+        return planner
+    }
+
+    /// Whether `adopting` these values would change anything.
+    public func differs(settings: UnfreezingSection, baseLearningRate: Float, batchNormPolicy: String) -> Bool {
+        settings != self.settings || baseLearningRate != self.baseLearningRate || batchNormPolicy != self.batchNormPolicy
+    }
+
     /// The next epoch after `epoch` at which the trainable set is scheduled to change, if known in advance.
     public func nextChange(after epoch: Int, epochs: Int) -> Int? {
         guard settings.policy == .gradual || settings.policy == .fixed else { return nil }

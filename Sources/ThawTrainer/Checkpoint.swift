@@ -42,6 +42,11 @@ public struct CheckpointMetadata: Codable, Sendable {
     public var history: [EpochRecord]
     /// Where the next epoch stood, when the run was stopped mid-epoch on request.
     public var partialEpoch: PartialEpoch?
+    /// The run's first step's loss, which divergence is judged against (absent in older checkpoints).
+    public var referenceLoss: Double?
+    /// The configuration that wrote it, as canonical JSON (absent in older checkpoints), so a resume
+    /// can say what changed.
+    public var configuration: String?
 }
 
 /// A checkpoint read from disk: its tensors and metadata.

@@ -131,6 +131,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
                     "must divide training.batch_size (\(training.batchSize)); got \(training.accumulationSteps)")
         try require((0..<1).contains(training.labelSmoothing), "training.label_smoothing", "expected a number in [0, 1), got \(training.labelSmoothing)")
         try require(training.gradientClipNorm >= 0, "training.gradient_clip_norm", "expected a number ≥ 0 (0 turns clipping off)")
+        try require(training.divergenceFactor == 0 || (training.divergenceFactor > 1 && training.divergenceFactor.isFinite), "training.divergence_factor",
+                    "expected 0 (stop only on a non-finite loss) or a finite number > 1, got \(training.divergenceFactor)")
         try require(training.bucketSizeMegabytes > 0, "training.bucket_size_mb", "expected a number > 0")
         try require(training.featureCache.memoryMegabytes >= 0, "training.feature_cache.memory_mb", "expected a number ≥ 0 (0 puts every cache in a file)")
         try require(training.blasThreads >= 0, "training.blas_threads", "expected an integer ≥ 0 (0 = cores ÷ ranks on the host)")
@@ -193,13 +195,15 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         coordinator.secretFile.isEmpty ? (run.output as NSString).appendingPathComponent("job.secret") : coordinator.secretFile
     }
 
-    /// A stable digest of the configuration, used to check that every rank runs the same one.
-    public var digest: UInt64 {
+    /// The configuration as JSON with sorted keys (what the digest hashes, and checkpoints record).
+    public var canonicalJSON: Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let bytes = (try? encoder.encode(self)) ?? Data()
-        return fnv1a(bytes)
+        return (try? encoder.encode(self)) ?? Data()
     }
+
+    /// A stable digest of the configuration, used to check that every rank runs the same one.
+    public var digest: UInt64 { fnv1a(canonicalJSON) }
 }
 
 /// Run identity, seed and where results go.
@@ -520,6 +524,9 @@ public struct TrainingSection: Codable, Equatable, Sendable {
     public var labelSmoothing: Float = 0
     /// Clip gradients to this global norm (0 turns clipping off).
     public var gradientClipNorm: Float = 0
+    /// Stop as diverged when a step's loss exceeds this many times the run's first step's loss
+    /// (0 = stop only when it is not finite).
+    public var divergenceFactor: Double = 1e4
     /// How gradients are exchanged.
     public var exchange: ExchangeMode = .bucketed
     /// Target bucket size for the bucketed exchange, in megabytes.
@@ -539,6 +546,7 @@ public struct TrainingSection: Codable, Equatable, Sendable {
         case accumulationSteps = "accumulation_steps"
         case labelSmoothing = "label_smoothing"
         case gradientClipNorm = "gradient_clip_norm"
+        case divergenceFactor = "divergence_factor"
         case bucketSizeMegabytes = "bucket_size_mb"
         case blasThreads = "blas_threads"
         case evaluateEveryEpoch = "evaluate_every_epoch"
@@ -558,6 +566,7 @@ public struct TrainingSection: Codable, Equatable, Sendable {
         accumulationSteps = try c.decodeIfPresent(Int.self, forKey: .accumulationSteps) ?? accumulationSteps
         labelSmoothing = try c.decodeIfPresent(Float.self, forKey: .labelSmoothing) ?? labelSmoothing
         gradientClipNorm = try c.decodeIfPresent(Float.self, forKey: .gradientClipNorm) ?? gradientClipNorm
+        divergenceFactor = try c.decodeIfPresent(Double.self, forKey: .divergenceFactor) ?? divergenceFactor
         exchange = try decodeEnum(c, .exchange) ?? exchange
         bucketSizeMegabytes = try c.decodeIfPresent(Double.self, forKey: .bucketSizeMegabytes) ?? bucketSizeMegabytes
         blasThreads = try c.decodeIfPresent(Int.self, forKey: .blasThreads) ?? blasThreads

@@ -91,8 +91,8 @@ public final class Trainer {
     public var onEvent: (TrainingEvent) -> Void = { _ in }
     /// Called on every rank after each finished epoch (rank 0 writes checkpoints here).
     public var afterEpoch: (Trainer) throws -> Void = { _ in }
-    /// Asked on rank 0 after every step whether to stop (an operator's `thaw ctl stop`). Set it on every
-    /// rank or on none: when set, rank 0's answer is broadcast each step so all ranks stop at the same one.
+    /// Asked on rank 0 after every step whether to stop (an operator's `thaw ctl stop`); rank 0's answer
+    /// is all-reduced each step, so all ranks stop at the same one.
     public var stopRequested: (() -> Bool)?
     /// Where the epoch stood when the run stopped on request (nil when it ran to the end).
     public private(set) var partial: PartialEpoch?
@@ -133,12 +133,14 @@ public final class Trainer {
     private let labelWeights: UnsafeMutableBufferPointer<Float>
     private let domains: UnsafeMutableBufferPointer<Int32>
     private var plan: TrainingPlan?
+    /// The run's first step's global loss, which divergence is judged against (kept in checkpoints).
+    private var referenceLoss: Double?
     private var thawedAtStep: [String: Int] = [:]
     private var globalStep = 0
     /// Finished epochs.
     public private(set) var history: [EpochRecord] = []
 
-    /// Prepares a run: checks that every rank has the same configuration and model layout,
+    /// Prepares a run: checks that every rank has the same model layout (the configuration was agreed before),
     /// and makes rank 0's initial parameters, batch-norm state and optimizer state everyone's.
     /// - Parameters:
     ///   - config: The configuration (identical on every rank).
@@ -212,7 +214,7 @@ public final class Trainer {
         }
         scheduledLayers = model.allLayers.compactMap { $0 as? ProgressScheduledLayer }
 
-        try collective.verifyAgreement(on: config.digest, describing: "configuration")
+        // The configuration itself was agreed at start-up (RankAgreement, in TrainingRun).
         try collective.verifyAgreement(on: fnv1a(Array(model.layoutDescription.utf8)), describing: "parameter layout (names, shapes, groups)")
         if collective.rank == 0, let checkpoint {
             try checkpoint.restore(into: model)
@@ -229,6 +231,7 @@ public final class Trainer {
             partial = resumed.partialEpoch
             plan = resumed.plan
             thawedAtStep = resumed.thawedAtStep
+            referenceLoss = resumed.referenceLoss
             if let plan = resumed.plan { try model.setTrainableGroups(plan.trainableGroups) }
             do { try optimizer.restoreGroupState(stepCounts: resumed.optimizerStepCounts, hasState: resumed.optimizerHasState) } catch {
                 throw TrainingError.io(path: "checkpoint", message: "optimizer state: \(error)")
@@ -324,7 +327,8 @@ public final class Trainer {
             layoutDigest: hex(fnv1a(Array(model.layoutDescription.utf8))), worldSize: collective.worldSize,
             architecture: config.model.architecture, plan: plan, planner: (planSource as? LocalPlanSource)?.planner,
             thawedAtStep: thawedAtStep, optimizerStepCounts: optimizer.stepCounts, optimizerHasState: optimizer.hasState,
-            history: history, partialEpoch: partial)
+            history: history, partialEpoch: partial, referenceLoss: referenceLoss,
+            configuration: String(decoding: config.canonicalJSON, as: UTF8.self))
     }
 
     /// Rank 0's value, JSON-encoded and broadcast; every rank returns the same value (nil if rank 0 had none).
@@ -411,6 +415,7 @@ public final class Trainer {
                 layer.reseed(SplitMix64.mix(config.run.seed, UInt64(globalStep), UInt64(collective.rank), index))
             }
             model.store.zeroGradients(in: trainable)
+            let stepStart = (loss: sums[0], labelled: sums[2])
             let micro = (step * microBatchesPerStep)..<min((step + 1) * microBatchesPerStep, sampler.stepsPerEpoch)
             let normalizers = stepNormalizers(epoch: epoch, samplerSteps: micro)
             for samplerStep in micro {
@@ -440,8 +445,14 @@ public final class Trainer {
             bytes += exchange.bytesLastStep
             let gradients = UnsafeMutableBufferPointer(rebasing: model.store.gradients[trainable])
             guard GradientTools.allFinite(gradients) else {
-                throw TrainingError.nonFinite(what: "gradients", epoch: epoch, step: step)
+                throw TrainingError.nonFinite(what: "gradients", epoch: epoch + 1, step: step + 1)
             }
+            // One small all-reduce every step, on every rank alike: the step's global loss (so that all
+            // ranks judge divergence the same) and rank 0's stop decision (an operator's `thaw ctl stop`).
+            let wantsStop = collective.rank == 0 && step + 1 < steps && (stopRequested?() ?? false)
+            var agreed = [sums[0] - stepStart.loss, sums[2] - stepStart.labelled, wantsStop ? 1 : 0]
+            try agreed.withUnsafeMutableBufferPointer { try collective.allReduceSum($0) }
+            if agreed[1] > 0 { try checkDivergence(loss: agreed[0] / agreed[1], epoch: epoch, step: step) }
             if config.training.gradientClipNorm > 0 {
                 _ = GradientTools.clipByGlobalNorm(gradients, maxNorm: config.training.gradientClipNorm)
             }
@@ -451,14 +462,10 @@ public final class Trainer {
             let elapsed = Date().timeIntervalSince(started)
             onEvent(.step(epoch: epoch, step: step + 1, steps: steps, loss: sums[2] > 0 ? sums[0] / sums[2] : 0,
                           samplesPerSecond: sums[6] * Double(collective.worldSize) / max(elapsed, 1e-9)))
-            if let stopRequested, step + 1 < steps {
-                var stop: UInt8 = collective.rank == 0 && stopRequested() ? 1 : 0
-                try withUnsafeMutableBytes(of: &stop) { try collective.broadcast($0, root: 0) }
-                if stop == 1 {
-                    partial = PartialEpoch(epoch: epoch, stepsDone: step + 1, sums: sums, bytes: bytes,
-                                           seconds: Date().timeIntervalSince(started))
-                    return nil
-                }
+            if agreed[2] > 0 {
+                partial = PartialEpoch(epoch: epoch, stepsDone: step + 1, sums: sums, bytes: bytes,
+                                       seconds: Date().timeIntervalSince(started))
+                return nil
             }
         }
         var totals = sums
@@ -471,6 +478,22 @@ public final class Trainer {
                            train: trainEvaluation, validation: nil, test: nil, seconds: seconds, bytesExchanged: bytes,
                            steps: steps, samplesPerSecond: totals[6] / max(seconds, 1e-9),
                            cacheFillSeconds: fillSeconds, fromCache: cache != nil, domain: domainEvaluation)
+    }
+
+    /// Stops the run on every rank when a step's global loss is not finite, or is more than
+    /// `training.divergence_factor` times the run's first step's loss (every rank sees the same
+    /// all-reduced loss, so every rank stops at the same step; checkpoints already written stay).
+    private func checkDivergence(loss: Double, epoch: Int, step: Int) throws {
+        guard loss.isFinite else { throw TrainingError.nonFinite(what: "the training loss", epoch: epoch + 1, step: step + 1) }
+        guard let reference = referenceLoss else {
+            if loss > 0 { referenceLoss = loss }
+            return
+        }
+        let factor = config.training.divergenceFactor
+        if factor > 0 && loss > factor * reference {
+            throw TrainingError.diverged(epoch: epoch + 1, step: step + 1, loss: loss, reference: reference, factor: factor,
+                                         learningRate: Double(config.optimizer.learningRate))
+        }
     }
 
     /// Per-group learning rates for the current step: plan rate × schedule × warmup of newly thawed groups.

@@ -55,6 +55,12 @@ public final class TrainingRun {
     }
 
     func train(_ collective: MPICollective) throws -> [EpochRecord] {
+        // Before anything else: every rank was started alike. A rank alone with --coordinator would
+        // wait for a hello the others never send; one alone with --resume would broadcast a checkpoint
+        // the others do not expect.
+        try RankAgreement.verifyLaunchOptions([("--coordinator", coordinator ?? "none"), ("--resume", resume ?? "none")],
+                                              collective: collective)
+        try RankAgreement.verifyConfiguration(config, collective: collective)
         let ranksHere = try ranksOnThisHost(collective)
         Gemm.setThreadCount(config.training.blasThreads > 0 ? config.training.blasThreads
                                                             : max(1, ProcessInfo.processInfo.activeProcessorCount / ranksHere))
@@ -91,14 +97,18 @@ public final class TrainingRun {
             checkpoint = loaded
             printer.line("thaw: resuming from \(path): \(loaded.metadata.epochsCompleted) epoch(s) done, "
                          + "written by \(loaded.metadata.worldSize) rank(s), now \(collective.worldSize)")
-            if loaded.metadata.configDigest != hex(config.digest) {
-                printer.line("thaw: note: the configuration differs from the one that wrote the checkpoint")
+            for change in try ResumeChanges.describe(checkpoint: loaded.metadata, path: path, config: config) {
+                printer.line("thaw: resume: \(change)")
             }
         }
         var planner = try UnfreezingPlanner(settings: config.unfreezing, groupNames: model.groupNames,
                                             baseLearningRate: config.optimizer.learningRate,
                                             batchNormPolicy: config.model.frozenBatchNorm.rawValue)
-        if let saved = checkpoint?.metadata.planner { planner = saved }
+        // A resumed run keeps its planner's history; changed unfreezing settings or rates apply from the next plan.
+        if let saved = checkpoint?.metadata.planner {
+            planner = try saved.adopting(settings: config.unfreezing, baseLearningRate: config.optimizer.learningRate,
+                                         batchNormPolicy: config.model.frozenBatchNorm.rawValue)
+        }
         var planSource: PlanSource = LocalPlanSource(planner: planner)
         if let coordinator {
             let process = ProcessInfo.processInfo

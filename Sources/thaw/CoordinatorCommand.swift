@@ -37,6 +37,10 @@ struct CoordinatorCommand: ParsableCommand {
                                            batchNormPolicy: training.model.frozenBatchNorm.rawValue, epochs: training.training.epochs,
                                            heartbeatTimeout: heartbeatTimeout, controlToken: token, jobSecret: secret.secret)
         let coordinator = try Coordinator(settings: settings, statePath: stateFile)
+        if coordinator.adoptedChangedSettings {
+            print("thaw coordinator: the configuration's unfreezing settings or learning rate differ from those run \(coordinator.runID) "
+                  + "was planned with; the next plans follow the configuration")
+        }
         let secretKey = training.coordinator.curveSecretKeyFile.isEmpty
             ? nil : try readToken(training.coordinator.curveSecretKeyFile, key: "coordinator.curve_secret_key_file")
         signal(SIGINT) { _ in stopRequested = 1 }
