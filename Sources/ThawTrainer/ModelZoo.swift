@@ -11,7 +11,8 @@ public enum ModelZoo {
     /// typical input shape (used by `thaw models` and the benchmarks when none is given).
     public static let architectures: [(name: String, description: String, sampleShape: [Int])] = [
         ("small-cnn", "2 conv blocks + MLP head, trained from scratch (groups stem, block1, head)", [1, 28, 28]),
-        ("mlp", "2 hidden layers + linear head; no batch norm (groups hidden1, hidden2, head)", [1, 28, 28]),
+        ("mlp", "2 hidden layers + linear head; no batch norm or dropout, so model.head_dropout must be 0 (groups hidden1, hidden2, head)",
+         [1, 28, 28]),
         ("mobilenet_v2", "MobileNetV2, torchvision layout (groups stem, block1..block7, head); ImageNet weights via scripts/fetch-backbone",
          [3, 64, 64]),
         ("resnet18", "ResNet-18, torchvision layout (groups stem, layer1..layer4, head)", [3, 64, 64]),
