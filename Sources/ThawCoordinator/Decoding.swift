@@ -21,9 +21,18 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
     }
 
     /// Translates a decoding error into the key path and what was expected.
+    ///
+    /// The path is spelled as in the input: snake_case (a decoder with `.convertFromSnakeCase` reports
+    /// a missing `run_name` as the Swift key `runName`) and indices in brackets, `data.classes[2]`.
     public init(file: String, decodingError: DecodingError) {
         func path(_ keys: [any CodingKey]) -> String {
-            keys.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+            keys.reduce(into: "") { path, key in
+                if let index = key.intValue {
+                    path += "[\(index)]"
+                } else {
+                    path += (path.isEmpty ? "" : ".") + snakeCase(key.stringValue)
+                }
+            }
         }
         self.file = file
         switch decodingError {
@@ -45,9 +54,26 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
         }
     }
 
-    /// `file: key: message`.
+    /// `file: key: message`, leaving out an empty file or key (errors raised where the file is not
+    /// known, such as the unfreezing planner's, have an empty file).
     public var description: String {
-        key.isEmpty ? "\(file): \(message)" : "\(file): \(key): \(message)"
+        [file, key, message].filter { !$0.isEmpty }.joined(separator: ": ")
+    }
+}
+
+/// `runName` → `run_name`: a Swift property name as the input spells it. Only names that look like
+/// camelCase identifiers (a lowercase first letter, letters and digits) change, so a key the user
+/// wrote, such as a table entry, is shown as written.
+func snakeCase(_ name: String) -> String {
+    guard let first = name.unicodeScalars.first, ("a"..."z").contains(first),
+          name.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) }),
+          name.unicodeScalars.contains(where: { ("A"..."Z").contains($0) }) else { return name }
+    return name.unicodeScalars.reduce(into: "") { result, scalar in
+        if ("A"..."Z").contains(scalar) {
+            result += "_" + String(scalar).lowercased()
+        } else {
+            result.unicodeScalars.append(scalar)
+        }
     }
 }
 

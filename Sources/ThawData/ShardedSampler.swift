@@ -86,10 +86,10 @@ public final class ShardedSampler {
     }
 
     /// The number of steps in every epoch, the same on every rank: ceil(datasetSize / globalBatchSize).
-    public var stepsPerEpoch: Int { (datasetSize + globalBatchSize - 1) / globalBatchSize }
+    public var stepsPerEpoch: Int { ceilingDivision(datasetSize, globalBatchSize) }
 
     /// The length of every local batch, real entries plus padding: ceil(globalBatchSize / worldSize).
-    public var localBatchCapacity: Int { (globalBatchSize + worldSize - 1) / worldSize }
+    public var localBatchCapacity: Int { ceilingDivision(globalBatchSize, worldSize) }
 
     /// The order in which epoch `epoch` visits the dataset (a permutation of `0..<datasetSize`).
     public func epochOrder(_ epoch: Int) -> [Int] {
@@ -105,8 +105,8 @@ public final class ShardedSampler {
     /// The dataset indices of the whole global batch of a step (all ranks together).
     public func globalBatch(epoch: Int, step: Int) -> ArraySlice<Int> {
         precondition(step >= 0 && step < stepsPerEpoch, "step \(step) is not in 0..<\(stepsPerEpoch)")
-        let start = step * globalBatchSize
-        return epochOrder(epoch)[start..<min(start + globalBatchSize, datasetSize)]
+        let start = step * globalBatchSize   // < datasetSize, since step < stepsPerEpoch
+        return epochOrder(epoch)[start..<(start + min(globalBatchSize, datasetSize - start))]
     }
 
     /// The number of real samples in a step's global batch, summed over ranks (divide losses by this).
@@ -119,8 +119,9 @@ public final class ShardedSampler {
     public func localBatch(epoch: Int, step: Int) -> [Int?] {
         let batch = globalBatch(epoch: epoch, step: step)
         let capacity = localBatchCapacity
-        let start = min(batch.startIndex + rank * capacity, batch.endIndex)
-        let end = min(start + capacity, batch.endIndex)
+        // Clamped by subtraction, so no size near Int.max overflows.
+        let start = batch.startIndex + min(CheckedSize.product(rank, capacity) ?? batch.count, batch.count)
+        let end = start + min(capacity, batch.endIndex - start)
         var local: [Int?] = batch[start..<end].map { $0 }
         local.append(contentsOf: repeatElement(nil, count: capacity - local.count))
         return local
@@ -164,21 +165,32 @@ public struct EvaluationSharder: Sendable {
     /// The number of steps, the same on every rank: enough for the longest slice.
     public var stepCount: Int {
         let longest = (0..<worldSize).map { slice(of: $0).count }.max() ?? 0
-        return (longest + localBatchCapacity - 1) / localBatchCapacity
+        return ceilingDivision(longest, localBatchCapacity)
     }
 
     /// This rank's batch at `step`: exactly `localBatchCapacity` entries, indices then nil padding.
     public func localBatch(step: Int) -> [Int?] {
         precondition(step >= 0 && step < stepCount, "step \(step) is not in 0..<\(stepCount)")
         let mine = range
-        let start = min(mine.lowerBound + step * localBatchCapacity, mine.upperBound)
-        let end = min(start + localBatchCapacity, mine.upperBound)
+        let start = mine.lowerBound + min(step * localBatchCapacity, mine.count)
+        let end = start + min(localBatchCapacity, mine.upperBound - start)
         var local: [Int?] = (start..<end).map { $0 }
         local.append(contentsOf: repeatElement(nil, count: localBatchCapacity - local.count))
         return local
     }
 
     private func slice(of rank: Int) -> Range<Int> {
-        (rank * datasetSize / worldSize)..<((rank + 1) * datasetSize / worldSize)
+        boundary(rank)..<boundary(rank + 1)
     }
+
+    /// rank × datasetSize / worldSize, in double width so that no size overflows.
+    private func boundary(_ rank: Int) -> Int {
+        let product = datasetSize.multipliedFullWidth(by: rank)
+        return worldSize.dividingFullWidth((high: product.high, low: product.low)).quotient
+    }
+}
+
+/// ceil(a / b) for a ≥ 0 and b ≥ 1, without the overflow of (a + b − 1) / b when a is near Int.max.
+func ceilingDivision(_ a: Int, _ b: Int) -> Int {
+    a / b + (a % b == 0 ? 0 : 1)
 }

@@ -13,7 +13,10 @@ public final class Flatten: Layer {
     /// `[N, ...]` → `[N, product]`.
     public func outputShape(for inputShape: [Int]) throws(ShapeError) -> [Int] {
         guard let n = inputShape.first else { throw ShapeError(layer: "Flatten", shape: inputShape, expected: "[N, ...]") }
-        return [n, inputShape.dropFirst().reduce(1, *)]
+        guard let features = CheckedSize.product(inputShape.dropFirst()) else {
+            throw ShapeError(layer: "Flatten", shape: inputShape, expected: "extents whose product fits in an Int")
+        }
+        return [n, features]
     }
 
     /// Copies the input into a 2-D tensor.

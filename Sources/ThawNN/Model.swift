@@ -56,6 +56,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case nonContiguousTrainableGroups(requested: [String], order: [String])
     /// The model's layers reject its declared input shape.
     case shape(ShapeError)
+    /// A parameter whose element count (or the buffer's total) does not fit in an Int.
+    case tooLarge(LayoutSizeError)
 
     /// A one-line explanation that names the group.
     public var description: String {
@@ -69,6 +71,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
                 + "Thaw unfreezes from the head down so the trainable parameters stay one contiguous range"
         case .shape(let error):
             return "shape mismatch: \(error)"
+        case .tooLarge(let error):
+            return "parameter too large: \(error)"
         }
     }
 }
@@ -112,6 +116,7 @@ public final class Model {
              parameters: group.body.parameterSpecs.map { ParameterSpec("\(group.name).\($0.name)", shape: $0.shape, initializer: $0.initializer) },
              state: group.body.stateSpecs.map { ParameterSpec("\(group.name).\($0.name)", shape: $0.shape, initializer: $0.initializer) })
         }
+        if case .failure(let error) = ParameterStore.layoutSize(groups: prefixed) { throw .tooLarge(error) }
         self.store = ParameterStore(groups: prefixed)
         store.initialize(specs: prefixed.flatMap(\.parameters), stateSpecs: prefixed.flatMap(\.state), seed: seed)
         var p = 0

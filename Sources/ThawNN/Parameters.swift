@@ -41,8 +41,13 @@ public struct ParameterSpec: Sendable, Equatable {
         self.initializer = initializer
     }
 
-    /// The number of elements.
-    public var count: Int { shape.reduce(1, *) }
+    /// The number of elements, or nil when an extent is negative or the product does not fit in an Int
+    /// (shapes built from a configuration or a file can be anything).
+    public var elementCount: Int? { CheckedSize.product(shape) }
+
+    /// The number of elements; 0 for a shape without a valid ``elementCount``, which
+    /// ``ParameterStore/layoutSize(groups:)`` reports and ``Model`` refuses before laying anything out.
+    public var count: Int { elementCount ?? 0 }
 }
 
 /// A layer's window onto one parameter: its values and, at the same offset, its gradient.
@@ -79,6 +84,19 @@ public struct ParameterEntry: Sendable, Equatable {
     public var range: Range<Int> { offset..<(offset + count) }
 }
 
+/// A parameter declaration whose element count, or the buffer's total, does not fit in an Int.
+public struct LayoutSizeError: Error, CustomStringConvertible, Equatable {
+    /// The declaration's full name.
+    public var name: String
+    /// Its shape.
+    public var shape: [Int]
+
+    /// One line naming the declaration.
+    public var description: String {
+        "\(name) with shape \(shape) has a negative extent or more elements than an Int holds (with the tensors before it)"
+    }
+}
+
 /// The flat parameter, gradient and state buffers of one model replica.
 ///
 /// Build one from the groups' parameter declarations; layers receive views into it.
@@ -99,10 +117,41 @@ public final class ParameterStore {
     /// The flat state buffer for non-trainable tensors.
     public let state: UnsafeMutableBufferPointer<Float>
 
+    /// The element counts of the parameter and state buffers for these groups, computed from the
+    /// shapes alone (nothing is allocated), or the first declaration whose size does not fit in an Int.
+    /// - Parameter groups: As for ``init(groups:)``.
+    /// - Returns: `.success` with both totals, or `.failure` with the offending declaration.
+    public static func layoutSize(groups: [(name: String, parameters: [ParameterSpec], state: [ParameterSpec])])
+        -> Result<(parameters: Int, state: Int), LayoutSizeError> {
+        var parameters = 0
+        var state = 0
+        for group in groups {
+            for spec in group.parameters {
+                guard let count = spec.elementCount, let total = CheckedSize.sum(parameters, count) else {
+                    return .failure(LayoutSizeError(name: spec.name, shape: spec.shape))
+                }
+                parameters = total
+            }
+            for spec in group.state {
+                guard let count = spec.elementCount, let total = CheckedSize.sum(state, count) else {
+                    return .failure(LayoutSizeError(name: spec.name, shape: spec.shape))
+                }
+                state = total
+            }
+        }
+        return .success((parameters, state))
+    }
+
     /// Lays out the buffers for groups of declarations, in order.
+    ///
+    /// Every declaration must have a valid size (``layoutSize(groups:)`` succeeds); ``Model`` checks
+    /// that and throws before it gets here, so a failure here is a programmer error.
     /// - Parameter groups: For each group, its name, its parameter declarations with full names,
     ///   and its state declarations with full names.
     public init(groups: [(name: String, parameters: [ParameterSpec], state: [ParameterSpec])]) {
+        if case .failure(let error) = Self.layoutSize(groups: groups) {
+            preconditionFailure("ParameterStore: \(error); Model.init refuses such declarations")
+        }
         var parameterEntries: [ParameterEntry] = []
         var stateEntries: [ParameterEntry] = []
         var ranges: [Range<Int>] = []

@@ -66,17 +66,13 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     ///   - overrides: Command-line overrides such as `training.epochs=2`; values are read as YAML scalars.
     /// - Throws: ``ConfigError`` naming the file, the key path and what was expected.
     public static func load(path: String?, overrides: [String] = []) throws(ConfigError) -> TrainingConfig {
-        var text = ""
-        if let path {
-            do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-                throw ConfigError(file: path, key: "", message: "cannot read the file: \(error.localizedDescription)")
-            }
-        }
+        let text = try path.map { path throws(ConfigError) in try ConfigInput.read(path) } ?? ""
         return try parse(text, file: path ?? "<defaults>", overrides: overrides)
     }
 
     /// Parses and validates configuration text, then applies `key.path=value` overrides.
     public static func parse(_ text: String, file: String = "<config>", overrides: [String] = []) throws(ConfigError) -> TrainingConfig {
+        try ConfigInput.check(text, file: file, overrides: overrides)   // bounds, nesting and repeated keys, before Yams parses
         let config: TrainingConfig
         do {
             var source = text
@@ -117,77 +113,6 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             tree[key] = setting(tree[key] as? [String: Any] ?? [:], path: path.dropFirst(), to: value)
         }
         return tree
-    }
-
-    /// Checks value ranges and combinations that decoding cannot.
-    public func validate(file: String = "<config>") throws(ConfigError) {
-        func require(_ condition: Bool, _ key: String, _ message: String) throws(ConfigError) {
-            if !condition { throw ConfigError(file: file, key: key, message: message) }
-        }
-        try require(training.epochs >= 1, "training.epochs", "expected an integer ≥ 1, got \(training.epochs)")
-        try require(training.batchSize >= 1, "training.batch_size", "expected an integer ≥ 1, got \(training.batchSize)")
-        try require(training.accumulationSteps >= 1, "training.accumulation_steps", "expected an integer ≥ 1, got \(training.accumulationSteps)")
-        try require(training.batchSize % training.accumulationSteps == 0, "training.accumulation_steps",
-                    "must divide training.batch_size (\(training.batchSize)); got \(training.accumulationSteps)")
-        try require((0..<1).contains(training.labelSmoothing), "training.label_smoothing", "expected a number in [0, 1), got \(training.labelSmoothing)")
-        try require(training.gradientClipNorm >= 0, "training.gradient_clip_norm", "expected a number ≥ 0 (0 turns clipping off)")
-        try require(training.divergenceFactor == 0 || (training.divergenceFactor > 1 && training.divergenceFactor.isFinite), "training.divergence_factor",
-                    "expected 0 (stop only on a non-finite loss) or a finite number > 1, got \(training.divergenceFactor)")
-        try require(training.bucketSizeMegabytes > 0, "training.bucket_size_mb", "expected a number > 0")
-        try require(training.featureCache.memoryMegabytes >= 0, "training.feature_cache.memory_mb", "expected a number ≥ 0 (0 puts every cache in a file)")
-        try require(training.blasThreads >= 0, "training.blas_threads", "expected an integer ≥ 0 (0 = cores ÷ ranks on the host)")
-        try require(optimizer.learningRate > 0, "optimizer.learning_rate", "expected a number > 0, got \(optimizer.learningRate)")
-        try require(optimizer.weightDecay >= 0, "optimizer.weight_decay", "expected a number ≥ 0")
-        try require((0..<1).contains(optimizer.momentum), "optimizer.momentum", "expected a number in [0, 1)")
-        try require(model.classes >= 2, "model.classes", "expected an integer ≥ 2, got \(model.classes)")
-        try require(model.headHidden >= 0, "model.head_hidden", "expected an integer ≥ 0 (0 means a linear head), got \(model.headHidden)")
-        try require(data.trainLimit >= 0, "data.train_limit", "expected an integer ≥ 0 (0 means all)")
-        try require(data.testLimit >= 0, "data.test_limit", "expected an integer ≥ 0 (0 means all)")
-        try require(data.trainPerClass >= 0, "data.train_per_class", "expected an integer ≥ 0 (0 means all)")
-        try require(data.classes.allSatisfy { $0 >= 0 } && Set(data.classes).count == data.classes.count, "data.classes",
-                    "expected distinct class indices ≥ 0, got \(data.classes)")
-        try require(data.trainPerClass == 0 || data.trainLimit == 0, "data.train_per_class",
-                    "choose one of data.train_limit (the first N samples) and data.train_per_class (the first N of each class)")
-        try require(data.validationSize >= 0, "data.validation_size", "expected an integer ≥ 0")
-        try require(data.imageSize >= 0, "data.image_size", "expected an integer ≥ 0 (0 keeps the dataset's size)")
-        try require(training.earlyStopping.patience >= 0, "training.early_stopping.patience", "expected an integer ≥ 0 (0 turns early stopping off)")
-        try require(training.earlyStopping.minimumDelta >= 0, "training.early_stopping.min_delta", "expected a number ≥ 0")
-        try require(data.cropPadding >= 0, "data.crop_padding", "expected an integer ≥ 0 (0 turns the random crop off)")
-        try require(["dataset", "imagenet"].contains(data.normalization), "data.normalization",
-                    "expected dataset or imagenet, got '\(data.normalization)'")
-        try require(data.maxLength >= 2, "data.max_length", "expected an integer ≥ 2 (room for [CLS] and [SEP]), got \(data.maxLength)")
-        if DataSection.textDatasets.contains(data.dataset) {
-            try require(!data.vocabulary.isEmpty, "data.vocabulary", "the \(data.dataset) dataset needs a WordPiece vocabulary (a BERT vocab.txt)")
-            try require(data.imageSize == 0, "data.image_size", "applies to images; \(data.dataset) holds texts")
-            try require(data.normalization == "dataset", "data.normalization", "applies to images; \(data.dataset) holds texts")
-        }
-        if data.dataset == "rotten-tomatoes" {
-            try require(data.validationSize == 0, "data.validation_size",
-                        "rotten-tomatoes has a fixed validation split; leave this at 0")
-            try require(data.trainPerClass == 0 && data.classes.isEmpty, data.classes.isEmpty ? "data.train_per_class" : "data.classes",
-                        "rotten-tomatoes has fixed splits; use data.train_limit")
-        }
-        if data.dataset == "text-csv" {
-            try require(!data.trainTexts.isEmpty, "data.train_texts", "the text-csv dataset needs a label,text training file")
-        }
-        if let adaptation = model.domainAdaptation {
-            try require(!data.target.isEmpty, "data.target", "model.domain_adaptation needs a target dataset (for example uci-digits)")
-            try require(adaptation.lambdaGamma >= 0, "model.domain_adaptation.lambda_gamma", "expected a number ≥ 0")
-            try require(adaptation.lambdaMax >= 0, "model.domain_adaptation.lambda_max", "expected a number ≥ 0")
-            try require(adaptation.domainHidden >= 1, "model.domain_adaptation.domain_hidden", "expected an integer ≥ 1")
-        }
-        if !data.target.isEmpty {
-            try require(DatasetCatalog.imageDatasets.contains(data.target), "data.target",
-                        "expected one of \(DatasetCatalog.imageDatasets.joined(separator: ", ")), got '\(data.target)'")
-            try require(DatasetCatalog.imageDatasets.contains(data.dataset), "data.dataset",
-                        "with data.target the source must be one of \(DatasetCatalog.imageDatasets.joined(separator: ", "))")
-        }
-        try require(unfreezing.discriminativeFactor >= 1, "unfreezing.discriminative_factor", "expected a number ≥ 1")
-        try require(unfreezing.every >= 1, "unfreezing.every", "expected an integer ≥ 1")
-        try require(unfreezing.patience >= 1, "unfreezing.patience", "expected an integer ≥ 1")
-        try require(schedule.warmupSteps >= 0, "schedule.warmup_steps", "expected an integer ≥ 0")
-        try require(checkpoint.everyEpochs >= 0, "checkpoint.every_epochs", "expected an integer ≥ 0 (0 turns checkpoints off)")
-        try require(checkpoint.keepLast >= 1, "checkpoint.keep_last", "expected an integer ≥ 1")
     }
 
     /// The job secret's file: `coordinator.secret_file`, or `job.secret` in the run directory.

@@ -11,7 +11,8 @@ public enum ModelZoo {
     /// typical input shape (used by `thaw models` and the benchmarks when none is given).
     public static let architectures: [(name: String, description: String, sampleShape: [Int])] = [
         ("small-cnn", "2 conv blocks + MLP head, trained from scratch (groups stem, block1, head)", [1, 28, 28]),
-        ("mlp", "2 hidden layers + linear head; no batch norm (groups hidden1, hidden2, head)", [1, 28, 28]),
+        ("mlp", "2 hidden layers + linear head; no batch norm or dropout, so model.head_dropout must be 0 (groups hidden1, hidden2, head)",
+         [1, 28, 28]),
         ("mobilenet_v2", "MobileNetV2, torchvision layout (groups stem, block1..block7, head); ImageNet weights via scripts/fetch-backbone",
          [3, 64, 64]),
         ("resnet18", "ResNet-18, torchvision layout (groups stem, layer1..layer4, head)", [3, 64, 64]),
@@ -117,16 +118,31 @@ public enum ModelZoo {
     }
 
     static func build(_ section: ModelSection, sampleShape: [Int], seed: UInt64, bertConfiguration given: BERTConfiguration?) throws -> Model {
+        let groups = try groups(section, sampleShape: sampleShape, seed: seed, bertConfiguration: given)
+        let model = try Model(groups: groups, sampleShape: sampleShape, seed: seed)
+        model.frozenBatchNormPolicy = section.frozenBatchNorm
+        return model
+    }
+
+    /// The architecture's layer groups for `sampleShape` inputs, without a parameter store: layers
+    /// declare their parameters' shapes but allocate nothing until a ``Model`` binds them, so this is
+    /// the shape-only path the memory estimate uses (MemoryEstimate.swift).
+    /// - Throws: As ``build(_:sampleShape:seed:)``.
+    static func groups(_ section: ModelSection, sampleShape: [Int], seed: UInt64, bertConfiguration given: BERTConfiguration?) throws -> [LayerGroup] {
+        guard sampleShape.allSatisfy({ $0 >= 1 }), let inputSize = CheckedSize.product(sampleShape) else {
+            throw TrainingError.dataMismatch("\(section.architecture) needs a sample shape of positive extents whose product fits in an Int; the data gives \(sampleShape)")
+        }
         var groups: [LayerGroup]
         switch section.architecture {
         case "small-cnn":
-            guard sampleShape.count == 3, sampleShape[1] % 4 == 0, sampleShape[2] % 4 == 0 else {
+            guard sampleShape.count == 3, sampleShape[1] % 4 == 0, sampleShape[2] % 4 == 0,
+                  CheckedSize.product([64, sampleShape[1] / 4, sampleShape[2] / 4, 128]) != nil else {
                 throw TrainingError.dataMismatch("small-cnn needs [C, H, W] inputs with H and W divisible by 4; the data gives \(sampleShape)")
             }
             groups = SmallCNN.groups(channels: sampleShape[0], height: sampleShape[1], width: sampleShape[2],
                                      classes: section.classes, headDropout: section.headDropout, seed: seed)
         case "mlp":
-            groups = MultilayerPerceptron.groups(inputSize: sampleShape.reduce(1, *), classes: section.classes)
+            groups = MultilayerPerceptron.groups(inputSize: inputSize, classes: section.classes)
         case "mobilenet_v2":
             guard sampleShape.count == 3, sampleShape[0] == 3, sampleShape[1] >= 32, sampleShape[2] >= 32 else {
                 throw TrainingError.dataMismatch("mobilenet_v2 needs [3, H, W] inputs with H, W ≥ 32; the data gives \(sampleShape)")
@@ -160,9 +176,7 @@ public enum ModelZoo {
         if let adaptation = section.domainAdaptation {
             groups = try domainAdversarial(groups, adaptation: adaptation, classes: section.classes, sampleShape: sampleShape)
         }
-        let model = try Model(groups: groups, sampleShape: sampleShape, seed: seed)
-        model.frozenBatchNormPolicy = section.frozenBatchNorm
-        return model
+        return groups
     }
 
     /// The same groups with the head wrapped in a ``DomainAdversarialHead``: the head becomes its label
@@ -175,8 +189,11 @@ public enum ModelZoo {
         for group in groups.dropLast() {
             do { shape = try group.body.outputShape(for: shape) } catch { throw ModelError.shape(error) }
         }
+        guard let features = CheckedSize.product(shape.dropFirst()) else {
+            throw TrainingError.dataMismatch("the head's input \(shape) has more features than an Int holds")
+        }
         let adversarial = DomainAdversarialHead(
-            labelBranch: head.body, labelOutputs: classes, features: shape.dropFirst().reduce(1, *),
+            labelBranch: head.body, labelOutputs: classes, features: features,
             domainHidden: adaptation.domainHidden, schedule: ReversalSchedule(gamma: adaptation.lambdaGamma, maximum: adaptation.lambdaMax))
         return groups.dropLast() + [LayerGroup(head.name, [(name: "adversarial", layer: adversarial)])]
     }

@@ -68,7 +68,9 @@ public final class TrainingRun {
         let printer = ProgressPrinter(style: progress)
         if isLeader, let removed = Checkpoint.removeStaleTemporaries(runDirectory: config.run.output) { printer.line(removed) }
 
+        try RunPreflight.beforeLoading(config, worldSize: collective.worldSize, ranksOnHost: ranksHere)
         let data = try DatasetCatalog.load(config.data)
+        try RunPreflight.beforeBuilding(config, data: data, worldSize: collective.worldSize, ranksOnHost: ranksHere)
         let model = try ModelZoo.build(config.model, sampleShape: data.train.sampleShape, seed: config.run.seed)
         // Token ids come from data and forward cannot throw, so they are checked once, here.
         try ModelZoo.validateInputs(data.train, for: model, name: "training set")

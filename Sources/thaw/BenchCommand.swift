@@ -188,7 +188,7 @@ struct StatusSoakBenchCommand: ParsableCommand {
     @Option(help: "Where the runs and their logs go.") var scratch = "runs/bench-status-soak"
 
     func run() throws {
-        guard let thaw = Bundle.main.executablePath else { throw ValidationError("cannot tell where the thaw executable is") }
+        guard let thaw = Bundle.main.executablePath else { throw RuntimeFailure("cannot tell where the thaw executable is") }
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         let mpirun = localMPIRunOptions(ranks: ranks)
         print("Status soak: \(config) \(overrides.joined(separator: " ")), \(ranks) ranks, \(Int(rate)) queries/s, \(repetitions) quiet/loaded pair(s)")
@@ -218,7 +218,7 @@ struct ScalingBenchCommand: ParsableCommand {
     @Option(help: "Where the runs and their logs go.") var scratch = "runs/bench-scaling"
 
     func run() throws {
-        guard let thaw = Bundle.main.executablePath else { throw ValidationError("cannot tell where the thaw executable is") }
+        guard let thaw = Bundle.main.executablePath else { throw RuntimeFailure("cannot tell where the thaw executable is") }
         guard batch > 0, samples >= batch, repetitions > 0 else { throw ValidationError("need --batch ≥ 1, --samples ≥ --batch and --repetitions ≥ 1") }
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         let mpirun = localMPIRunOptions(ranks: 2)
@@ -251,7 +251,7 @@ struct CacheBenchCommand: ParsableCommand {
     @Option(help: "Where the runs and their logs go.") var scratch = "runs/bench-cache"
 
     func run() throws {
-        guard let thaw = Bundle.main.executablePath else { throw ValidationError("cannot tell where the thaw executable is") }
+        guard let thaw = Bundle.main.executablePath else { throw RuntimeFailure("cannot tell where the thaw executable is") }
         guard ranks >= 1, repetitions >= 1 else { throw ValidationError("need --ranks ≥ 1 and --repetitions ≥ 1") }
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
         let mpirun = localMPIRunOptions(ranks: ranks)

@@ -31,7 +31,7 @@ struct CompareCommand: ParsableCommand {
             }
             comparison = try ComparisonRun(config: configuration, progress: style)
         } catch let error as ConfigError {
-            throw ValidationError(error.description)
+            throw RuntimeFailure.configuration(error, file: config)
         }
         let (outcome, isLeader) = try comparison.execute()
         guard isLeader else { return }

@@ -27,11 +27,11 @@ struct CoordinatorCommand: ParsableCommand {
 
     func run() throws {
         let training: TrainingConfig
-        do { training = try TrainingConfig.load(path: config, overrides: overrides) } catch { throw ValidationError(error.description) }
+        do { training = try TrainingConfig.load(path: config, overrides: overrides) } catch { throw RuntimeFailure.configuration(error, file: config) }
         let token = training.control.tokenFile.isEmpty ? nil : try readToken(training.control.tokenFile, key: "control.token_file")
         let secret: (secret: JobSecret, created: Bool)
         do { secret = try JobSecret.loadOrCreate(at: training.jobSecretPath) } catch {
-            throw ValidationError("coordinator.secret_file: \(error)")
+            throw RuntimeFailure("coordinator.secret_file: \(error)")
         }
         let settings = CoordinatorSettings(unfreezing: training.unfreezing, baseLearningRate: training.optimizer.learningRate,
                                            batchNormPolicy: training.model.frozenBatchNorm.rawValue, epochs: training.training.epochs,
@@ -72,7 +72,7 @@ struct StatusCommand: ParsableCommand {
         repeat {
             let bytes: [UInt8]
             do { bytes = try requester.request(CoordinatorRequest.status.encoded(), timeout: timeout) } catch {
-                throw ValidationError("no answer from \(coordinator) within \(timeout) s: is `thaw coordinator` running there?")
+                throw RuntimeFailure("no answer from \(coordinator) within \(timeout) s: is `thaw coordinator` running there?")
             }
             if watch != nil { print("\u{1B}[2J\u{1B}[H", terminator: "") }
             if json {
@@ -80,8 +80,8 @@ struct StatusCommand: ParsableCommand {
             } else {
                 switch try CoordinatorReply.decode(bytes) {
                 case .status(let report): print(report.table)
-                case .error(let error): throw ValidationError("the coordinator refused: \(error)")
-                default: throw ValidationError("unexpected reply from \(coordinator)")
+                case .error(let error): throw RuntimeFailure("the coordinator refused: \(error)")
+                default: throw RuntimeFailure("unexpected reply from \(coordinator)")
                 }
             }
             fflush(nil)
@@ -93,10 +93,10 @@ struct StatusCommand: ParsableCommand {
 /// Reads a shared token: the file's contents without surrounding white space; it must not be empty.
 func readToken(_ path: String, key: String) throws -> String {
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-        throw ValidationError("\(key): cannot read the token file \(path)")
+        throw RuntimeFailure("\(key): cannot read the token file \(path)")
     }
     let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
-    guard !token.isEmpty else { throw ValidationError("\(key): the token file \(path) is empty") }
+    guard !token.isEmpty else { throw RuntimeFailure("\(key): the token file \(path) is empty") }
     return token
 }
 
@@ -125,12 +125,12 @@ struct ControlCommand: ParsableCommand {
         let requester = try JSONRequester(context: context, address: coordinator, serverKey: serverKey)
         let bytes: [UInt8]
         do { bytes = try requester.request(request.encoded(), timeout: timeout) } catch {
-            throw ValidationError("no answer from \(coordinator) within \(timeout) s")
+            throw RuntimeFailure("no answer from \(coordinator) within \(timeout) s")
         }
         switch try CoordinatorReply.decode(bytes) {
         case .ok: print("thaw ctl: \(command) accepted")
-        case .error(let error): throw ValidationError("the coordinator refused: \(error)")
-        default: throw ValidationError("unexpected reply from \(coordinator)")
+        case .error(let error): throw RuntimeFailure("the coordinator refused: \(error)")
+        default: throw RuntimeFailure("unexpected reply from \(coordinator)")
         }
     }
 }
@@ -154,15 +154,15 @@ struct KeygenCommand: ParsableCommand {
                 let made = try JobSecret.loadOrCreate(at: jobSecret)
                 print("thaw keygen: \(made.created ? "wrote" : "kept the existing") job secret \(jobSecret): give it to the coordinator and every worker "
                       + "(coordinator.secret_file), readable by the job's user only")
-            } catch { throw ValidationError("\(error)") }
+            } catch { throw RuntimeFailure("\(error)") }
             return
         }
         guard let out else { return }
-        guard CurveKeyPair.isAvailable else { throw ValidationError("this libzmq was built without CURVE") }
+        guard CurveKeyPair.isAvailable else { throw RuntimeFailure("this libzmq was built without CURVE") }
         let pair = try CurveKeyPair.generate()
         let secret = out + ".secret"
         guard FileManager.default.createFile(atPath: secret, contents: Data((pair.secretKey + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
-            throw ValidationError("cannot write \(secret)")
+            throw RuntimeFailure("cannot write \(secret)")
         }
         try (pair.publicKey + "\n").write(toFile: out + ".public", atomically: true, encoding: .utf8)
         print("thaw keygen: \(secret) (keep it on the coordinator's host) and \(out).public (give it to workers and clients)")

@@ -21,7 +21,7 @@ struct EvalCommand: ParsableCommand {
 
     func run() throws {
         let training: TrainingConfig
-        do { training = try TrainingConfig.load(path: config, overrides: overrides) } catch { throw ValidationError(error.description) }
+        do { training = try TrainingConfig.load(path: config, overrides: overrides) } catch { throw RuntimeFailure.configuration(error, file: config) }
         guard batch > 0 else { throw ValidationError("--batch must be at least 1") }
         let data = try DatasetCatalog.load(training.data)
         let dataset = try data.named(split)

@@ -41,7 +41,7 @@ struct FewShotCommand: ParsableCommand {
 
     func run() throws {
         let training: TrainingConfig
-        do { training = try TrainingConfig.load(path: config, overrides: overrides) } catch { throw ValidationError(error.description) }
+        do { training = try TrainingConfig.load(path: config, overrides: overrides) } catch { throw RuntimeFailure.configuration(error, file: config) }
         guard let metric = PrototypeDistance(rawValue: distance) else { throw ValidationError("--distance must be euclidean or cosine, not '\(distance)'") }
         guard let pool = EmbeddingPooling(rawValue: pooling) else { throw ValidationError("--pooling must be average or flatten, not '\(pooling)'") }
         guard episodes >= 1 else { throw ValidationError("--episodes must be at least 1") }

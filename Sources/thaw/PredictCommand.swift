@@ -3,6 +3,7 @@
 // Writes the logits as NPY and the top classes as JSON.
 import ArgumentParser
 import Foundation
+import ThawCoordinator
 import ThawData
 import ThawKernels
 import ThawNN
@@ -65,7 +66,7 @@ struct PredictCommand: ParsableCommand {
             throw ValidationError("give --config (with --checkpoint) or --weights with --architecture, not both or neither")
         }
         let training: TrainingConfig? = try config.map { path in
-            do { return try TrainingConfig.load(path: path, overrides: overrides) } catch { throw ValidationError("\(error)") }
+            do { return try TrainingConfig.load(path: path, overrides: overrides) } catch let error as ConfigError { throw RuntimeFailure.configuration(error, file: path) }
         }
         if weights != nil, architecture == nil { throw ValidationError("--weights needs --architecture") }
         let architectureName = training?.model.architecture ?? architecture ?? ""
@@ -92,7 +93,7 @@ struct PredictCommand: ParsableCommand {
         if let output {
             let data = try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys])
             do { try data.write(to: URL(fileURLWithPath: output), options: .atomic) } catch {
-                throw ValidationError("\(output): cannot write the top classes: \(error.localizedDescription)")
+                throw RuntimeFailure("\(output): cannot write the top classes: \(error.localizedDescription)")
             }
         }
         if json {
@@ -142,10 +143,10 @@ struct PredictCommand: ParsableCommand {
             guard isText else { throw ValidationError("--texts is for text models (architecture bert)") }
             let vocabulary = try vocabularyFile(training: training)
             let tokenizer = try WordPieceTokenizer(vocabularyFile: vocabulary)
-            guard let text = try? String(contentsOfFile: texts, encoding: .utf8) else { throw ValidationError("\(texts): cannot read it as UTF-8 text") }
+            guard let text = try? String(contentsOfFile: texts, encoding: .utf8) else { throw RuntimeFailure("\(texts): cannot read it as UTF-8 text") }
             let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
                 .filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
-            guard !lines.isEmpty else { throw ValidationError("\(texts): holds no text (one text per line)") }
+            guard !lines.isEmpty else { throw RuntimeFailure("\(texts): holds no text (one text per line)") }
             let maximumLength = training?.data.maxLength ?? DataSection().maxLength
             let encoded = tokenizer.encode(lines, maximumLength: maximumLength)
             return Inputs(dataset: InMemoryDataset(features: encoded.ids.map(Float.init), labels: Array(repeating: 0, count: lines.count),
@@ -158,12 +159,12 @@ struct PredictCommand: ParsableCommand {
             // Token ids: [N, T] (or [T] for one sequence), integral values; the vocabulary check comes after the model is built.
             shape = array.shape.count == 1 ? [1] + array.shape : array.shape
             guard shape.count == 2, shape[0] > 0, shape[1] > 0 else {
-                throw ValidationError("\(input): token ids must be [N, T] (or [T]); got shape \(array.shape)")
+                throw RuntimeFailure("\(input): token ids must be [N, T] (or [T]); got shape \(array.shape)")
             }
             values = array.floatValues()
         } else if preprocessed {
             guard array.dataType == .float32, array.shape.count >= 2, array.shape.allSatisfy({ $0 > 0 }) else {
-                throw ValidationError("\(input): --preprocessed needs float32 [N] + the model's sample shape; got \(array.dataType) \(array.shape)")
+                throw RuntimeFailure("\(input): --preprocessed needs float32 [N] + the model's sample shape; got \(array.dataType) \(array.shape)")
             }
             (values, shape) = (array.floatValues(), array.shape)
         } else {
@@ -183,12 +184,12 @@ struct PredictCommand: ParsableCommand {
             let candidate = (directory as NSString).appendingPathComponent("vocab.txt")
             if FileManager.default.fileExists(atPath: candidate) { return candidate }
         }
-        throw ValidationError("--texts needs a WordPiece vocabulary: set data.vocabulary in the configuration, or keep vocab.txt beside the weights")
+        throw RuntimeFailure("--texts needs a WordPiece vocabulary: set data.vocabulary in the configuration, or keep vocab.txt beside the weights")
     }
 
     /// Class names from a file, one per line.
     private func readClassNames(_ path: String) throws -> [String] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("\(path): cannot read it") }
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw RuntimeFailure("\(path): cannot read it") }
         return text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
     }
 
@@ -206,7 +207,7 @@ struct PredictCommand: ParsableCommand {
         let report = try ModelZoo.loadPretrained(weights, into: model, architecture: architecture, strict: false)
         let mismatched = report.shapeMismatched + report.replaced
         guard report.missing.isEmpty, mismatched.isEmpty else {
-            throw ValidationError("\(weights) does not hold the whole \(architecture) with \(classes) classes: "
+            throw RuntimeFailure("\(weights) does not hold the whole \(architecture) with \(classes) classes: "
                                   + (report.missing.isEmpty ? "" : "missing \(report.missing.prefix(5).joined(separator: ", ")); ")
                                   + (mismatched.isEmpty ? "" : "shaped for another head: \(mismatched.prefix(5).joined(separator: ", "))")
                                   + " (a fine-tuned model: use --config and --checkpoint)")

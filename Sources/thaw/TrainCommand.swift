@@ -37,7 +37,7 @@ struct TrainCommand: ParsableCommand {
             try TrainingRun(config: configuration, progress: style, resume: resume, coordinator: coordinator,
                             coordinatorTimeout: coordinatorTimeout).execute()
         } catch let error as ConfigError {
-            throw ValidationError(error.description)
+            throw RuntimeFailure.configuration(error, file: config)
         }
     }
 }

@@ -36,15 +36,20 @@ final class ScratchRun {
 
     func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
 
-    /// Writes a config for the MLP (or another architecture) on this data; `extra` is appended YAML.
+    /// Writes a config for the MLP (or another architecture) on this data; `extra` is appended YAML,
+    /// and a section it names replaces the template's (a repeated key is an error).
     func writeConfig(name: String, extra: String, model: String = "{architecture: mlp, classes: 3}") throws -> String {
-        let text = """
+        let template = """
             run: {name: \(name), output: \(path(name)), seed: 9}
             model: \(model)
             data: {dataset: npy, train_features: \(path("x.npy")), train_labels: \(path("y.npy")), test_features: \(path("x.npy")), test_labels: \(path("y.npy"))}
             optimizer: {kind: sgd, learning_rate: 0.05, momentum: 0.9}
-            \(extra)
             """
+        let replaced = Set(extra.split(separator: "\n").compactMap { line in
+            line.first?.isLetter == true ? line.split(separator: ":").first.map(String.init) : nil
+        })
+        let kept = template.split(separator: "\n").filter { !replaced.contains(String($0.split(separator: ":")[0])) }
+        let text = kept.joined(separator: "\n") + "\n" + extra
         let file = path("\(name).yaml")
         try text.write(toFile: file, atomically: true, encoding: .utf8)
         return file
