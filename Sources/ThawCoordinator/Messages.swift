@@ -215,8 +215,15 @@ public enum CoordinatorRequest: Equatable, Sendable {
     /// An operator's command.
     case control(ControlMessage)
 
-    /// Decodes one frame strictly: unknown types, unknown or missing fields and wrong types are errors naming the field.
+    /// Decodes one frame strictly: unknown types, unknown or missing fields, wrong types and values out
+    /// of range (MessageLimits) are errors naming the field.
     public static func decode(_ bytes: [UInt8]) throws(MessageError) -> CoordinatorRequest {
+        let request = try decodeFields(bytes)
+        try request.checkRanges()
+        return request
+    }
+
+    private static func decodeFields(_ bytes: [UInt8]) throws(MessageError) -> CoordinatorRequest {
         guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)), let fields = object as? [String: Any] else {
             throw MessageError(field: "", message: "expected one JSON object per frame")
         }

@@ -41,8 +41,9 @@ public enum ResumeChanges {
         for key in Set(old.keys).union(new.keys).sorted() where old[key] != new[key] && !ignored.contains(key) {
             let was = old[key] ?? "(not set)", now = new[key] ?? "(not set)"
             if let reason = refused[key] {
+                let otherwise = key == "optimizer.kind" ? "start a new run from its weights (--set model.pretrained=\(path))" : "start a new run"
                 throw ConfigError(file: path, key: key, message: "is \(was) in the checkpoint and \(now) now, and \(reason); resume with \(was), "
-                                  + "or start a new run from its weights (--set model.pretrained=\(path))")
+                                  + "or \(otherwise)")
             }
             let when = planned.contains { key == $0 || (key.hasPrefix($0) && $0.hasSuffix(".")) } ? "; applies from the next epoch boundary" : ""
             lines.append("\(key) = \(now) (the checkpoint's run had \(was))\(when)")

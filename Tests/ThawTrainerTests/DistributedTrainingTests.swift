@@ -12,8 +12,9 @@ import ThawTesting
 final class ScratchRun {
     let directory: String
 
-    /// Writes `samples` seeded samples of `sampleShape` (flattened features carry the class signal).
-    init(samples: Int = 61, sampleShape: [Int] = [6], classes: Int = 3, seed: UInt64 = 5) throws {
+    /// Writes `samples` seeded samples of `sampleShape` (flattened features carry the class signal,
+    /// unless `randomLabels`, when labels are drawn apart from the features and nothing can be learned).
+    init(samples: Int = 61, sampleShape: [Int] = [6], classes: Int = 3, seed: UInt64 = 5, randomLabels: Bool = false) throws {
         let features = sampleShape.reduce(1, *)
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("thaw-test-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -22,7 +23,7 @@ final class ScratchRun {
         var y: [Int64] = []
         for _ in 0..<samples {
             let label = Int64(generator.next(below: classes))
-            y.append(label)
+            y.append(randomLabels ? Int64(generator.next(below: classes)) : label)
             for f in 0..<features {
                 let noise = Float(generator.next() >> 40) / Float(1 << 24) - 0.5
                 x.append(noise + (f % classes == Int(label) ? 1 : 0))
