@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "ThawData", targets: ["ThawData"]),
         .library(name: "ThawOptim", targets: ["ThawOptim"]),
         .library(name: "ThawCollective", targets: ["ThawCollective"]),
+        .library(name: "ThawPlan", targets: ["ThawPlan"]),
         .library(name: "ThawCoordinator", targets: ["ThawCoordinator"]),
         .library(name: "ThawTrainer", targets: ["ThawTrainer"]),
         .library(name: "ThawTesting", targets: ["ThawTesting"]),
@@ -45,13 +46,16 @@ let package = Package(
         .target(name: "ThawOptim", dependencies: ["ThawNN"], swiftSettings: fastMath),
         // The Collective protocol, its MPI implementation and an in-process one.
         .target(name: "ThawCollective", dependencies: ["CMPI"]),
-        // The coordinator, its JSON messages, worker authentication and the ZeroMQ transport.
-        .target(name: "ThawCoordinator", dependencies: ["CZMQ", .product(name: "Crypto", package: "swift-crypto")]),
+        // The plan of a run and the words ranks and the coordinator exchange about it: the versioned
+        // `TrainingPlan`, the unfreezing planner, the wire messages, strict decoding. No dependencies.
+        .target(name: "ThawPlan"),
+        // The coordinator: its server, its clients, worker authentication and the ZeroMQ transport.
+        .target(name: "ThawCoordinator", dependencies: ["ThawPlan", "CZMQ", .product(name: "Crypto", package: "swift-crypto")]),
         // The training loop, configuration and checkpoints.
         .target(
             name: "ThawTrainer",
             dependencies: [
-                "ThawNN", "ThawData", "ThawOptim", "ThawCollective", "ThawCoordinator",
+                "ThawNN", "ThawData", "ThawOptim", "ThawCollective", "ThawPlan", "ThawCoordinator",
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: fastMath),
@@ -61,7 +65,7 @@ let package = Package(
         .executableTarget(
             name: "thaw",
             dependencies: [
-                "ThawTrainer",
+                "ThawTrainer", "ThawPlan", "ThawCoordinator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -71,7 +75,7 @@ let package = Package(
         .testTarget(name: "ThawOptimTests", dependencies: ["ThawOptim", "ThawTesting"]),
         .testTarget(name: "ThawCollectiveTests", dependencies: ["ThawCollective", "ThawTesting"]),
         // The coordinator's protocol handler and worker authentication, without sockets or processes.
-        .testTarget(name: "ThawCoordinatorTests", dependencies: ["ThawCoordinator"]),
-        .testTarget(name: "ThawTrainerTests", dependencies: ["ThawTrainer", "ThawTesting", "thaw"]),
+        .testTarget(name: "ThawCoordinatorTests", dependencies: ["ThawPlan", "ThawCoordinator"]),
+        .testTarget(name: "ThawTrainerTests", dependencies: ["ThawTrainer", "ThawPlan", "ThawCoordinator", "ThawTesting", "thaw"]),
     ]
 )

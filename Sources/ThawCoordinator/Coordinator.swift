@@ -7,6 +7,7 @@
 // liveness is saved after every change (CoordinatorState.swift), and a restarted coordinator
 // continues the same run.
 import Foundation
+import ThawPlan
 
 #if canImport(Glibc)
 import Glibc

@@ -6,6 +6,7 @@
 // threads share only a locked step counter, a stop flag and the message sequence. Every message
 // is signed with the job secret (see "Note: worker authentication" in JobSecret.swift).
 import Foundation
+import ThawPlan
 
 /// A rank's connection to the coordinator.
 public final class CoordinatorClient {

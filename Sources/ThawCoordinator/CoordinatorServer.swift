@@ -1,6 +1,7 @@
 // CoordinatorServer: the ZeroMQ loop around `Coordinator.receive`: one ROUTER socket, a reply to
 // every REQ request, reused status answers, and a rate-limited log of what was dropped.
 import Foundation
+import ThawPlan
 
 extension Coordinator {
     /// Seconds between two log lines about rejected messages (they are counted in status meanwhile).

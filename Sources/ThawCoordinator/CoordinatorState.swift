@@ -1,6 +1,7 @@
 // CoordinatorState: what the coordinator saves after every change, so that a restarted
 // coordinator continues the same run (liveness is not saved and starts fresh).
 import Foundation
+import ThawPlan
 
 /// The coordinator's durable state (everything but liveness, which restarts fresh).
 struct CoordinatorState: Codable {

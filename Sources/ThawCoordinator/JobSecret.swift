@@ -10,6 +10,7 @@
 // operator commands (with their own token) stay one frame. docs/protocol.md has the full text.
 import Crypto
 import Foundation
+import ThawPlan
 
 #if canImport(Glibc)
 import Glibc

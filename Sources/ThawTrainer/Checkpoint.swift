@@ -7,7 +7,7 @@
 // The sampler needs no saved state: each epoch's order is a function of (seed, epoch), and dropout
 // is reseeded from (seed, step, rank) at every step, so a checkpoint can be taken at any step.
 import Foundation
-import ThawCoordinator
+import ThawPlan
 import ThawData
 import ThawNN
 import ThawOptim

@@ -4,7 +4,7 @@
 // are full `thaw train` runs with their own run directories; the verdict compares their final test accuracy.
 import Foundation
 import ThawCollective
-import ThawCoordinator
+import ThawPlan
 
 /// The outcome of one comparison (identical on every rank).
 public struct ComparisonOutcome: Codable, Equatable, Sendable {

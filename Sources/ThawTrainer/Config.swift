@@ -4,7 +4,7 @@
 // what was expected, so a typo never silently falls back to a default.
 // docs/configuration.md and README.md list every key; keep them in step with this file.
 import Foundation
-import ThawCoordinator
+import ThawPlan
 import ThawNN
 import Yams
 

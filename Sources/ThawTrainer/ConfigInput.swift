@@ -12,7 +12,7 @@
 // the composed node tree is walked once for repeats (and for size: aliases can make a small text
 // expand to a huge tree, so the walk stops past `maximumNodes`).
 import Foundation
-import ThawCoordinator
+import ThawPlan
 import Yams
 
 /// The input bounds of the configuration loader.

@@ -1,6 +1,6 @@
 // ModelZoo: architecture names in the configuration → models.
 import Foundation
-import ThawCoordinator
+import ThawPlan
 import ThawData
 import ThawKernels
 import ThawNN

@@ -1,7 +1,7 @@
 // Progress: how rank 0 shows a run to a person. A live line on a terminal,
 // plain lines (about ten per epoch) when the output is a file or a CI log.
 import Foundation
-import ThawCoordinator
+import ThawPlan
 
 #if canImport(Glibc)
 import Glibc

@@ -3,7 +3,7 @@
 // differs in words: the option or the first differing configuration key, and each rank's value.
 import Foundation
 import ThawCollective
-import ThawCoordinator
+import ThawPlan
 
 /// Ranks that were started differently, with each rank's value of what differs.
 public struct RankDisagreement: Error, CustomStringConvertible, Equatable {

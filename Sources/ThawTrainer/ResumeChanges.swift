@@ -2,7 +2,7 @@
 // loud. Changes are applied (plans follow the new unfreezing settings and rates from the next epoch
 // boundary), except those the checkpoint's state cannot carry, which are refused by key.
 import Foundation
-import ThawCoordinator
+import ThawPlan
 
 /// The differences between a checkpoint's configuration and the one resuming it.
 public enum ResumeChanges {

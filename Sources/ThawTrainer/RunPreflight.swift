@@ -5,7 +5,7 @@
 // loading), and again once the data is loaded, with its real sample shape and sample counts, just
 // before the model is built. Both name the key to change.
 import Foundation
-import ThawCoordinator
+import ThawPlan
 import ThawNN
 
 /// Checks that run before the data and the model are allocated.

@@ -8,6 +8,7 @@
 import Foundation
 import ThawCollective
 import ThawCoordinator
+import ThawPlan
 import ThawData
 import ThawKernels
 import ThawNN

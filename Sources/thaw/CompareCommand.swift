@@ -2,7 +2,7 @@
 // data, pretrained as configured and from scratch, and says whether transfer helped.
 import ArgumentParser
 import Foundation
-import ThawCoordinator
+import ThawPlan
 import ThawTrainer
 
 /// `thaw compare --config FILE [--set key=value ...] [--progress ...] [--json]`, plain or under mpirun.

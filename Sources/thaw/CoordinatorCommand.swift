@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 import ThawCoordinator
+import ThawPlan
 import ThawTrainer
 
 #if canImport(Glibc)

@@ -3,7 +3,7 @@
 // Writes the logits as NPY and the top classes as JSON.
 import ArgumentParser
 import Foundation
-import ThawCoordinator
+import ThawPlan
 import ThawData
 import ThawKernels
 import ThawNN

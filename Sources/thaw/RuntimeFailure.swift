@@ -6,7 +6,7 @@
 // and exits 1, without the usage text. So commands throw `ValidationError` for their arguments
 // only, and ``RuntimeFailure`` (or the library's own error) for everything else.
 import ArgumentParser
-import ThawCoordinator
+import ThawPlan
 
 /// A failure while running a command: printed as `Error: <message>` on stderr, exit status 1, no usage text.
 struct RuntimeFailure: Error, CustomStringConvertible {

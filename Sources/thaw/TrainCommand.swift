@@ -1,7 +1,7 @@
 // thaw train: runs training as one rank (plain process) or as every rank under mpirun.
 import ArgumentParser
 import Foundation
-import ThawCoordinator
+import ThawPlan
 import ThawTrainer
 
 /// `thaw train --config FILE [--set key=value ...]`.

@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 import ThawCoordinator
+import ThawPlan
 
 func hello(rank: Int, worldSize: Int = 2, hash: String = "abc") -> CoordinatorRequest {
     .hello(HelloMessage(runName: "t", rank: rank, worldSize: worldSize, host: "h", pid: 100 + rank, configHash: hash,

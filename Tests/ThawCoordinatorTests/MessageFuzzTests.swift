@@ -5,6 +5,7 @@
 import Foundation
 import Testing
 import ThawCoordinator
+import ThawPlan
 
 /// SplitMix64, so every case is reproducible from its seed.
 struct FuzzGenerator {

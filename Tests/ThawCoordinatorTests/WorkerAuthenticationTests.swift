@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 @testable import ThawCoordinator
+import ThawPlan
 
 /// A coordinator with two ranks said hello (signed) and the first plan handed out, and the
 /// secret its workers sign with.

@@ -4,7 +4,7 @@
 // the padding mask derived from the ids and the id check.
 import Foundation
 import Testing
-import ThawCoordinator
+import ThawPlan
 import ThawData
 import ThawKernels
 import ThawNN

@@ -2,7 +2,7 @@
 // training subset (data.train_per_class) and class filter (data.classes), and the command end to end under mpirun with 2 ranks.
 import Foundation
 import Testing
-import ThawCoordinator
+import ThawPlan
 import ThawData
 import ThawTesting
 import ThawTrainer

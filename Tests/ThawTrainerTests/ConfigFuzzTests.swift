@@ -6,7 +6,7 @@
 // a key or a message, and every estimate either fits or is refused with the key to change.
 import Foundation
 import Testing
-import ThawCoordinator
+import ThawPlan
 import ThawData
 import ThawKernels
 @testable import ThawTrainer

@@ -1,6 +1,6 @@
 // Tests for configuration parsing: defaults, key-naming errors, unknown keys and ranges.
 import Testing
-import ThawCoordinator
+import ThawPlan
 import ThawNN
 @testable import ThawTrainer
 

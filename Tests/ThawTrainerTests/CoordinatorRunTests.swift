@@ -4,6 +4,7 @@
 import Foundation
 import Testing
 import ThawCoordinator
+import ThawPlan
 import ThawTesting
 
 #if canImport(Glibc)

@@ -5,7 +5,7 @@
 import Foundation
 import Testing
 import ThawCollective
-import ThawCoordinator
+import ThawPlan
 import ThawData
 import ThawKernels
 import ThawNN

@@ -3,7 +3,7 @@
 // the key path, the expected range and the value; and the message problems it found are fixed.
 import Foundation
 import Testing
-@testable import ThawCoordinator
+@testable import ThawPlan
 import ThawData
 import ThawKernels
 import ThawNN

@@ -3,7 +3,7 @@
 // recipes, and refuse absurd runs naming the key to change.
 import Foundation
 import Testing
-import ThawCoordinator
+import ThawPlan
 import ThawNN
 import ThawOptim
 @testable import ThawTrainer

@@ -3,7 +3,7 @@
 import Foundation
 import Testing
 import ThawKernels
-import ThawCoordinator
+import ThawPlan
 import ThawTrainer
 
 /// −log softmax(z)[y] and softmax(z), in Double.

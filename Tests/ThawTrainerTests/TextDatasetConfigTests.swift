@@ -3,7 +3,7 @@
 // `thaw train` run on a text-csv file.
 import Foundation
 import Testing
-import ThawCoordinator
+import ThawPlan
 import ThawData
 import ThawTesting
 @testable import ThawTrainer

@@ -1,6 +1,6 @@
 // Tests for the unfreezing planner: each policy, versions, discriminative rates and validation.
 import Testing
-import ThawCoordinator
+import ThawPlan
 
 @Suite struct UnfreezingPlannerTests {
     let groups = ["stem", "block1", "block2", "head"]

@@ -4,6 +4,7 @@
 // throughput; it also records every query's latency.
 import Foundation
 import ThawCoordinator
+import ThawPlan
 
 #if canImport(Glibc)
 import Glibc

@@ -52,6 +52,15 @@ public struct ScheduleStatus: Codable, Equatable, Sendable {
     public var learningRates: [String: Float]
     /// The next epoch at which the trainable set changes, when the policy knows it in advance.
     public var nextChange: Int?
+
+    /// Creates the schedule's status.
+    public init(version: Int, trainableGroups: [String], frozenGroups: [String], learningRates: [String: Float], nextChange: Int?) {
+        self.version = version
+        self.trainableGroups = trainableGroups
+        self.frozenGroups = frozenGroups
+        self.learningRates = learningRates
+        self.nextChange = nextChange
+    }
 }
 
 /// Loss and accuracy so far.
@@ -64,6 +73,14 @@ public struct MetricsStatus: Codable, Equatable, Sendable {
     public var valAccuracy: Double?
     /// Every finished epoch.
     public var history: [EpochSummary]
+
+    /// Creates the metrics' status.
+    public init(trainLoss: Double?, valLoss: Double?, valAccuracy: Double?, history: [EpochSummary]) {
+        self.trainLoss = trainLoss
+        self.valLoss = valLoss
+        self.valAccuracy = valAccuracy
+        self.history = history
+    }
 }
 
 /// The last checkpoint.
@@ -72,6 +89,12 @@ public struct CheckpointStatus: Codable, Equatable, Sendable {
     public var path: String
     /// Epochs finished when it was written.
     public var epoch: Int
+
+    /// Creates the checkpoint's status.
+    public init(path: String, epoch: Int) {
+        self.path = path
+        self.epoch = epoch
+    }
 }
 
 /// Messages the coordinator dropped since it started, by reason (counted, not logged one by one).
@@ -128,6 +151,27 @@ public struct StatusReport: Codable, Equatable, Sendable {
     enum CodingKeys: String, CodingKey {
         case state, runId, worldSize, ranks, epoch, step, samplesPerSecond, schedule, metrics, checkpoint, bytesExchangedPerStep, error
         case failedRank, previousFailures, rejectedMessages
+    }
+
+    /// Creates a status report.
+    public init(state: String, runId: String, worldSize: Int, ranks: [RankStatus], epoch: Int?, step: Int?, samplesPerSecond: Double?,
+                schedule: ScheduleStatus?, metrics: MetricsStatus, checkpoint: CheckpointStatus?, bytesExchangedPerStep: Int?,
+                error: String?, failedRank: Int?, previousFailures: [String], rejectedMessages: RejectedMessages) {
+        self.state = state
+        self.runId = runId
+        self.worldSize = worldSize
+        self.ranks = ranks
+        self.epoch = epoch
+        self.step = step
+        self.samplesPerSecond = samplesPerSecond
+        self.schedule = schedule
+        self.metrics = metrics
+        self.checkpoint = checkpoint
+        self.bytesExchangedPerStep = bytesExchangedPerStep
+        self.error = error
+        self.failedRank = failedRank
+        self.previousFailures = previousFailures
+        self.rejectedMessages = rejectedMessages
     }
 
     /// Encodes every key, writing null for unknown values.

@@ -22,6 +22,12 @@ public struct MessageError: Error, CustomStringConvertible, Equatable {
     /// What was wrong.
     public var message: String
 
+    /// Creates an error about `field`.
+    public init(field: String, message: String) {
+        self.field = field
+        self.message = message
+    }
+
     /// One line naming the field.
     public var description: String { field.isEmpty ? message : "\(field): \(message)" }
 }
