@@ -84,7 +84,7 @@ public final class Coordinator {
     public var runID: String { state.runID }
 
     /// Whether the run has ended (finished or failed).
-    public var hasEnded: Bool { state.state == "finished" || state.state == "failed" }
+    public var hasEnded: Bool { state.state.hasEnded }
 
     /// Checks one request frame from a client and answers it.
     ///
@@ -149,13 +149,13 @@ public final class Coordinator {
             state.hellos[hello.rank] = hello
             state.ended[hello.rank] = nil
             // A relaunch (`--resume`) after a failure continues the same run; the failure is kept as history.
-            if state.state == "failed" {
+            if state.state == .failed {
                 state.previousFailures.append(state.error ?? "failed")
                 state.error = nil
                 state.failedRank = nil
                 state.ended = [:]
             }
-            if state.state != "running" { state.state = "running" }
+            if state.state != .running { state.state = .running }
             lastHeartbeat[hello.rank] = now
             save()
             return .ok(runID: state.runID)
@@ -166,7 +166,7 @@ public final class Coordinator {
         case .progress(let message):
             progress = message
             // Rank 0 reports progress every second or so; an operator's stop rides back on the reply.
-            return .ok(runID: state.runID, control: state.stopRequested ? "stop" : nil)
+            return .ok(runID: state.runID, control: state.stopRequested ? .stop : nil)
         case .control(let control):
             guard let expected = settings.controlToken else {
                 return .error(MessageError(field: "token", message: "control is off for this run: set control.token_file in the configuration"))
@@ -175,13 +175,13 @@ public final class Coordinator {
                 return .error(MessageError(field: "token", message: "refused: wrong token"))
             }
             switch control.command {
-            case "stop":
+            case .stop:
                 state.stopRequested = true
-            default:
+            case .thaw(let groups):
                 guard var planner = state.planner else {
                     return .error(MessageError(field: "", message: "no rank has said hello yet, so the model's groups are unknown"))
                 }
-                do { try planner.thaw(groups: control.groups ?? []) } catch { return .error(error) }
+                do { try planner.thaw(groups: groups) } catch { return .error(error) }
                 state.planner = planner
             }
             save()
@@ -205,18 +205,18 @@ public final class Coordinator {
             save()
             return .plan(plan)
         case .finished(let end):
-            state.ended[end.rank] = "finished"
-            if state.state != "failed" && state.ended.count == state.worldSize && state.ended.values.allSatisfy({ $0 == "finished" }) {
-                state.state = "finished"
+            state.ended[end.rank] = .finished
+            if state.state != .failed && state.ended.count == state.worldSize && state.ended.values.allSatisfy({ $0 == .finished }) {
+                state.state = .finished
             }
             save()
             return .ok(runID: state.runID)
         case .failed(let end):
-            state.ended[end.rank] = "failed"
+            state.ended[end.rank] = .failed
             fail("rank \(end.rank) failed: \(end.reason ?? "no reason given")", rank: end.rank)
             return .ok(runID: state.runID)
         case .terminated(let end):
-            if state.ended[end.rank] == nil { state.ended[end.rank] = "terminated" }
+            if state.ended[end.rank] == nil { state.ended[end.rank] = .terminated }
             terminationReason = terminationReason ?? end.reason
             save()
             checkLiveness(now: now)
@@ -241,15 +241,15 @@ public final class Coordinator {
     /// rank that went silent instead, after ``silenceAfterTermination`` seconds rather than the full
     /// heartbeat timeout. If every rank reports `terminated`, the job was stopped from outside.
     public func checkLiveness(now: Double) {
-        guard state.state == "running" else { return }
-        let terminated = state.ended.filter { $0.value == "terminated" }.keys.sorted()
+        guard state.state == .running else { return }
+        let terminated = state.ended.filter { $0.value == .terminated }.keys.sorted()
         let limit = terminated.isEmpty ? settings.heartbeatTimeout : min(settings.heartbeatTimeout, Self.silenceAfterTermination)
         let silent = state.hellos.keys.filter { state.ended[$0] == nil && now - (lastHeartbeat[$0] ?? now) > limit }
         // The rank silent the longest is the one that died first.
         if let rank = silent.min(by: { (lastHeartbeat[$0] ?? now, $0) < (lastHeartbeat[$1] ?? now, $1) }), let hello = state.hellos[rank] {
             let age = now - (lastHeartbeat[rank] ?? now)
             let others = terminated.isEmpty ? "" : "; then \(Self.rankList(terminated)) stopped (\(terminationReason ?? "signal")), as mpirun does to the other ranks"
-            state.ended[rank] = "dead"
+            state.ended[rank] = .dead
             fail("rank \(rank) (host \(hello.host), pid \(hello.pid)) died: no heartbeat for \(Int(age.rounded())) s" + others, rank: rank)
             return
         }
@@ -295,8 +295,8 @@ public final class Coordinator {
     }
 
     private func fail(_ reason: String, rank: Int?) {
-        if state.state != "failed" {
-            state.state = "failed"
+        if state.state != .failed {
+            state.state = .failed
             state.error = reason
             state.failedRank = rank
         }

@@ -109,7 +109,7 @@ public final class CoordinatorClient {
     /// a few seconds so a restarting coordinator does not slow training down.
     /// - Returns: An operator command the coordinator passed along in its reply (`stop`), if any.
     @discardableResult
-    public func report(_ request: CoordinatorRequest, timeout: Double = 1) -> String? {
+    public func report(_ request: CoordinatorRequest, timeout: Double = 1) -> OperatorCommand? {
         let now = Coordinator.clock()
         guard now - lastFailure > 5 else { return nil }
         do {

@@ -6,14 +6,14 @@ import ThawPlan
 /// The coordinator's durable state (everything but liveness, which restarts fresh).
 struct CoordinatorState: Codable {
     var runID: String
-    var state = "waiting"
+    var state = RunState.waiting
     var worldSize = 0
     var configHash: String?
     var hellos: [Int: HelloMessage] = [:]
     var planner: UnfreezingPlanner?
     var plan: TrainingPlan?
     var history: [EpochSummary] = []
-    var ended: [Int: String] = [:]
+    var ended: [Int: RankEnd] = [:]
     var error: String?
     var failedRank: Int?
     var previousFailures: [String] = []
@@ -28,14 +28,14 @@ struct CoordinatorState: Codable {
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         runID = try c.decode(String.self, forKey: .runID)
-        state = try c.decode(String.self, forKey: .state)
+        state = try c.decode(RunState.self, forKey: .state)
         worldSize = try c.decode(Int.self, forKey: .worldSize)
         configHash = try c.decodeIfPresent(String.self, forKey: .configHash)
         hellos = try c.decode([Int: HelloMessage].self, forKey: .hellos)
         planner = try c.decodeIfPresent(UnfreezingPlanner.self, forKey: .planner)
         plan = try c.decodeIfPresent(TrainingPlan.self, forKey: .plan)
         history = try c.decode([EpochSummary].self, forKey: .history)
-        ended = try c.decode([Int: String].self, forKey: .ended)
+        ended = try c.decode([Int: RankEnd].self, forKey: .ended)
         error = try c.decodeIfPresent(String.self, forKey: .error)
         failedRank = try c.decodeIfPresent(Int.self, forKey: .failedRank)
         previousFailures = try c.decodeIfPresent([String].self, forKey: .previousFailures) ?? []

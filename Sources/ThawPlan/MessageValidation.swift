@@ -65,7 +65,7 @@ extension CoordinatorRequest {
             try check(m.runId ?? "", "run_id")
         case .control(let m):
             try check(m.token, "token")
-            try check(m.groups ?? [], "groups", nonEmpty: false)
+            if case .thaw(let groups) = m.command { try check(groups, "groups", nonEmpty: true) }
         case .status:
             break
         }

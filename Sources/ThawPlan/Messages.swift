@@ -182,17 +182,42 @@ public struct EpochReportMessage: Codable, Equatable, Sendable {
 }
 
 /// An operator's command, authenticated by the shared token.
-public struct ControlMessage: Codable, Equatable, Sendable {
-    /// `stop` (finish the step, checkpoint, exit cleanly) or `thaw` (thaw `groups` at the next epoch boundary).
-    public var command: String
-    /// For `thaw`: the groups to thaw (with every group above them).
-    public var groups: [String]?
+///
+/// On the wire: `{"type": "control", "command": "stop"|"thaw", "groups": [...], "token": "..."}`.
+public struct ControlMessage: Equatable, Sendable {
+    /// What to do.
+    public var command: OperatorCommand
     /// The shared token from the file named by `control.token_file`.
     public var token: String
 
     /// Creates a control message.
-    public init(command: String, groups: [String]?, token: String) {
-        self.command = command; self.groups = groups; self.token = token
+    public init(command: OperatorCommand, token: String) {
+        self.command = command; self.token = token
+    }
+}
+
+extension ControlMessage: Codable {
+    enum CodingKeys: String, CodingKey { case command, groups, token }
+
+    /// Decodes `command` (and `groups` for thaw).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        token = try c.decode(String.self, forKey: .token)
+        let name = try c.decode(String.self, forKey: .command)
+        switch name {
+        case "stop": command = .stop
+        case "thaw": command = .thaw(groups: try c.decodeIfPresent([String].self, forKey: .groups) ?? [])
+        default:
+            throw DecodingError.dataCorruptedError(forKey: .command, in: c, debugDescription: "unknown command '\(name)'; expected stop or thaw")
+        }
+    }
+
+    /// Encodes the wire form.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(command.name, forKey: .command)
+        if case .thaw(let groups) = command { try c.encode(groups, forKey: .groups) }
+        try c.encode(token, forKey: .token)
     }
 }
 
@@ -251,12 +276,7 @@ public enum CoordinatorRequest: Equatable, Sendable {
             let end = try decodeBody(EndMessage.self, bytes, fields)
             guard end.reason != nil else { throw MessageError(field: "reason", message: "a terminated message needs a reason (the signal)") }
             return .terminated(end)
-        case "control":
-            let control = try decodeBody(ControlMessage.self, bytes, fields)
-            guard ["stop", "thaw"].contains(control.command) else {
-                throw MessageError(field: "command", message: "unknown command '\(control.command)'; expected stop or thaw")
-            }
-            return .control(control)
+        case "control": return .control(try decodeBody(ControlMessage.self, bytes, fields))
         case "status":
             guard fields.count == 1 else { throw MessageError(field: fields.keys.sorted().first { $0 != "type" } ?? "", message: "status takes no fields") }
             return .status
@@ -332,7 +352,7 @@ public enum CoordinatorRequest: Equatable, Sendable {
 /// The coordinator's replies.
 public enum CoordinatorReply: Sendable {
     /// Accepted; carries the run id, and a pending operator command (`stop`) for rank 0.
-    case ok(runID: String, control: String? = nil)
+    case ok(runID: String, control: OperatorCommand? = nil)
     /// The plan for the requested epoch.
     case plan(TrainingPlan)
     /// The run's status.
@@ -345,7 +365,7 @@ public enum CoordinatorReply: Sendable {
         switch self {
         case .ok(let runID, let control):
             var fields = ["type": "ok", "run_id": runID]
-            if let control { fields["control"] = control }
+            if let control { fields["control"] = control.name }
             return Array(jsonString(fields).utf8)
         case .plan(let plan):
             struct Body: Encodable { var plan: TrainingPlan }
@@ -364,7 +384,7 @@ public enum CoordinatorReply: Sendable {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         switch type {
-        case "ok": return .ok(runID: fields["run_id"] as? String ?? "", control: fields["control"] as? String)
+        case "ok": return .ok(runID: fields["run_id"] as? String ?? "", control: (fields["control"] as? String) == "stop" ? .stop : nil)
         case "plan":
             struct Body: Decodable { var plan: TrainingPlan }
             guard let body = try? JSONDecoder().decode(Body.self, from: Data(bytes)) else { throw MessageError(field: "plan", message: "malformed plan") }

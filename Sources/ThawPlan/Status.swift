@@ -17,12 +17,12 @@ public struct RankStatus: Codable, Equatable, Sendable {
     public var step: Int
     /// How it ended: `finished`, `failed`, `terminated` (stopped by a signal), `dead` (went silent),
     /// or nil while it runs.
-    public var ended: String?
+    public var ended: RankEnd?
 
     enum CodingKeys: String, CodingKey { case rank, host, pid, alive, heartbeatAgeS, step, ended }
 
     /// Creates a rank's status.
-    public init(rank: Int, host: String, pid: Int, alive: Bool, heartbeatAgeS: Double, step: Int, ended: String?) {
+    public init(rank: Int, host: String, pid: Int, alive: Bool, heartbeatAgeS: Double, step: Int, ended: RankEnd?) {
         self.rank = rank; self.host = host; self.pid = pid; self.alive = alive
         self.heartbeatAgeS = heartbeatAgeS; self.step = step; self.ended = ended
     }
@@ -118,7 +118,7 @@ public struct RejectedMessages: Codable, Equatable, Sendable {
 /// The answer to `{"type": "status"}`: every key is always present (null when unknown).
 public struct StatusReport: Codable, Equatable, Sendable {
     /// `waiting`, `running`, `finished` or `failed`.
-    public var state: String
+    public var state: RunState
     /// The run's id, stable across coordinator restarts with a state file.
     public var runId: String
     /// Ranks announced by the workers (0 before the first hello).
@@ -154,7 +154,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
     }
 
     /// Creates a status report.
-    public init(state: String, runId: String, worldSize: Int, ranks: [RankStatus], epoch: Int?, step: Int?, samplesPerSecond: Double?,
+    public init(state: RunState, runId: String, worldSize: Int, ranks: [RankStatus], epoch: Int?, step: Int?, samplesPerSecond: Double?,
                 schedule: ScheduleStatus?, metrics: MetricsStatus, checkpoint: CheckpointStatus?, bytesExchangedPerStep: Int?,
                 error: String?, failedRank: Int?, previousFailures: [String], rejectedMessages: RejectedMessages) {
         self.state = state
@@ -198,7 +198,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var table: String {
         func number(_ value: Double?, _ format: String) -> String { value.map { String(format: format, $0) } ?? "-" }
         var lines: [String] = []
-        lines.append("run \(runId)   state \(state.uppercased())   \(worldSize) rank(s)")
+        lines.append("run \(runId)   state \(state.rawValue.uppercased())   \(worldSize) rank(s)")
         if let error { lines.append("error" + (failedRank.map { " (rank \($0))" } ?? "") + ": \(error)") }
         if !previousFailures.isEmpty { lines.append("recovered from \(previousFailures.count) earlier failure(s); last: \(previousFailures[previousFailures.count - 1])") }
         let position = epoch.map { "epoch \($0 + 1)" + (step.map { " step \($0)" } ?? "") } ?? "not started"
@@ -219,7 +219,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
         for r in ranks {
             let host = r.host.count > 20 ? String(r.host.prefix(20)) : r.host + String(repeating: " ", count: 20 - r.host.count)
             lines.append(String(format: "%4d  ", r.rank) + host + String(format: " %-8d ", r.pid) + (r.alive ? "yes   " : "NO    ")
-                         + String(format: " %7.1f s  %d", r.heartbeatAgeS, r.step) + (r.ended.map { "  \($0)" } ?? ""))
+                         + String(format: " %7.1f s  %d", r.heartbeatAgeS, r.step) + (r.ended.map { "  \($0.rawValue)" } ?? ""))
         }
         if !metrics.history.isEmpty {
             lines.append("epoch  plan  trainable                     train loss  val acc   test acc  seconds")

@@ -175,7 +175,7 @@ public final class TrainingRun {
                     lastProgress = now
                     let control = client.report(.progress(ProgressMessage(rank: 0, epoch: epoch, step: step, loss: loss, samplesPerSecond: rate,
                                                                           bytesExchangedPerStep: trainer.bytesExchangedPerStep)))
-                    if control == "stop" { stop.isSet = true }
+                    if control == .stop { stop.isSet = true }
                 }
             }
             guard isLeader else { return }

@@ -108,7 +108,10 @@ struct ControlCommand: ParsableCommand {
         abstract: "Control a running job through its coordinator (needs the shared token).",
         discussion: "stop: every rank finishes its step, rank 0 writes a checkpoint, and the job exits cleanly (continue with --resume latest). thaw: the given groups (and all above them) train from the next epoch boundary.")
 
-    @Argument(help: "stop or thaw.") var command: String
+    /// The two things an operator can say.
+    enum Verb: String, ExpressibleByArgument, CaseIterable { case stop, thaw }
+
+    @Argument(help: "stop or thaw.") var command: Verb
     @Option(help: "The coordinator's address.") var coordinator = "tcp://127.0.0.1:5555"
     @Option(help: "The file holding the shared token (the one named by control.token_file).") var tokenFile: String
     @Option(help: "For thaw: the groups to thaw, comma separated.") var groups: String?
@@ -116,11 +119,15 @@ struct ControlCommand: ParsableCommand {
     @Option(help: "The coordinator's CURVE public key file, when it runs with CURVE.") var curveServerKeyFile: String?
 
     func run() throws {
-        guard command == "stop" || command == "thaw" else { throw ValidationError("expected stop or thaw, got '\(command)'") }
-        let groupList = groups?.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
-        if command == "thaw" && (groupList ?? []).isEmpty { throw ValidationError("thaw needs --groups") }
-        let request = CoordinatorRequest.control(ControlMessage(command: command, groups: groupList,
-                                                                token: try readToken(tokenFile, key: "--token-file")))
+        let groupList = (groups ?? "").split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let operatorCommand: OperatorCommand
+        switch command {
+        case .stop: operatorCommand = .stop
+        case .thaw:
+            guard !groupList.isEmpty else { throw ValidationError("thaw needs --groups") }
+            operatorCommand = .thaw(groups: groupList)
+        }
+        let request = CoordinatorRequest.control(ControlMessage(command: operatorCommand, token: try readToken(tokenFile, key: "--token-file")))
         let context = try ZMQContext()
         let serverKey = try curveServerKeyFile.map { try readToken($0, key: "--curve-server-key-file") }
         let requester = try JSONRequester(context: context, address: coordinator, serverKey: serverKey)

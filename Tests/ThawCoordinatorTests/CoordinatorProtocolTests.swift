@@ -20,7 +20,7 @@ func gradualSettings(heartbeatTimeout: Double = 10) -> CoordinatorSettings {
 @Suite struct CoordinatorProtocolTests {
     @Test func plansFollowThePolicyAndStatusTracksTheRun() throws {
         let coordinator = try Coordinator(settings: gradualSettings(), statePath: nil)
-        #expect(coordinator.status(now: 0).state == "waiting")
+        #expect(coordinator.status(now: 0).state == .waiting)
         guard case .ok = coordinator.handle(hello(rank: 0), now: 0), case .ok = coordinator.handle(hello(rank: 1), now: 0) else {
             Issue.record("hello refused"); return
         }
@@ -32,14 +32,14 @@ func gradualSettings(heartbeatTimeout: Double = 10) -> CoordinatorSettings {
         #expect(second.trainableGroups == ["block1", "head"] && second.version == 2)
         _ = coordinator.handle(.heartbeat(HeartbeatMessage(rank: 1, step: 7)), now: 3)
         let status = coordinator.status(now: 3.5)
-        #expect(status.state == "running" && status.worldSize == 2)
+        #expect(status.state == .running && status.worldSize == 2)
         #expect(status.ranks.map(\.step) == [0, 7])
         #expect(status.schedule?.frozenGroups == ["stem"])
         #expect(status.schedule?.nextChange == 2)
         _ = coordinator.handle(.finished(EndMessage(rank: 0, reason: nil)), now: 4)
-        #expect(coordinator.status(now: 4).state == "running")
+        #expect(coordinator.status(now: 4).state == .running)
         _ = coordinator.handle(.finished(EndMessage(rank: 1, reason: nil)), now: 4)
-        #expect(coordinator.status(now: 4).state == "finished")
+        #expect(coordinator.status(now: 4).state == .finished)
     }
 
     @Test func refusesADifferentConfiguration() throws {
@@ -58,7 +58,7 @@ func gradualSettings(heartbeatTimeout: Double = 10) -> CoordinatorSettings {
         _ = coordinator.handle(.heartbeat(HeartbeatMessage(rank: 0, step: 1)), now: 6)
         coordinator.checkLiveness(now: 6.5)
         let status = coordinator.status(now: 6.5)
-        #expect(status.state == "failed")
+        #expect(status.state == .failed)
         #expect(status.error?.contains("rank 1") == true)
         #expect(status.ranks.map(\.alive) == [true, false])
     }
@@ -73,18 +73,18 @@ func gradualSettings(heartbeatTimeout: Double = 10) -> CoordinatorSettings {
         _ = coordinator.handle(.heartbeat(HeartbeatMessage(rank: 2, step: 4)), now: 9)
         _ = coordinator.handle(.terminated(EndMessage(rank: 0, reason: "SIGTERM")), now: 9.2)
         _ = coordinator.handle(.terminated(EndMessage(rank: 2, reason: "SIGTERM")), now: 9.3)
-        #expect(coordinator.status(now: 9.5).state == "running", "a termination alone must not fail the run")
+        #expect(coordinator.status(now: 9.5).state == .running, "a termination alone must not fail the run")
         coordinator.checkLiveness(now: 8 + Coordinator.silenceAfterTermination + 0.1)
         let status = coordinator.status(now: 11)
-        #expect(status.state == "failed")
+        #expect(status.state == .failed)
         #expect(status.failedRank == 1)
         #expect(status.error?.contains("rank 1 (host h, pid 101) died") == true, "\(status.error ?? "")")
-        #expect(status.ranks.map(\.ended) == ["terminated", "dead", "terminated"])
+        #expect(status.ranks.map(\.ended) == [.terminated, .dead, .terminated])
 
         // A relaunch continues the run; the failure is kept as history.
         _ = coordinator.handle(hello(rank: 0, worldSize: 3), now: 20)
         let resumed = coordinator.status(now: 20)
-        #expect(resumed.state == "running" && resumed.error == nil && resumed.failedRank == nil)
+        #expect(resumed.state == .running && resumed.error == nil && resumed.failedRank == nil)
         #expect(resumed.previousFailures.count == 1 && resumed.previousFailures[0].contains("rank 1"))
     }
 
@@ -94,7 +94,7 @@ func gradualSettings(heartbeatTimeout: Double = 10) -> CoordinatorSettings {
         _ = coordinator.handle(.terminated(EndMessage(rank: 1, reason: "SIGINT")), now: 1)
         _ = coordinator.handle(.terminated(EndMessage(rank: 0, reason: "SIGINT")), now: 1)
         let status = coordinator.status(now: 1)
-        #expect(status.state == "failed" && status.failedRank == nil)
+        #expect(status.state == .failed && status.failedRank == nil)
         #expect(status.error?.contains("stopped from outside") == true, "\(status.error ?? "")")
     }
 
@@ -139,12 +139,12 @@ func gradualSettings(heartbeatTimeout: Double = 10) -> CoordinatorSettings {
 
     @Test func controlNeedsTheToken() throws {
         let off = try coordinator(token: nil)
-        guard case .error(let disabled) = off.handle(.control(ControlMessage(command: "stop", groups: nil, token: "x")), now: 1) else {
+        guard case .error(let disabled) = off.handle(.control(ControlMessage(command: .stop, token: "x")), now: 1) else {
             Issue.record("control accepted without a configured token"); return
         }
         #expect(disabled.field == "token")
         let on = try coordinator(token: "right")
-        guard case .error(let wrong) = on.handle(.control(ControlMessage(command: "stop", groups: nil, token: "wrong")), now: 1) else {
+        guard case .error(let wrong) = on.handle(.control(ControlMessage(command: .stop, token: "wrong")), now: 1) else {
             Issue.record("a wrong token was accepted"); return
         }
         #expect(wrong.message.contains("refused"))
@@ -153,11 +153,11 @@ func gradualSettings(heartbeatTimeout: Double = 10) -> CoordinatorSettings {
             Issue.record("progress refused"); return
         }
         #expect(control == nil)
-        _ = on.handle(.control(ControlMessage(command: "stop", groups: nil, token: "right")), now: 3)
+        _ = on.handle(.control(ControlMessage(command: .stop, token: "right")), now: 3)
         guard case .ok(_, let stop) = on.handle(.progress(ProgressMessage(rank: 0, epoch: 0, step: 2, loss: 1, samplesPerSecond: 1, bytesExchangedPerStep: 0)), now: 4) else {
             Issue.record("progress refused"); return
         }
-        #expect(stop == "stop")
+        #expect(stop == .stop)
     }
 
     @Test func thawNowWidensTheNextPlan() throws {
@@ -166,11 +166,11 @@ func gradualSettings(heartbeatTimeout: Double = 10) -> CoordinatorSettings {
             Issue.record("no plan"); return
         }
         #expect(first.trainableGroups == ["head"])
-        guard case .error(let unknown) = coordinator.handle(.control(ControlMessage(command: "thaw", groups: ["blok1"], token: "t")), now: 2) else {
+        guard case .error(let unknown) = coordinator.handle(.control(ControlMessage(command: .thaw(groups: ["blok1"]), token: "t")), now: 2) else {
             Issue.record("unknown group accepted"); return
         }
         #expect(unknown.field == "groups")
-        _ = coordinator.handle(.control(ControlMessage(command: "thaw", groups: ["block1"], token: "t")), now: 2)
+        _ = coordinator.handle(.control(ControlMessage(command: .thaw(groups: ["block1"]), token: "t")), now: 2)
         guard case .plan(let next) = coordinator.handle(.planRequest(PlanRequestMessage(rank: 0, epoch: 1, previousValidationLoss: 1)), now: 3) else {
             Issue.record("no plan"); return
         }

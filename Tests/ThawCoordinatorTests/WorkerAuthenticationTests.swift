@@ -83,7 +83,7 @@ func statusWithoutCounters(_ coordinator: Coordinator, now: Double) throws -> St
         }
         #expect(try statusWithoutCounters(coordinator, now: 2) == before, "a forged message changed the run")
         coordinator.checkLiveness(now: 3)
-        #expect(coordinator.status(now: 3).state == "running")
+        #expect(coordinator.status(now: 3).state == .running)
         #expect(coordinator.status(now: 3).rejectedMessages.unauthenticated == 40)
     }
 
@@ -150,7 +150,7 @@ func statusWithoutCounters(_ coordinator: Coordinator, now: Double) throws -> St
             Issue.record("status refused"); return
         }
         guard case .error(let control) = coordinator.receive(
-            CoordinatorRequest.control(ControlMessage(command: "stop", groups: nil, token: "x")).encoded(), authentication: nil, now: 2) else {
+            CoordinatorRequest.control(ControlMessage(command: .stop, token: "x")).encoded(), authentication: nil, now: 2) else {
             Issue.record("control without a configured token accepted"); return
         }
         #expect(control.field == "token", "control is checked by its token, not by the job secret")

@@ -169,7 +169,7 @@ final class CoordinatorProcess {
         guard case .status(let waiting) = try CoordinatorReply.decode(try secure.request(CoordinatorRequest.status.encoded(), timeout: 5)) else {
             Issue.record("no status over CURVE"); return
         }
-        #expect(waiting.state == "waiting")
+        #expect(waiting.state == .waiting)
         let run = try runTraining(config: config, ranks: 2, extraArguments: ["--coordinator", coordinator.endpoint])
         #expect(run.exitCode == 0, "\(run.output)")
         let status = try spawnProcessGroup([thaw, "status", "--coordinator", coordinator.endpoint, "--curve-server-key-file",
