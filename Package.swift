@@ -18,6 +18,9 @@ let package = Package(
         .library(name: "ThawPlan", targets: ["ThawPlan"]),
         .library(name: "ThawCoordinator", targets: ["ThawCoordinator"]),
         .library(name: "ThawTrainer", targets: ["ThawTrainer"]),
+        .library(name: "ThawRun", targets: ["ThawRun"]),
+        .library(name: "ThawEvaluation", targets: ["ThawEvaluation"]),
+        .library(name: "ThawBench", targets: ["ThawBench"]),
         .library(name: "ThawTesting", targets: ["ThawTesting"]),
         .executable(name: "thaw", targets: ["thaw"]),
     ],
@@ -51,21 +54,37 @@ let package = Package(
         .target(name: "ThawPlan"),
         // The coordinator: its server, its clients, worker authentication and the ZeroMQ transport.
         .target(name: "ThawCoordinator", dependencies: ["ThawPlan", "CZMQ", .product(name: "Crypto", package: "swift-crypto")]),
-        // The training loop, configuration and checkpoints.
+        // The training core: the trainer's straight line, plan agreement, batch sources and the
+        // frozen-prefix cache, objectives, gradient exchange, early stopping, checkpoints, run observers.
         .target(
             name: "ThawTrainer",
+            dependencies: ["ThawNN", "ThawData", "ThawOptim", "ThawCollective", "ThawPlan"],
+            swiftSettings: fastMath),
+        // A run: configuration, model zoo, dataset catalogue, and `TrainingRun`, which builds the
+        // trainer's parts and observers (console, metrics file, coordinator) from the configuration.
+        .target(
+            name: "ThawRun",
             dependencies: [
-                "ThawNN", "ThawData", "ThawOptim", "ThawCollective", "ThawPlan", "ThawCoordinator",
+                "ThawTrainer", "ThawNN", "ThawData", "ThawOptim", "ThawCollective", "ThawPlan", "ThawCoordinator",
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: fastMath),
+        // Tools that judge a model: few-shot episodes, classification reports, predictions, the
+        // negative-transfer comparison, run reports.
+        .target(name: "ThawEvaluation", dependencies: ["ThawRun", "ThawTrainer", "ThawNN", "ThawData", "ThawOptim", "ThawCollective", "ThawPlan"],
+                swiftSettings: fastMath),
+        // Benchmarks, measured as ratios against raw OpenBLAS and raw MPI in the same run.
+        .target(name: "ThawBench",
+                dependencies: ["ThawRun", "ThawTrainer", "ThawNN", "ThawData", "ThawKernels", "ThawCollective", "ThawPlan", "ThawCoordinator",
+                               "CMPI"],
+                swiftSettings: fastMath),
         // Oracles for tests of layers: finite-difference gradient checks and reference fixtures.
         .target(name: "ThawTesting", dependencies: ["ThawNN"]),
         // The one executable, with subcommands.
         .executableTarget(
             name: "thaw",
             dependencies: [
-                "ThawTrainer", "ThawPlan", "ThawCoordinator",
+                "ThawTrainer", "ThawRun", "ThawEvaluation", "ThawBench", "ThawPlan", "ThawCoordinator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -76,6 +95,7 @@ let package = Package(
         .testTarget(name: "ThawCollectiveTests", dependencies: ["ThawCollective", "ThawTesting"]),
         // The coordinator's protocol handler and worker authentication, without sockets or processes.
         .testTarget(name: "ThawCoordinatorTests", dependencies: ["ThawPlan", "ThawCoordinator"]),
-        .testTarget(name: "ThawTrainerTests", dependencies: ["ThawTrainer", "ThawPlan", "ThawCoordinator", "ThawTesting", "thaw"]),
+        .testTarget(name: "ThawTrainerTests",
+                    dependencies: ["ThawTrainer", "ThawRun", "ThawEvaluation", "ThawBench", "ThawPlan", "ThawCoordinator", "ThawTesting", "thaw"]),
     ]
 )

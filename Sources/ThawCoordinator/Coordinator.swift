@@ -199,7 +199,7 @@ public final class Coordinator {
             }
             // The planner records each epoch's validation loss once, even if the request is repeated.
             if let loss = request.previousValidationLoss, planner.validationLosses.count < request.epoch { planner.record(validationLoss: loss) }
-            let plan = planner.plan(forEpoch: request.epoch)
+            let plan = planner.plan(forEpoch: request.epoch, epochs: settings.epochs)
             state.planner = planner
             state.plan = plan
             save()

@@ -77,6 +77,12 @@ public struct TrainingPlan: Codable, Equatable, Sendable {
     public var warmupSteps: Int
     /// Groups that became trainable with this plan (empty when the set did not change).
     public var newlyThawed: [String]
+    /// The next epoch at which the trainable set is scheduled to change; nil when no change is
+    /// scheduled before the run ends, or when the policy cannot know (see `scheduleIsKnown`).
+    public var nextChange: Int?
+    /// Whether the policy knows its future (fixed, gradual, none), so `nextChange` can be relied on;
+    /// false under plateau, whose next thaw depends on validation losses not yet seen.
+    public var scheduleIsKnown: Bool
 
     enum CodingKeys: String, CodingKey {
         case version, epoch
@@ -85,11 +91,40 @@ public struct TrainingPlan: Codable, Equatable, Sendable {
         case batchNormPolicy = "batch_norm_policy"
         case warmupSteps = "warmup_steps"
         case newlyThawed = "newly_thawed"
+        case nextChange = "next_change"
+        case scheduleIsKnown = "schedule_is_known"
+    }
+
+    /// Decodes a plan; plans written before the look-ahead existed know no schedule.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        version = try c.decode(Int.self, forKey: .version)
+        epoch = try c.decode(Int.self, forKey: .epoch)
+        trainableGroups = try c.decode([String].self, forKey: .trainableGroups)
+        learningRates = try c.decode([String: Float].self, forKey: .learningRates)
+        batchNormPolicy = try c.decode(String.self, forKey: .batchNormPolicy)
+        warmupSteps = try c.decode(Int.self, forKey: .warmupSteps)
+        newlyThawed = try c.decode([String].self, forKey: .newlyThawed)
+        nextChange = try c.decodeIfPresent(Int.self, forKey: .nextChange)
+        scheduleIsKnown = try c.decodeIfPresent(Bool.self, forKey: .scheduleIsKnown) ?? false
+    }
+
+    /// How many epochs from this plan's epoch on the trainable set is scheduled to hold (the run
+    /// having `epochs` epochs), or nil when the policy cannot know.
+    public func epochsTheSetHolds(epochs: Int) -> Int? {
+        scheduleIsKnown ? (nextChange ?? epochs) - epoch : nil
+    }
+
+    /// Whether no group is left to thaw: every one of `groupCount` groups trains, or the schedule changes no more.
+    public func thawingIsExhausted(groupCount: Int) -> Bool {
+        trainableGroups.count == groupCount || (scheduleIsKnown && nextChange == nil)
     }
 
     /// Creates a plan.
     public init(version: Int, epoch: Int, trainableGroups: [String], learningRates: [String: Float],
-                batchNormPolicy: String, warmupSteps: Int, newlyThawed: [String]) {
+                batchNormPolicy: String, warmupSteps: Int, newlyThawed: [String], nextChange: Int? = nil, scheduleIsKnown: Bool = false) {
+        self.nextChange = nextChange
+        self.scheduleIsKnown = scheduleIsKnown
         self.version = version
         self.epoch = epoch
         self.trainableGroups = trainableGroups
@@ -213,8 +248,9 @@ public struct UnfreezingPlanner: Codable, Sendable {
         }
     }
 
-    /// The plan for `epoch`. The version increases only when the trainable set changes.
-    public mutating func plan(forEpoch epoch: Int) -> TrainingPlan {
+    /// The plan for `epoch` of a run of `epochs` epochs. The version increases only when the trainable
+    /// set changes; the plan says when the set is next scheduled to change.
+    public mutating func plan(forEpoch epoch: Int, epochs: Int) -> TrainingPlan {
         let count = trainableCount(epoch: epoch)
         let trainable = Array(groupNames.suffix(count))
         let previous = current?.trainableGroups ?? []
@@ -228,7 +264,8 @@ public struct UnfreezingPlanner: Codable, Sendable {
         let plan = TrainingPlan(
             version: (current?.version ?? 0) + (changed ? 1 : 0), epoch: epoch, trainableGroups: trainable,
             learningRates: rates, batchNormPolicy: batchNormPolicy, warmupSteps: settings.warmupSteps,
-            newlyThawed: trainable.filter { !previous.contains($0) })
+            newlyThawed: trainable.filter { !previous.contains($0) },
+            nextChange: nextChange(after: epoch, epochs: epochs), scheduleIsKnown: settings.policy != .plateau)
         current = plan
         return plan
     }

@@ -1,19 +1,60 @@
 // GradientExchange: sums the trainable gradients over ranks, and nothing else.
 //
-// Two paths with identical results:
-// - plain: one blocking all-reduce of the whole trainable range after backward (the reference);
-// - bucketed: the trainable range is cut at group boundaries into buckets of about
-//   `bucketBytes`, from the head down. As soon as backward has finished the lowest group
-//   of a bucket, that bucket's non-blocking all-reduce starts; between groups, pending
-//   reductions are tested so MPI makes progress while backward computes. `finish` starts any
-//   bucket not started yet, in the same head-first order, so a rank that ran no backward in a
-//   step (no samples left for it) still joins every reduction.
-// Frozen groups are outside the trainable range, so they send zero bytes.
+// Two implementations with identical results:
+// - `PlainExchange`: one blocking all-reduce of the whole trainable range after backward (the reference);
+// - `BucketedExchange`: the trainable range is cut at group boundaries into buckets of about
+//   `bucketBytes`, from the head down. As soon as backward has finished the lowest group of a
+//   bucket, that bucket's non-blocking all-reduce starts; between groups, pending reductions are
+//   tested so MPI makes progress while backward computes. `finish` starts any bucket not started
+//   yet, in the same head-first order, so a rank that ran no backward in a step (no samples left for
+//   it) still joins every reduction.
+// Both work on a gradient buffer and its group ranges, not on a model, so tests drive them with
+// `LocalCollective` or under mpirun with plain buffers. Frozen groups are outside the trainable
+// range, so they send zero bytes.
 import ThawCollective
-import ThawNN
 
-/// Sums the trainable gradient range over all ranks, either in one call or in overlapped buckets.
-public final class GradientExchange {
+/// Sums the trainable range of a flat gradient buffer over all ranks.
+public protocol GradientExchange: AnyObject {
+    /// Bytes this rank contributed to the last exchange (4 × trainable elements with several ranks).
+    var bytesLastStep: Int { get }
+    /// Prepares for a new trainable boundary. Call after every change of the trainable set.
+    func prepare(firstTrainableGroup: Int)
+    /// Called by backward when group `index` has its final gradients.
+    func groupFinished(_ index: Int) throws
+    /// Completes the step's exchange of `trainableRange`.
+    func finish(trainableRange: Range<Int>) throws
+}
+
+/// The reference exchange: one blocking all-reduce of the trainable range after backward.
+public final class PlainExchange: GradientExchange {
+    private let collective: any Collective
+    private let gradients: UnsafeMutableBufferPointer<Float>
+    /// Bytes this rank contributed to the last exchange.
+    public private(set) var bytesLastStep = 0
+
+    /// Creates a plain exchange of `gradients`.
+    public init(collective: any Collective, gradients: UnsafeMutableBufferPointer<Float>) {
+        self.collective = collective
+        self.gradients = gradients
+    }
+
+    /// Nothing to prepare.
+    public func prepare(firstTrainableGroup: Int) {}
+
+    /// Nothing to do until backward ends.
+    public func groupFinished(_ index: Int) throws {}
+
+    /// One all-reduce of `trainableRange`.
+    public func finish(trainableRange: Range<Int>) throws {
+        // A single rank exchanges nothing.
+        bytesLastStep = collective.worldSize > 1 ? trainableRange.count * MemoryLayout<Float>.stride : 0
+        guard !trainableRange.isEmpty else { return }
+        try collective.allReduceSum(UnsafeMutableBufferPointer(rebasing: gradients[trainableRange]))
+    }
+}
+
+/// The overlapped exchange: buckets of whole groups, head first, each reduced as soon as backward has finished it.
+public final class BucketedExchange: GradientExchange {
     /// One bucket: a contiguous range of the gradient buffer covering whole groups.
     public struct Bucket: Equatable, Sendable {
         /// The lowest group in the bucket; its completion starts the bucket's reduction.
@@ -23,38 +64,38 @@ public final class GradientExchange {
     }
 
     private let collective: any Collective
-    private let store: ParameterStore
-    private let mode: ExchangeMode
+    private let gradients: UnsafeMutableBufferPointer<Float>
+    private let groupRanges: [Range<Int>]
     private let bucketElements: Int
     /// The buckets for the current trainable set, head first.
     public private(set) var buckets: [Bucket] = []
     private var pending: [PendingReduction] = []
     /// How many of `buckets` (head first) have started reducing this step.
     private var startedBuckets = 0
-    /// Bytes this rank contributed to the last exchange (4 × trainable elements).
+    /// Bytes this rank contributed to the last exchange.
     public private(set) var bytesLastStep = 0
 
-    /// Creates an exchange for a model's store.
+    /// Creates a bucketed exchange.
     /// - Parameters:
     ///   - collective: The ranks to sum over.
-    ///   - store: The flat buffers.
-    ///   - mode: Plain or bucketed.
-    ///   - bucketBytes: The target bucket size for the bucketed path.
-    public init(collective: any Collective, store: ParameterStore, mode: ExchangeMode, bucketBytes: Int) {
+    ///   - gradients: The flat gradient buffer (it must outlive the exchange's reductions).
+    ///   - groupRanges: Each group's element range in it, input side first.
+    ///   - bucketBytes: The target bucket size.
+    public init(collective: any Collective, gradients: UnsafeMutableBufferPointer<Float>, groupRanges: [Range<Int>], bucketBytes: Int) {
         self.collective = collective
-        self.store = store
-        self.mode = mode
+        self.gradients = gradients
+        self.groupRanges = groupRanges
         self.bucketElements = max(1, bucketBytes / MemoryLayout<Float>.stride)
     }
 
-    /// Rebuilds the buckets for a new trainable boundary. Call after every change of the trainable set.
+    /// Cuts the trainable groups into buckets, head first.
     public func prepare(firstTrainableGroup: Int) {
         buckets = []
         startedBuckets = 0
-        var top = store.parameterCount
-        var index = store.groupRanges.count - 1
+        var top = groupRanges.last?.upperBound ?? 0
+        var index = groupRanges.count - 1
         while index >= firstTrainableGroup {
-            let bottom = store.groupRanges[index].lowerBound
+            let bottom = groupRanges[index].lowerBound
             if top - bottom >= bucketElements || index == firstTrainableGroup {
                 if top > bottom { buckets.append(Bucket(lowestGroup: index, range: bottom..<top)) }
                 top = bottom
@@ -63,36 +104,25 @@ public final class GradientExchange {
         }
     }
 
-    /// Called by backward when group `index` has final gradients: starts that bucket, and lets
-    /// earlier buckets progress.
+    /// Starts the bucket whose lowest group is `index`, and lets earlier buckets progress.
     public func groupFinished(_ index: Int) throws {
-        guard mode == .bucketed else { return }
         for reduction in pending { _ = try reduction.test() }
         if startedBuckets < buckets.count, buckets[startedBuckets].lowestGroup == index { try startNextBucket() }
     }
 
-    /// Starts the next bucket's non-blocking all-reduce.
     private func startNextBucket() throws {
-        let buffer = UnsafeMutableBufferPointer(rebasing: store.gradients[buckets[startedBuckets].range])
+        let buffer = UnsafeMutableBufferPointer(rebasing: gradients[buckets[startedBuckets].range])
         pending.append(try collective.startAllReduceSum(buffer))
         startedBuckets += 1
     }
 
-    /// Completes the exchange: starts the buckets backward did not reach (all of them on a rank that
-    /// ran no backward this step) and waits for every bucket, or runs the one plain all-reduce.
-    /// - Parameter trainableRange: The range to sum on the plain path.
+    /// Starts the buckets backward did not reach (all of them on a rank that ran no backward this
+    /// step) and waits for every bucket.
     public func finish(trainableRange: Range<Int>) throws {
-        // A single rank exchanges nothing.
         bytesLastStep = collective.worldSize > 1 ? trainableRange.count * MemoryLayout<Float>.stride : 0
-        switch mode {
-        case .plain:
-            guard !trainableRange.isEmpty else { return }
-            try collective.allReduceSum(UnsafeMutableBufferPointer(rebasing: store.gradients[trainableRange]))
-        case .bucketed:
-            while startedBuckets < buckets.count { try startNextBucket() }
-            for reduction in pending { try reduction.wait() }
-            pending.removeAll(keepingCapacity: true)
-            startedBuckets = 0
-        }
+        while startedBuckets < buckets.count { try startNextBucket() }
+        for reduction in pending { try reduction.wait() }
+        pending.removeAll(keepingCapacity: true)
+        startedBuckets = 0
     }
 }

@@ -1,4 +1,4 @@
-// Metrics: what one epoch produced, and the JSON-lines log every run writes.
+// Metrics: what one epoch produced, and how numbers are written for people.
 import Foundation
 
 /// Loss and accuracy over a set of samples.
@@ -56,79 +56,15 @@ public struct EpochRecord: Codable, Equatable, Sendable {
     }
 }
 
-/// Appends one JSON object per line to `metrics.jsonl` in the run directory.
-public final class MetricsLog {
-    private let handle: FileHandle?
-    /// The file being written.
-    public let path: String
+/// A fraction as a percentage with two decimals.
+public func percent(_ fraction: Double) -> String { String(format: "%.2f%%", fraction * 100) }
 
-    /// Opens the log: a new run truncates it, a resumed run appends to it so no earlier line is lost.
-    /// Returns a log that writes nothing when `enabled` is false.
-    public init(directory: String, enabled: Bool, append: Bool = false) throws {
-        path = (directory as NSString).appendingPathComponent("metrics.jsonl")
-        guard enabled else { handle = nil; return }
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        if !append || !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-        guard let handle = FileHandle(forWritingAtPath: path) else {
-            throw TrainingError.io(path: path, message: "cannot open for writing")
-        }
-        handle.seekToEndOfFile()
-        self.handle = handle
-    }
-
-    /// Writes one record as a line, with a `kind` field naming it.
-    public func write<Record: Encodable>(kind: String, _ record: Record) {
-        guard let handle else { return }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        guard let body = try? encoder.encode(record), var line = String(data: body, encoding: .utf8) else { return }
-        line = "{\"kind\":\"\(kind)\"," + line.dropFirst()
-        handle.write(Data((line + "\n").utf8))
-    }
-
-    deinit { try? handle?.close() }
+/// A byte count in B, KB, MB or GB.
+public func bytes(_ count: Int) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"]
+    var value = Double(count)
+    var unit = 0
+    while value >= 1000 && unit < units.count - 1 { value /= 1000; unit += 1 }
+    return unit == 0 ? "\(count) B" : String(format: "%.1f %@", value, units[unit])
 }
 
-/// A per-rank text log, `rank-R.log` in the run directory, written when `run.log_per_rank` is true.
-/// It records every plan, every step's local loss and every epoch summary as this rank saw them.
-public final class RankLog {
-    private let handle: FileHandle?
-    private let rank: Int
-
-    /// Opens the rank's log (appending, so a resumed run keeps the earlier lines) and writes which
-    /// host and process the rank is, or does nothing when `enabled` is false.
-    public init(directory: String, rank: Int, worldSize: Int, enabled: Bool) throws {
-        self.rank = rank
-        guard enabled else { handle = nil; return }
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let path = (directory as NSString).appendingPathComponent("rank-\(rank).log")
-        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
-        guard let handle = FileHandle(forWritingAtPath: path) else {
-            throw TrainingError.io(path: path, message: "cannot open for writing")
-        }
-        handle.seekToEndOfFile()
-        self.handle = handle
-        let process = ProcessInfo.processInfo
-        handle.write(Data("rank \(rank): started as rank \(rank) of \(worldSize) on \(process.hostName), pid \(process.processIdentifier)\n".utf8))
-    }
-
-    /// Appends one line for an event.
-    public func record(_ event: TrainingEvent) {
-        guard let handle else { return }
-        let text: String
-        switch event {
-        case .plan(let plan, let step):
-            text = "plan v\(plan.version) digest \(String(plan.trainableSetDigest, radix: 16)) applied at step \(step), epoch \(plan.epoch + 1): "
-                + "trainable \(plan.trainableGroups.joined(separator: ","))"
-        case .step(let epoch, let step, let steps, let loss, _):
-            text = "epoch \(epoch + 1) step \(step)/\(steps) local loss \(loss)"
-        case .epoch(let record):
-            text = "epoch \(record.epoch + 1) done: train loss \(record.train.loss) bytes \(record.bytesExchanged)"
-        case .note(let note):
-            text = note
-        }
-        handle.write(Data("rank \(rank): \(text)\n".utf8))
-    }
-
-    deinit { try? handle?.close() }
-}

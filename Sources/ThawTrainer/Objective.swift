@@ -9,6 +9,7 @@
 //
 // Both terms are sums divided by *global* counts of the step (labelled samples for the label term,
 // real samples for the domain term), so summing gradients over ranks gives one process's gradient.
+import ThawCollective
 import ThawKernels
 
 /// One local batch's per-row targets, as BatchAssembler fills them.
@@ -49,8 +50,8 @@ public struct StepNormalizers: Equatable, Sendable {
     }
 }
 
-/// The unnormalized sums of one batch.
-public struct ObjectiveResult: Equatable, Sendable {
+/// The unnormalized sums of one batch, or of many: they add up, and sum over ranks.
+public struct ObjectiveResult: Codable, Equatable, Sendable {
     /// Σ label weight × label cross-entropy.
     public var labelLossSum: Double = 0
     /// Σ label weight × [argmax of the label columns == label].
@@ -63,9 +64,43 @@ public struct ObjectiveResult: Equatable, Sendable {
     public var domainCorrect: Double = 0
     /// Real rows scored by the domain term (0 without one).
     public var domainRows: Double = 0
+    /// Real rows (labelled or not).
+    public var rows: Double = 0
 
     /// All zeros.
     public init() {}
+
+    /// The sums as one list, in a fixed order (for an all-reduce).
+    var values: [Double] { [labelLossSum, labelCorrect, labelled, domainLossSum, domainCorrect, domainRows, rows] }
+
+    /// Sums from `values` (the order of ``values``; missing trailing entries are 0, as in older checkpoints).
+    init(values: [Double]) {
+        func at(_ index: Int) -> Double { index < values.count ? values[index] : 0 }
+        labelLossSum = at(0); labelCorrect = at(1); labelled = at(2)
+        domainLossSum = at(3); domainCorrect = at(4); domainRows = at(5); rows = at(6)
+    }
+
+    /// Adds another batch's sums.
+    public static func += (total: inout ObjectiveResult, batch: ObjectiveResult) {
+        total = ObjectiveResult(values: zip(total.values, batch.values).map { $0 + $1 })
+    }
+
+    /// These sums added over every rank (one all-reduce); every rank gets the same totals.
+    public func summed(over collective: any Collective) throws -> ObjectiveResult {
+        var values = self.values
+        try values.withUnsafeMutableBufferPointer { try collective.allReduceSum($0) }
+        return ObjectiveResult(values: values)
+    }
+
+    /// Mean label loss and label accuracy.
+    public var labelEvaluation: Evaluation {
+        Evaluation(loss: labelLossSum / max(labelled, 1), accuracy: labelCorrect / max(labelled, 1), samples: Int(labelled))
+    }
+
+    /// The domain classifier's loss and accuracy, when there is a domain term.
+    public var domainEvaluation: Evaluation? {
+        domainRows > 0 ? Evaluation(loss: domainLossSum / domainRows, accuracy: domainCorrect / domainRows, samples: Int(domainRows)) : nil
+    }
 }
 
 /// What training minimizes.
@@ -107,6 +142,7 @@ public struct ClassificationObjective: TrainingObjective {
         result.labelLossSum = sums.lossSum
         result.labelCorrect = sums.correct
         result.labelled = sums.weightSum
+        result.rows = Double(targets.rows)
         return result
     }
 }
@@ -144,6 +180,7 @@ public struct DomainAdversarialObjective: TrainingObjective {
         result.labelLossSum = label.lossSum
         result.labelCorrect = label.correct
         result.labelled = label.weightSum
+        result.rows = Double(targets.rows)
         guard let outputGradient else { return result }
         let domain = CrossEntropy.forwardBackward(
             logitsGradient: outputGradient.data + classes, logits: outputs.data + classes, labels: targets.domains,
@@ -152,16 +189,5 @@ public struct DomainAdversarialObjective: TrainingObjective {
         result.domainCorrect = domain.correct
         result.domainRows = domain.weightSum
         return result
-    }
-}
-
-/// The objective a configuration asks for.
-public enum TrainingObjectives {
-    /// DANN's objective when `model.domain_adaptation` is set, else plain classification.
-    public static func make(_ config: TrainingConfig) -> any TrainingObjective {
-        if config.model.domainAdaptation != nil {
-            return DomainAdversarialObjective(classes: config.model.classes, labelSmoothing: config.training.labelSmoothing)
-        }
-        return ClassificationObjective(classes: config.model.classes, labelSmoothing: config.training.labelSmoothing)
     }
 }

@@ -6,6 +6,8 @@ public enum TrainingError: Error, CustomStringConvertible {
     case nonFinite(what: String, epoch: Int, step: Int)
     /// The loss grew past `factor` times the first step's (epoch and step counted from 1).
     case diverged(epoch: Int, step: Int, loss: Double, reference: Double, factor: Double, learningRate: Double)
+    /// Rank 0 had no plan for an epoch (counted from 1) to broadcast.
+    case noPlan(epoch: Int)
     /// A file could not be read or written.
     case io(path: String, message: String)
     /// The configuration names something that does not exist.
@@ -24,6 +26,8 @@ public enum TrainingError: Error, CustomStringConvertible {
                 + "\(String(format: "%g", factor)) × the first step's \(String(format: "%.3g", reference)) (training.divergence_factor); "
                 + "lower optimizer.learning_rate (now \(String(format: "%g", learningRate))) or set training.gradient_clip_norm; "
                 + "checkpoints written before are intact"
+        case .noPlan(let epoch):
+            return "rank 0 produced no plan for epoch \(epoch)"
         case .io(let path, let message):
             return "\(path): \(message)"
         case .unknown(let key, let value, let choices):

@@ -4,6 +4,9 @@ import Foundation
 import ThawCollective
 import ThawKernels
 import ThawNN
+import ThawBench
+import ThawEvaluation
+import ThawRun
 import ThawTrainer
 
 /// `thaw bench gemm|conv|exchange|status-soak`: benchmarks that report ratios.

@@ -3,6 +3,9 @@
 import ArgumentParser
 import Foundation
 import ThawPlan
+import ThawBench
+import ThawEvaluation
+import ThawRun
 import ThawTrainer
 
 /// `thaw compare --config FILE [--set key=value ...] [--progress ...] [--json]`, plain or under mpirun.

@@ -3,6 +3,9 @@ import ArgumentParser
 import Foundation
 import ThawCoordinator
 import ThawPlan
+import ThawBench
+import ThawEvaluation
+import ThawRun
 import ThawTrainer
 
 #if canImport(Glibc)

@@ -3,6 +3,9 @@
 import ArgumentParser
 import Foundation
 import ThawData
+import ThawBench
+import ThawEvaluation
+import ThawRun
 import ThawTrainer
 
 /// `thaw eval --config FILE [--checkpoint PATH|latest] [--split test|validation|train] [--json]`.

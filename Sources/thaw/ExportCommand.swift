@@ -2,6 +2,9 @@
 import ArgumentParser
 import Foundation
 import ThawData
+import ThawBench
+import ThawEvaluation
+import ThawRun
 import ThawTrainer
 
 /// `thaw export --checkpoint C --out model.safetensors`.

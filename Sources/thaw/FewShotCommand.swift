@@ -4,6 +4,9 @@ import ArgumentParser
 import Foundation
 import ThawData
 import ThawNN
+import ThawBench
+import ThawEvaluation
+import ThawRun
 import ThawTrainer
 
 /// `thaw fewshot --config FILE [--checkpoint PATH|latest] --classes 5,6,7,8,9 [--ways 5] [--shots 1,5] ...`.

@@ -1,5 +1,8 @@
 // thaw models: lists the architectures and their layer groups.
 import ArgumentParser
+import ThawBench
+import ThawEvaluation
+import ThawRun
 import ThawTrainer
 
 /// `thaw models`: what `model.architecture` accepts.

@@ -7,6 +7,9 @@ import ThawPlan
 import ThawData
 import ThawKernels
 import ThawNN
+import ThawBench
+import ThawEvaluation
+import ThawRun
 import ThawTrainer
 
 /// `thaw predict (--input FILE.npy | --texts FILE | --split NAME) (--config FILE [--checkpoint PATH|latest] | --weights FILE --architecture A --classes K)`.

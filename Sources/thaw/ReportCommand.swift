@@ -1,6 +1,9 @@
 // thaw report: an SVG plot and a Markdown summary of a run, from its metrics.jsonl.
 import ArgumentParser
 import Foundation
+import ThawBench
+import ThawEvaluation
+import ThawRun
 import ThawTrainer
 
 /// `thaw report RUN_DIR [--out DIR]`.

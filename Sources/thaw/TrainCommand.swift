@@ -2,6 +2,9 @@
 import ArgumentParser
 import Foundation
 import ThawPlan
+import ThawBench
+import ThawEvaluation
+import ThawRun
 import ThawTrainer
 
 /// `thaw train --config FILE [--set key=value ...]`.
@@ -34,7 +37,7 @@ struct TrainCommand: ParsableCommand {
             guard let style = ProgressStyle(rawValue: progress) else {
                 throw ValidationError("--progress: expected one of \(ProgressStyle.allCases.map(\.rawValue).joined(separator: ", ")), got '\(progress)'")
             }
-            try TrainingRun(config: configuration, progress: style, resume: resume, coordinator: coordinator,
+            try TrainingRun(config: configuration, progress: style, resume: resume.map(ResumeSource.init), coordinator: coordinator,
                             coordinatorTimeout: coordinatorTimeout).execute()
         } catch let error as ConfigError {
             throw RuntimeFailure.configuration(error, file: config)

@@ -10,6 +10,9 @@ import ThawKernels
 import ThawNN
 import ThawOptim
 import ThawTesting
+@testable import ThawBench
+@testable import ThawEvaluation
+@testable import ThawRun
 @testable import ThawTrainer
 
 @Suite(.serialized) struct BERTTests {

@@ -5,6 +5,9 @@ import Foundation
 import Testing
 import ThawData
 import ThawTesting
+@testable import ThawBench
+@testable import ThawEvaluation
+@testable import ThawRun
 @testable import ThawTrainer
 
 #if canImport(Glibc)

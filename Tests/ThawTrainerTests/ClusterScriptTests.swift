@@ -5,6 +5,9 @@
 import Foundation
 import Testing
 import ThawTesting
+import ThawBench
+import ThawEvaluation
+import ThawRun
 import ThawTrainer
 
 #if canImport(Glibc)

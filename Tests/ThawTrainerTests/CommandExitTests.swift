@@ -3,6 +3,8 @@
 // failed, a coordinator that does not answer) print `Error: <message>` and exit 1, without usage.
 import Foundation
 import Testing
+import ThawRun
+import ThawTrainer
 import ThawTesting
 
 private func thaw(_ arguments: [String]) throws -> SpawnResult {

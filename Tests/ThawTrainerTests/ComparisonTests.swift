@@ -5,6 +5,9 @@ import Testing
 import ThawPlan
 import ThawData
 import ThawTesting
+import ThawBench
+import ThawEvaluation
+import ThawRun
 import ThawTrainer
 
 @Suite struct ComparisonVerdictTests {

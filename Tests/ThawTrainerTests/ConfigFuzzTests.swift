@@ -9,6 +9,9 @@ import Testing
 import ThawPlan
 import ThawData
 import ThawKernels
+@testable import ThawBench
+@testable import ThawEvaluation
+@testable import ThawRun
 @testable import ThawTrainer
 
 /// Builds one hostile variant of a configuration at a time from a seeded generator.

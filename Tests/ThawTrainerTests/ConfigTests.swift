@@ -2,6 +2,9 @@
 import Testing
 import ThawPlan
 import ThawNN
+@testable import ThawBench
+@testable import ThawEvaluation
+@testable import ThawRun
 @testable import ThawTrainer
 
 @Suite struct ConfigTests {

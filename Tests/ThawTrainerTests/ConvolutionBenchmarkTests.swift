@@ -5,6 +5,9 @@ import Foundation
 import Testing
 import ThawKernels
 import ThawTesting
+import ThawBench
+import ThawEvaluation
+import ThawRun
 import ThawTrainer
 
 @Suite struct ConvolutionBenchmarkTests {

@@ -3,6 +3,8 @@
 // coordinator killed and restarted mid-run, and an operator's stop followed by an exact resume.
 import Foundation
 import Testing
+import ThawRun
+import ThawTrainer
 import ThawCoordinator
 import ThawPlan
 import ThawTesting

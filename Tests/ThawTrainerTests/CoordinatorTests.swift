@@ -6,6 +6,9 @@ import Testing
 import ThawCoordinator
 import ThawPlan
 import ThawTesting
+import ThawBench
+import ThawEvaluation
+import ThawRun
 import ThawTrainer
 
 #if canImport(Glibc)

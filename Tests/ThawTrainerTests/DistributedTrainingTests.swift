@@ -4,6 +4,8 @@
 // mismatch between ranks must stop every rank with an error naming it.
 import Foundation
 import Testing
+import ThawRun
+import ThawTrainer
 import ThawData
 import ThawKernels
 import ThawTesting

@@ -4,6 +4,8 @@
 // label changes nothing in training; the domain loss is computed and reported, the test set is the target's.
 import Foundation
 import Testing
+import ThawRun
+import ThawTrainer
 import ThawData
 import ThawTesting
 

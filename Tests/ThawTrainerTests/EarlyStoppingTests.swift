@@ -3,6 +3,8 @@
 // test result equals the one recorded at the best epoch). Without a validation set it refuses.
 import Foundation
 import Testing
+import ThawRun
+import ThawTrainer
 import ThawTesting
 
 @Suite(.serialized) struct EarlyStoppingTests {

@@ -3,6 +3,9 @@
 import Foundation
 import Testing
 import ThawTesting
+import ThawBench
+import ThawEvaluation
+import ThawRun
 import ThawTrainer
 
 @Suite struct ClassificationReportTests {

@@ -3,6 +3,8 @@
 // bad size; and that the benchmark's bucket counts follow the sizes asked for.
 import Foundation
 import Testing
+import ThawRun
+import ThawTrainer
 import ThawTesting
 
 @Suite struct ExchangeBenchmarkTests {

@@ -2,6 +2,8 @@
 // error, and `--resume latest` must finish with exactly the weights of an uninterrupted run.
 import Foundation
 import Testing
+import ThawRun
+import ThawTrainer
 import ThawTesting
 
 #if canImport(Glibc)

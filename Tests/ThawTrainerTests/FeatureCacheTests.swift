@@ -10,6 +10,9 @@ import ThawData
 import ThawKernels
 import ThawNN
 import ThawTesting
+@testable import ThawBench
+@testable import ThawEvaluation
+@testable import ThawRun
 @testable import ThawTrainer
 
 @Suite(.serialized) struct FeatureCacheTests {
@@ -33,15 +36,15 @@ import ThawTesting
         let model = try ModelZoo.build(config.model, sampleShape: data.sampleShape, seed: 3)
         let planner = try UnfreezingPlanner(settings: config.unfreezing, groupNames: model.groupNames,
                                             baseLearningRate: config.optimizer.learningRate, batchNormPolicy: config.model.frozenBatchNorm.rawValue)
-        let trainer = try Trainer(config: config, model: model, train: data, validation: data.subset(Array(0..<20)), test: data,
-                                  collective: LocalCollective(), planSource: LocalPlanSource(planner: planner))
-        var notes: [String] = []
-        trainer.onEvent = { if case .note(let text) = $0 { notes.append(text) } }
+        let notes = NoteRecorder()
+        let trainer = try RunAssembly.trainer(config, model: model, data: TrainingData(train: data, validation: data.subset(Array(0..<20)), test: data),
+                                              collective: LocalCollective(), planSource: LocalPlanSource(planner: planner, epochs: config.training.epochs),
+                                              checkpoint: nil, checkpoints: nil, observers: [notes])
         let records = try trainer.run()
         // A spilled cache leaves no file behind.
         let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: config.run.output)) ?? []
         #expect(leftovers.allSatisfy { !$0.hasSuffix(".cache") }, "\(leftovers)")
-        return Outcome(records: records, parameters: Array(model.store.parameters), notes: notes)
+        return Outcome(records: records, parameters: Array(model.store.parameters), notes: notes.notes)
     }
 
     /// 60 seeded images [1, 12, 12] of 3 classes.
@@ -207,9 +210,17 @@ import ThawTesting
         let probe = RowProbe()
         let model = try Model(groups: [LayerGroup("head", [(name: "probe", layer: probe), (name: "flatten", layer: Flatten()),
                                                            (name: "fc", layer: Linear(144, 3))])], sampleShape: [1, 12, 12], seed: 3)
-        let trainer = try Trainer(config: config, model: model, train: Self.images().subset(Array(0..<20)), validation: nil, test: nil,
-                                  collective: LocalCollective(), planSource: nil)
+        let planner = try RunAssembly.planner(config, groups: model.groupNames, resumed: nil)
+        let trainer = try RunAssembly.trainer(config, model: model, data: TrainingData(train: Self.images().subset(Array(0..<20))),
+                                              collective: LocalCollective(), planSource: LocalPlanSource(planner: planner, epochs: 1),
+                                              checkpoint: nil, checkpoints: nil, observers: [])
         _ = try trainer.run()
         #expect(probe.rows == [16, 4], "rows the model saw per step: \(probe.rows)")
     }
+}
+
+/// Keeps the notes a trainer gives its observers.
+final class NoteRecorder: RunObserver {
+    var notes: [String] = []
+    func note(_ text: String) { notes.append(text) }
 }

@@ -7,6 +7,9 @@ import ThawData
 import ThawKernels
 import ThawNN
 import ThawTesting
+import ThawBench
+import ThawEvaluation
+import ThawRun
 import ThawTrainer
 
 @Suite struct PrototypeTests {

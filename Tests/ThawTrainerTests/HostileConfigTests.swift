@@ -7,6 +7,9 @@ import Testing
 import ThawData
 import ThawKernels
 import ThawNN
+@testable import ThawBench
+@testable import ThawEvaluation
+@testable import ThawRun
 @testable import ThawTrainer
 
 /// Parses `text` (with overrides) and returns the ConfigError it must throw.

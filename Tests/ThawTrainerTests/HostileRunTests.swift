@@ -4,6 +4,8 @@
 // or say what it applies, and never hang, run on silently or lose a checkpoint.
 import Foundation
 import Testing
+import ThawRun
+import ThawTrainer
 import ThawData
 import ThawTesting
 

@@ -6,6 +6,9 @@ import Testing
 import ThawPlan
 import ThawNN
 import ThawOptim
+@testable import ThawBench
+@testable import ThawEvaluation
+@testable import ThawRun
 @testable import ThawTrainer
 
 private let gigabyte = 1 << 30

@@ -10,6 +10,9 @@ import ThawData
 import ThawKernels
 import ThawNN
 import ThawTesting
+@testable import ThawBench
+@testable import ThawEvaluation
+@testable import ThawRun
 @testable import ThawTrainer
 
 #if canImport(Glibc)
@@ -30,7 +33,7 @@ import Glibc
     }
 
     /// A trainer in this process (one rank) on `architecture`, with `table` as its fixed unfreezing plan.
-    static func trainer(architecture: String, table: String, epochs: Int) throws -> Trainer {
+    static func trainer(architecture: String, table: String, epochs: Int, observers: [any RunObserver] = []) throws -> Trainer {
         let config = try TrainingConfig.parse("""
             model: {architecture: \(architecture), classes: 3}
             training: {epochs: \(epochs), batch_size: 16}
@@ -41,16 +44,18 @@ import Glibc
         let planner = try UnfreezingPlanner(settings: config.unfreezing, groupNames: model.groupNames,
                                             baseLearningRate: config.optimizer.learningRate, batchNormPolicy: "running_statistics")
         let data = data()
-        return try Trainer(config: config, model: model, train: data, validation: data, test: nil,
-                           collective: LocalCollective(), planSource: LocalPlanSource(planner: planner))
+        return try RunAssembly.trainer(config, model: model, data: TrainingData(train: data, validation: data), collective: LocalCollective(),
+                                       planSource: LocalPlanSource(planner: planner, epochs: epochs), checkpoint: nil, checkpoints: nil,
+                                       observers: observers)
     }
 
     @Test func aSteadyStateEpochAllocatesNoTensors() throws {
         // Epoch 2 thaws block1 (new backward tensors); epochs 2 and 3 run the same plan.
-        let trainer = try Self.trainer(architecture: "small-cnn", table: "{\"0\": [head], \"1\": [block1, head]}", epochs: 3)
-        var counts: [Int] = []
-        trainer.afterEpoch = { _ in counts.append(Tensor.allocationCount) }
+        let allocations = AllocationCounter()
+        let trainer = try Self.trainer(architecture: "small-cnn", table: "{\"0\": [head], \"1\": [block1, head]}", epochs: 3,
+                                       observers: [allocations])
         _ = try trainer.run()
+        let counts = allocations.counts
         try #require(counts.count == 3)
         #expect(counts[1] > counts[0], "thawing block1 must allocate its backward tensors (else this test checks nothing)")
         #expect(counts[2] == counts[1], "the third epoch (same plan, same shapes) allocated \(counts[2] - counts[1]) tensors")
@@ -130,4 +135,10 @@ import Glibc
             #expect(value > 0 && value.isFinite, "\(line)")
         }
     }
+}
+
+/// Counts the tensors allocated so far at the end of every epoch.
+final class AllocationCounter: RunObserver {
+    var counts: [Int] = []
+    func epochFinished(_ record: EpochRecord, checkpoint: String?) { counts.append(Tensor.allocationCount) }
 }

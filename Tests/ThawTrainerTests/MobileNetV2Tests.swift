@@ -6,6 +6,9 @@ import ThawData
 import ThawKernels
 import ThawNN
 import ThawTesting
+@testable import ThawBench
+@testable import ThawEvaluation
+@testable import ThawRun
 @testable import ThawTrainer
 
 struct MobileNetV2Parity: Decodable {

@@ -1,6 +1,9 @@
 // Tests for the model zoo: every listed architecture builds at its typical input (what
 // `thaw models` prints), and an unknown name lists the choices.
 import Testing
+@testable import ThawBench
+@testable import ThawEvaluation
+@testable import ThawRun
 @testable import ThawTrainer
 
 @Suite struct ModelZooTests {

@@ -4,6 +4,8 @@
 // at the end even when the test fails.
 import Foundation
 import Testing
+import ThawRun
+import ThawTrainer
 import ThawTesting
 
 #if canImport(Glibc)

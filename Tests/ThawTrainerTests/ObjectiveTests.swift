@@ -4,6 +4,9 @@ import Foundation
 import Testing
 import ThawKernels
 import ThawPlan
+import ThawBench
+import ThawEvaluation
+import ThawRun
 import ThawTrainer
 
 /// −log softmax(z)[y] and softmax(z), in Double.

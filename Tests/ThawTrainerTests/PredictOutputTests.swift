@@ -8,6 +8,9 @@ import Testing
 import ThawData
 import ThawKernels
 import ThawTesting
+@testable import ThawBench
+@testable import ThawEvaluation
+@testable import ThawRun
 @testable import ThawTrainer
 
 @Suite(.serialized) struct PredictOutputTests {

@@ -3,6 +3,8 @@
 // torchvision does. Pillow decodes the JPEG in a test venv; Thaw reads the NPY it writes.
 import Foundation
 import Testing
+import ThawRun
+import ThawTrainer
 import ThawData
 import ThawTesting
 

@@ -3,6 +3,8 @@
 // row per epoch; a directory without metrics is refused by name.
 import Foundation
 import Testing
+import ThawRun
+import ThawTrainer
 import ThawTesting
 
 @Suite(.serialized) struct ReportTests {

@@ -9,6 +9,9 @@ import Testing
 import ThawKernels
 import ThawNN
 import ThawTesting
+@testable import ThawBench
+@testable import ThawEvaluation
+@testable import ThawRun
 @testable import ThawTrainer
 
 /// scripts/fixtures/resnet_vgg.py's output.

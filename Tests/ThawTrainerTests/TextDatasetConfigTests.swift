@@ -6,6 +6,9 @@ import Testing
 import ThawPlan
 import ThawData
 import ThawTesting
+@testable import ThawBench
+@testable import ThawEvaluation
+@testable import ThawRun
 @testable import ThawTrainer
 
 /// A temporary folder with a tiny vocabulary and labelled text files, removed at the end.

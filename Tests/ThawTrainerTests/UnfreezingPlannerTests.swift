@@ -1,5 +1,7 @@
 // Tests for the unfreezing planner: each policy, versions, discriminative rates and validation.
 import Testing
+import ThawRun
+import ThawTrainer
 import ThawPlan
 
 @Suite struct UnfreezingPlannerTests {
@@ -14,7 +16,7 @@ import ThawPlan
 
     @Test func gradualThawsOneGroupPerEpochFromTheTop() throws {
         var p = try planner(.gradual)
-        let plans = (0..<5).map { p.plan(forEpoch: $0) }
+        let plans = (0..<5).map { p.plan(forEpoch: $0, epochs: 100) }
         #expect(plans.map(\.trainableGroups) == [["head"], ["block2", "head"], ["block1", "block2", "head"], groups, groups])
         #expect(plans.map(\.version) == [1, 2, 3, 4, 4])
         #expect(plans.map(\.newlyThawed) == [["head"], ["block2"], ["block1"], ["stem"], []])
@@ -22,13 +24,13 @@ import ThawPlan
 
     @Test func gradualEveryTwoEpochs() throws {
         var p = try planner(.gradual) { $0.every = 2 }
-        #expect((0..<4).map { p.plan(forEpoch: $0).trainableGroups.count } == [1, 1, 2, 2])
+        #expect((0..<4).map { p.plan(forEpoch: $0, epochs: 100).trainableGroups.count } == [1, 1, 2, 2])
         #expect(p.nextChange(after: 0, epochs: 10) == 2)
     }
 
     @Test func discriminativeRatesDivideByFactorGoingDown() throws {
         var p = try planner(.none)
-        let plan = p.plan(forEpoch: 0)
+        let plan = p.plan(forEpoch: 0, epochs: 100)
         #expect(plan.learningRates["head"] == 0.01)
         #expect(abs((plan.learningRates["block2"] ?? 0) - 0.01 / 2.6) < 1e-9)
         #expect(abs((plan.learningRates["stem"] ?? 0) - 0.01 / (2.6 * 2.6 * 2.6)) < 1e-9)
@@ -36,7 +38,7 @@ import ThawPlan
 
     @Test func fixedTableUsesLatestEntry() throws {
         var p = try planner(.fixed) { $0.table = ["0": ["head"], "2": ["block1", "block2", "head"]] }
-        #expect((0..<4).map { p.plan(forEpoch: $0).trainableGroups.count } == [1, 1, 3, 3])
+        #expect((0..<4).map { p.plan(forEpoch: $0, epochs: 100).trainableGroups.count } == [1, 1, 3, 3])
     }
 
     @Test func fixedTableRejectsGapsAndUnknownGroups() {
@@ -51,21 +53,21 @@ import ThawPlan
 
     @Test func plateauThawsAfterPatienceWithoutImprovement() throws {
         var p = try planner(.plateau) { $0.patience = 2; $0.delta = 0.01 }
-        #expect(p.plan(forEpoch: 0).trainableGroups == ["head"])
+        #expect(p.plan(forEpoch: 0, epochs: 100).trainableGroups == ["head"])
         p.record(validationLoss: 1.0)
-        #expect(p.plan(forEpoch: 1).trainableGroups == ["head"])
+        #expect(p.plan(forEpoch: 1, epochs: 100).trainableGroups == ["head"])
         p.record(validationLoss: 0.9)   // improving
-        #expect(p.plan(forEpoch: 2).trainableGroups == ["head"])
+        #expect(p.plan(forEpoch: 2, epochs: 100).trainableGroups == ["head"])
         p.record(validationLoss: 0.899) // less than delta better than 0.9
-        #expect(p.plan(forEpoch: 3).trainableGroups == ["head"])
+        #expect(p.plan(forEpoch: 3, epochs: 100).trainableGroups == ["head"])
         p.record(validationLoss: 0.905) // two epochs without a δ improvement
-        let plan = p.plan(forEpoch: 4)
+        let plan = p.plan(forEpoch: 4, epochs: 100)
         #expect(plan.trainableGroups == ["block2", "head"])
         #expect(plan.version == 2)
     }
 
     @Test func digestDiffersBetweenTrainableSets() throws {
         var p = try planner(.gradual)
-        #expect(p.plan(forEpoch: 0).trainableSetDigest != p.plan(forEpoch: 1).trainableSetDigest)
+        #expect(p.plan(forEpoch: 0, epochs: 100).trainableSetDigest != p.plan(forEpoch: 1, epochs: 100).trainableSetDigest)
     }
 }

@@ -5,6 +5,9 @@ import Testing
 import ThawData
 import ThawNN
 import ThawTesting
+@testable import ThawBench
+@testable import ThawEvaluation
+@testable import ThawRun
 @testable import ThawTrainer
 
 @Suite(.serialized) struct WeightInterchangeTests {

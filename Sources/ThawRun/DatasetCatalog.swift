@@ -1,5 +1,6 @@
 // DatasetCatalog: dataset names in the configuration → train, validation and test sets.
 import Foundation
+import ThawTrainer
 import ThawData
 
 /// The splits of one dataset as the configuration asks for them.

@@ -10,6 +10,8 @@
 // episodic fine-tuning the pool holds the input of the lowest fine-tuned group instead, and every episode
 // trains the top groups on its support set, classifies its queries, then puts the weights back.
 import Foundation
+import ThawRun
+import ThawTrainer
 import ThawData
 import ThawKernels
 import ThawNN

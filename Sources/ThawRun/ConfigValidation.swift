@@ -6,6 +6,7 @@
 // finite (an infinite rate used to reach an encoder as raw `EncodingError` text). Whether a run's
 // sizes fit in memory together is the memory estimate's question (MemoryEstimate.swift).
 // Every message names the key path, the expected range and the value that was given.
+import ThawTrainer
 import ThawPlan
 
 /// The largest values the size keys accept (see ``TrainingConfig/validate(file:)``).

@@ -1,4 +1,6 @@
 // RawMPI: the uninstrumented MPI_Allreduce that benchmarks compare Thaw's exchange against.
+import ThawRun
+import ThawTrainer
 import CMPI
 
 /// Direct MPI calls with no Thaw bookkeeping, used only as a benchmark baseline.

@@ -2,6 +2,8 @@
 // the thaw events marked, seconds per epoch, bytes exchanged per epoch) and a Markdown summary
 // that embeds it, both from the run's metrics.jsonl.
 import Foundation
+import ThawRun
+import ThawTrainer
 
 /// One epoch as the report reads it from metrics.jsonl.
 public struct ReportEpoch: Equatable, Sendable {

@@ -10,6 +10,8 @@
 // does (oneDNN through a reorder with a sum post-op), into buffers not reset between repetitions
 // (the values grow, the work does not change). Thaw's side is `builtInAlgorithm(for:)`, its own paths.
 import Foundation
+import ThawRun
+import ThawTrainer
 import ThawKernels
 import ThawNN
 

@@ -18,6 +18,8 @@
 // costs less than reading its kept columns back. The backward does both GEMMs of an image in one
 // sweep (`Convolution2D.backward`), so each image's output gradient is read from memory once.
 import Foundation
+import ThawRun
+import ThawTrainer
 import ThawKernels
 import ThawNN
 
@@ -143,6 +145,6 @@ public enum GemmBenchmark {
             body()
             times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
-        return ThawTrainer.median(times)
+        return ThawBench.median(times)
     }
 }

@@ -3,6 +3,8 @@
 // (random initialization, every group trainable from the first step at one learning rate). Both runs
 // are full `thaw train` runs with their own run directories; the verdict compares their final test accuracy.
 import Foundation
+import ThawRun
+import ThawTrainer
 import ThawCollective
 import ThawPlan
 

@@ -5,6 +5,7 @@
 // loading), and again once the data is loaded, with its real sample shape and sample counts, just
 // before the model is built. Both name the key to change.
 import Foundation
+import ThawTrainer
 import ThawPlan
 import ThawNN
 

@@ -2,6 +2,8 @@
 // each sample by softmax probability. `thaw predict` writes the logits as NPY and the top classes
 // as JSON; tests compare them with `thaw eval` and with a single forward pass.
 import Foundation
+import ThawRun
+import ThawTrainer
 import ThawData
 import ThawKernels
 import ThawNN

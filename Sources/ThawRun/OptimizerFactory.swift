@@ -1,4 +1,5 @@
 // OptimizerFactory: the configuration's optimizer and schedule sections → ThawOptim values.
+import ThawTrainer
 import ThawOptim
 
 extension UpdateRule {

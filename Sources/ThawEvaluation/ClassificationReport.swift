@@ -1,6 +1,8 @@
 // ClassificationReport: accuracy, per-class precision, recall and F1, and the confusion matrix of
 // a model on a dataset, as `thaw eval` prints it (a table, or JSON).
 import Foundation
+import ThawRun
+import ThawTrainer
 import ThawData
 import ThawKernels
 import ThawNN

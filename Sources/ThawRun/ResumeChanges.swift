@@ -2,6 +2,7 @@
 // loud. Changes are applied (plans follow the new unfreezing settings and rates from the next epoch
 // boundary), except those the checkpoint's state cannot carry, which are refused by key.
 import Foundation
+import ThawTrainer
 import ThawPlan
 
 /// The differences between a checkpoint's configuration and the one resuming it.
@@ -26,7 +27,7 @@ public enum ResumeChanges {
     public static func describe(checkpoint metadata: CheckpointMetadata, path: String, config: TrainingConfig) throws(ConfigError) -> [String] {
         guard let recorded = metadata.configuration else {
             // Older checkpoints record only a digest; the planner still shows the plan's settings.
-            guard metadata.configDigest != hex(config.digest) else { return [] }
+            guard metadata.configDigest != String(config.digest, radix: 16) else { return [] }
             var lines = ["the configuration differs from the one that wrote \(path) (an older checkpoint, which does not say how)"]
             if let planner = metadata.planner,
                planner.differs(settings: config.unfreezing, baseLearningRate: config.optimizer.learningRate,

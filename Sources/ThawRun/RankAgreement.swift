@@ -2,6 +2,7 @@
 // launch options that change the sequence of collectives, and the configuration), and says what
 // differs in words: the option or the first differing configuration key, and each rank's value.
 import Foundation
+import ThawTrainer
 import ThawCollective
 import ThawPlan
 

@@ -4,6 +4,8 @@
 // Weak-scaling efficiency is 2-rank throughput ÷ (2 × 1-rank throughput); memory is each rank's
 // peak resident set ÷ the estimate the run writes to metrics.jsonl (see MemoryReport.swift).
 import Foundation
+import ThawRun
+import ThawTrainer
 
 /// What the scaling benchmark measured.
 public struct ScalingResult: Sendable {

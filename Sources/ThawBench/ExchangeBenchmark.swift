@@ -4,6 +4,8 @@
 // Run it under mpirun with 2 or more ranks. Every timed repetition starts after a barrier,
 // and every figure is the median over repetitions, as seen by rank 0.
 import Foundation
+import ThawRun
+import ThawTrainer
 import ThawCollective
 import ThawKernels
 import ThawNN
@@ -59,7 +61,7 @@ public enum ExchangeBenchmark {
         precondition(!bucketSizes.isEmpty, "ExchangeBenchmark: no bucket size to measure")
         let store = model.store
         let range = model.trainableRange
-        let plain = GradientExchange(collective: collective, store: store, mode: .plain, bucketBytes: bucketSizes[0])
+        let plain = PlainExchange(collective: collective, gradients: store.gradients)
         plain.prepare(firstTrainableGroup: model.firstTrainableGroup)
 
         let raw = UnsafeMutableBufferPointer<Float>.allocate(capacity: range.count)
@@ -94,7 +96,7 @@ public enum ExchangeBenchmark {
 
         var measurements: [BucketSizeMeasurement] = []
         for bucketBytes in bucketSizes {
-            let bucketed = GradientExchange(collective: collective, store: store, mode: .bucketed, bucketBytes: bucketBytes)
+            let bucketed = BucketedExchange(collective: collective, gradients: store.gradients, groupRanges: store.groupRanges, bucketBytes: bucketBytes)
             bucketed.prepare(firstTrainableGroup: model.firstTrainableGroup)
             // With no backward to start them, `finish` starts every bucket, head first.
             let bucketedSeconds = try timed { try bucketed.finish(trainableRange: range) }

@@ -2,6 +2,8 @@
 // job twice with real processes, with the cache and without it (in alternating order), and compares
 // the training time of each epoch; the one-off fill is reported against an uncached epoch too.
 import Foundation
+import ThawRun
+import ThawTrainer
 
 /// What the cache benchmark measured.
 public struct CacheBenchmarkResult: Sendable {

@@ -3,6 +3,8 @@
 // alternating order, so drift on a shared machine affects both alike), and compares training
 // throughput; it also records every query's latency.
 import Foundation
+import ThawRun
+import ThawTrainer
 import ThawCoordinator
 import ThawPlan
 

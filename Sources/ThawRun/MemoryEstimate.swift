@@ -11,6 +11,7 @@
 // The estimate leans low where it must guess (a layer's inner tensors are counted at the size of its
 // output; attention scores are left out), so it refuses only runs that surely cannot fit.
 import Foundation
+import ThawTrainer
 import ThawPlan
 import ThawKernels
 import ThawNN

@@ -1,5 +1,6 @@
 // ModelZoo: architecture names in the configuration → models.
 import Foundation
+import ThawTrainer
 import ThawPlan
 import ThawData
 import ThawKernels

@@ -12,6 +12,7 @@
 // the composed node tree is walked once for repeats (and for size: aliases can make a small text
 // expand to a huge tree, so the walk stops past `maximumNodes`).
 import Foundation
+import ThawTrainer
 import ThawPlan
 import Yams
 

@@ -4,6 +4,7 @@
 // what was expected, so a typo never silently falls back to a default.
 // docs/configuration.md and README.md list every key; keep them in step with this file.
 import Foundation
+import ThawTrainer
 import ThawPlan
 import ThawNN
 import Yams
@@ -499,14 +500,6 @@ public struct TrainingSection: Codable, Equatable, Sendable {
         earlyStopping = try c.decodeIfPresent(EarlyStoppingSection.self, forKey: .earlyStopping) ?? earlyStopping
         featureCache = try c.decodeIfPresent(FeatureCacheSection.self, forKey: .featureCache) ?? featureCache
     }
-}
-
-/// The validation metric early stopping watches.
-public enum EarlyStoppingMetric: String, Codable, Sendable, CaseIterable {
-    /// Lower is better.
-    case validationLoss = "validation_loss"
-    /// Higher is better.
-    case validationAccuracy = "validation_accuracy"
 }
 
 /// Early stopping: end training once the validation metric has not improved for `patience` epochs,
