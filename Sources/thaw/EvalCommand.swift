@@ -18,7 +18,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "The run's configuration file.") var config: String
     @Option(name: .customLong("set"), help: ArgumentHelp("Override one configuration key.", valueName: "key=value")) var overrides: [String] = []
     @Option(help: ArgumentHelp("The checkpoint, or `latest` in the run's checkpoints/ directory.", valueName: "path|latest")) var checkpoint = "latest"
-    @Option(help: "Which split: test, validation or train.") var split = "test"
+    @Option(help: "Which split: test, validation or train.") var split: SplitName = .test
     @Option(help: "Samples per forward pass.") var batch = 128
     @Flag(help: "Print the report as JSON.") var json = false
 
@@ -36,8 +36,8 @@ struct EvalCommand: ParsableCommand {
             encoder.outputFormatting = [.sortedKeys]
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
-            print("\(path) on the \(split) split of \(training.data.dataset):")
-            print(report.table(names: training.data.dataset == "fashion-mnist" ? FashionMNIST.classNames : nil))
+            print("\(path) on the \(split) split of \(training.data.dataset.rawValue):")
+            print(report.table(names: training.data.dataset == .fashionMNIST ? FashionMNIST.classNames : nil))
         }
     }
 }

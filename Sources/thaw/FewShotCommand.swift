@@ -25,7 +25,7 @@ struct FewShotCommand: ParsableCommand {
     @Option(name: .customLong("set"), help: ArgumentHelp("Override one configuration key.", valueName: "key=value")) var overrides: [String] = []
     @Option(help: ArgumentHelp("A checkpoint to take the weights from, or `latest` in the run's checkpoints/ directory (default: model.pretrained).",
                                valueName: "path|latest")) var checkpoint: String?
-    @Option(help: "Which split the pool comes from: test, validation or train.") var split = "test"
+    @Option(help: "Which split the pool comes from: test, validation or train.") var split: SplitName = .test
     @Option(help: ArgumentHelp("The classes episodes draw from, comma-separated (for Fashion-MNIST the held-out split is 5,6,7,8,9).",
                                valueName: "k,k,...")) var classes: String
     @Option(help: "Pool images per class (0 = every image of the class in the split).") var perClass = 0
@@ -90,7 +90,7 @@ struct FewShotCommand: ParsableCommand {
         let tunedGroups = Array(model.groupNames[evaluator.firstTunedGroup..<evaluator.headIndex])
         if json {
             let report = FewShotReport(
-                architecture: training.model.architecture, weights: weights, dataset: training.data.dataset, split: split, classes: classList,
+                architecture: training.model.architecture, weights: weights, dataset: training.data.dataset.rawValue, split: split.rawValue, classes: classList,
                 poolSize: indices.count, embeddingGroups: Array(model.groupNames[..<evaluator.headIndex]), distance: metric.rawValue,
                 pooling: pool.rawValue, seed: seed, fineTunedGroups: tunedGroups, fineTuneSteps: evaluator.fineTuneSteps,
                 fineTuneLearningRate: evaluator.fineTuneSteps > 0 ? Double(fineTuneLearningRate) : nil, results: results)
@@ -101,7 +101,7 @@ struct FewShotCommand: ParsableCommand {
         }
         print("thaw fewshot: \(training.model.architecture), weights \(weights)")
         print("pool: \(indices.count) images of classes \(classList.map(String.init).joined(separator: ",")) from the \(split) split of "
-              + "\(training.data.dataset), embedded in \(String(format: "%.1f", embeddingSeconds)) s; \(metric.rawValue) distance, "
+              + "\(training.data.dataset.rawValue), embedded in \(String(format: "%.1f", embeddingSeconds)) s; \(metric.rawValue) distance, "
               + "\(episodes) episodes, seed \(seed)"
               + (tunedGroups.isEmpty ? "" : "; fine-tuning \(tunedGroups.joined(separator: ",")) for \(evaluator.fineTuneSteps) step(s) per episode"))
         print("")

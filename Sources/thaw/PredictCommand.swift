@@ -31,7 +31,7 @@ struct PredictCommand: ParsableCommand {
 
     @Option(help: "Images, the model's input (--preprocessed) or token ids, as an NPY file.") var input: String?
     @Option(help: "A text file, one text per line (text models).") var texts: String?
-    @Option(help: "A split of the configured dataset: test, validation or train.") var split: String?
+    @Option(help: "A split of the configured dataset: test, validation or train.") var split: SplitName?
     @Flag(help: "With --input: the array is already the model's input; no resize, crop or normalization.") var preprocessed = false
     @Option(help: "The run's configuration (with --checkpoint).") var config: String?
     @Option(name: .customLong("set"), help: ArgumentHelp("Override one configuration key.", valueName: "key=value")) var overrides: [String] = []
@@ -62,7 +62,7 @@ struct PredictCommand: ParsableCommand {
         guard top > 0 else { throw ValidationError("--top must be at least 1") }
         guard batch > 0 else { throw ValidationError("--batch must be at least 1") }
         guard ["imagenet", "none"].contains(normalization) else { throw ValidationError("--normalization must be imagenet or none") }
-        guard [input, texts, split].compactMap({ $0 }).count == 1 else {
+        guard [input != nil, texts != nil, split != nil].filter({ $0 }).count == 1 else {
             throw ValidationError("give exactly one of --input FILE.npy, --texts FILE and --split NAME")
         }
         guard (config == nil) != (weights == nil) else {
@@ -73,9 +73,9 @@ struct PredictCommand: ParsableCommand {
         }
         if weights != nil, architecture == nil { throw ValidationError("--weights needs --architecture") }
         let architectureName = training?.model.architecture ?? architecture ?? ""
-        let inputs = try loadInputs(training: training, isText: architectureName == "bert")
+        let inputs = try loadInputs(training: training, isText: Architecture.named(architectureName)?.readsTokenIds ?? false)
         let model = try loadModel(training: training, sampleShape: inputs.dataset.sampleShape)
-        try ModelZoo.validateInputs(inputs.dataset, for: model, name: input ?? texts ?? "the \(split ?? "") split")
+        try ModelZoo.validateInputs(inputs.dataset, for: model, name: input ?? texts ?? "the \(split?.rawValue ?? "") split")
 
         // Only the objective's label columns are classes (a domain-adversarial model adds 2 domain logits).
         let labelColumns = training.map { TrainingObjectives.make($0).labelColumns }
@@ -136,8 +136,8 @@ struct PredictCommand: ParsableCommand {
             let data = try DatasetCatalog.load(training.data)
             let dataset = try data.named(split)
             let names: [String]? = switch training.data.dataset {
-            case "fashion-mnist": FashionMNIST.classNames
-            case "rotten-tomatoes": RottenTomatoes.classNames
+            case .fashionMNIST: FashionMNIST.classNames
+            case .rottenTomatoes: RottenTomatoes.classNames
             default: nil
             }
             return Inputs(dataset: dataset, labels: (0..<dataset.count).map(dataset.label), classNames: names)
@@ -150,7 +150,7 @@ struct PredictCommand: ParsableCommand {
             let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
                 .filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
             guard !lines.isEmpty else { throw RuntimeFailure("\(texts): holds no text (one text per line)") }
-            let maximumLength = training?.data.maxLength ?? DataSection().maxLength
+            let maximumLength = training?.data.source.text?.maxLength ?? TextEncoding().maxLength
             let encoded = tokenizer.encode(lines, maximumLength: maximumLength)
             return Inputs(dataset: InMemoryDataset(features: encoded.ids.map(Float.init), labels: Array(repeating: 0, count: lines.count),
                                                    sampleShape: [maximumLength], classCount: 1))
@@ -181,7 +181,7 @@ struct PredictCommand: ParsableCommand {
 
     /// The WordPiece vocabulary for --texts: the configuration's data.vocabulary, else vocab.txt beside --weights.
     private func vocabularyFile(training: TrainingConfig?) throws -> String {
-        if let vocabulary = training?.data.vocabulary, !vocabulary.isEmpty { return vocabulary }
+        if let vocabulary = training?.data.source.text?.vocabulary, !vocabulary.isEmpty { return vocabulary }
         if let weights {
             let directory = (ModelZoo.weightsFile(weights) as NSString).deletingLastPathComponent
             let candidate = (directory as NSString).appendingPathComponent("vocab.txt")
@@ -205,7 +205,7 @@ struct PredictCommand: ParsableCommand {
         var section = ModelSection()
         section.architecture = architecture
         section.classes = classes
-        if architecture == "bert" { section.pretrained = weights }   // its config.json sits beside the weights
+        if Architecture.named(architecture)?.readsTokenIds == true { section.pretrained = weights }   // its config.json sits beside the weights
         let model = try ModelZoo.build(section, sampleShape: sampleShape, seed: 1)
         let report = try ModelZoo.loadPretrained(weights, into: model, architecture: architecture, strict: false)
         let mismatched = report.shapeMismatched + report.replaced

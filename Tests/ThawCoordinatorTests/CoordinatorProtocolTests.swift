@@ -12,7 +12,7 @@ func hello(rank: Int, worldSize: Int = 2, hash: String = "abc") -> CoordinatorRe
 
 func gradualSettings(heartbeatTimeout: Double = 10) -> CoordinatorSettings {
     var unfreezing = UnfreezingSection()
-    unfreezing.policy = .gradual
+    unfreezing.policy = .gradual()
     return CoordinatorSettings(unfreezing: unfreezing, baseLearningRate: 0.01, batchNormPolicy: "running_statistics",
                                epochs: 3, heartbeatTimeout: heartbeatTimeout)
 }

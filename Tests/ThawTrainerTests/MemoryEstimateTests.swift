@@ -82,7 +82,9 @@ private func config(_ text: String) throws -> TrainingConfig { try TrainingConfi
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".yaml") }.sorted()
         try #require(files.count >= 5)
         for name in files {
-            let settings = try TrainingConfig.load(path: directory.appendingPathComponent(name).path, overrides: ["data.vocabulary=vocab.txt"])
+            let text = try String(contentsOfFile: directory.appendingPathComponent(name).path, encoding: .utf8)
+            let settings = try TrainingConfig.load(path: directory.appendingPathComponent(name).path,
+                                                   overrides: text.contains("rotten-tomatoes") || text.contains("text-csv") ? ["data.vocabulary=vocab.txt"] : [])
             let planned = RunPreflight.plannedData(settings.data)
             let shape = try #require(planned.sampleShape, "\(name)")
             let estimate = try MemoryEstimate.make(config: settings, sampleShape: shape, samples: planned.samples, datasetBytes: planned.bytes,

@@ -45,12 +45,11 @@ private final class TextScratch {
 @Suite struct TextDatasetConfigTests {
     @Test func readsTextKeys() throws {
         let config = try TrainingConfig.parse("data: {dataset: text-csv, train_texts: a.csv, test_texts: b.csv, vocabulary: v.txt, max_length: 32}")
-        #expect(config.data.trainTexts == "a.csv")
-        #expect(config.data.testTexts == "b.csv")
-        #expect(config.data.vocabulary == "v.txt")
-        #expect(config.data.maxLength == 32)
-        #expect(try TrainingConfig.parse("data: {dataset: rotten-tomatoes, vocabulary: v.txt}").data.maxLength == 64)
-        #expect(TrainingConfig().data.maxLength == 64)
+        guard case .textCSV(let files, let text) = config.data.source else { Issue.record("not text-csv: \(config.data.source)"); return }
+        #expect(files.trainTexts == "a.csv" && files.testTexts == "b.csv")
+        #expect(text.vocabulary == "v.txt" && text.maxLength == 32)
+        #expect(try TrainingConfig.parse("data: {dataset: rotten-tomatoes, vocabulary: v.txt}").data.source.text?.maxLength == 64)
+        #expect(TrainingConfig().data.source.text == nil)
     }
 
     @Test func checksNameKeyAndFile() throws {
@@ -63,6 +62,8 @@ private final class TextScratch {
             ("data: {dataset: rotten-tomatoes, vocabulary: v.txt, normalization: imagenet}", "data.normalization"),
             ("data: {dataset: rotten-tomatoes, vocabulary: v.txt, max_len: 32}", "data.max_len"),
             ("data: {dataset: rotten-tomatoes, vocabulary: v.txt, max_length: long}", "data.max_length"),
+            ("data: {dataset: fashion-mnist, vocabulary: v.txt}", "data.vocabulary"),
+            ("data: {dataset: npy, train_texts: a.csv}", "data.train_texts"),
         ]
         for (yaml, key) in cases {
             let error = try #require(throws: ConfigError.self, "\(yaml)") { try TrainingConfig.parse(yaml, file: "text.yaml") }
@@ -73,11 +74,12 @@ private final class TextScratch {
     @Test func loadsTextCSV() throws {
         let scratch = try TextScratch()
         var section = DataSection()
-        section.dataset = "text-csv"
-        section.vocabulary = scratch.path("vocab.txt")
-        section.trainTexts = try scratch.writeTexts("train.csv", count: 20)
-        section.testTexts = try scratch.writeTexts("test.csv", count: 6, labels: [2, 0])
-        section.maxLength = 8
+        var files = TextFiles(), text = TextEncoding()
+        text.vocabulary = scratch.path("vocab.txt")
+        files.trainTexts = try scratch.writeTexts("train.csv", count: 20)
+        files.testTexts = try scratch.writeTexts("test.csv", count: 6, labels: [2, 0])
+        text.maxLength = 8
+        section.source = .textCSV(files, text)
         section.validationSize = 4
         section.trainLimit = 10
         let splits = try DatasetCatalog.load(section)
@@ -96,26 +98,29 @@ private final class TextScratch {
     @Test func textCSVErrorsNameFileAndLine() throws {
         let scratch = try TextScratch()
         var section = DataSection()
-        section.dataset = "text-csv"
-        section.vocabulary = scratch.path("vocab.txt")
-        section.trainTexts = try scratch.write("bad.csv", "label,text\n1,good\n1,good, not quoted\n")
+        var files = TextFiles(), text = TextEncoding()
+        text.vocabulary = scratch.path("vocab.txt")
+        files.trainTexts = try scratch.write("bad.csv", "label,text\n1,good\n1,good, not quoted\n")
+        section.source = .textCSV(files, text)
         let error = try #require(throws: DataError.self) { try DatasetCatalog.load(section) }
-        #expect(error.file == section.trainTexts)
+        #expect(error.file == files.trainTexts)
         #expect(error.detail == "line 3 has 3 fields, expected 2 (label,text)")
-        section.trainTexts = try scratch.writeTexts("train.csv", count: 3)
-        section.vocabulary = try scratch.write("dup.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[UNK]\n")
+        files.trainTexts = try scratch.writeTexts("train.csv", count: 3)
+        text.vocabulary = try scratch.write("dup.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[UNK]\n")
+        section.source = .textCSV(files, text)
         let vocabulary = try #require(throws: DataError.self) { try DatasetCatalog.load(section) }
-        #expect(vocabulary.description.hasPrefix(section.vocabulary + ": line 5: token '[UNK]' already appears on line 2"))
+        #expect(vocabulary.description.hasPrefix(text.vocabulary + ": line 5: token '[UNK]' already appears on line 2"))
     }
 
     @Test func loadsRottenTomatoesSplits() throws {
         let scratch = try TextScratch()
         _ = try scratch.writeTexts("reviews.csv", count: 40)
         var section = DataSection()
-        section.dataset = "rotten-tomatoes"
-        section.directory = scratch.directory
-        section.vocabulary = scratch.path("vocab.txt")
-        section.maxLength = 5
+        var place = DatasetDirectory(), text = TextEncoding()
+        place.directory = scratch.directory
+        text.vocabulary = scratch.path("vocab.txt")
+        text.maxLength = 5
+        section.source = .rottenTomatoes(place, text)
         let splits = try DatasetCatalog.load(section)
         #expect(splits.train.count == 32 && splits.validation?.count == 4 && splits.test?.count == 4)
         #expect(splits.train.sampleShape == [5] && splits.train.classCount == 2)

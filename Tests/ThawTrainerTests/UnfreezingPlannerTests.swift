@@ -7,15 +7,13 @@ import ThawPlan
 @Suite struct UnfreezingPlannerTests {
     let groups = ["stem", "block1", "block2", "head"]
 
-    func planner(_ policy: UnfreezingPolicyKind, configure: (inout UnfreezingSection) -> Void = { _ in }) throws -> UnfreezingPlanner {
-        var settings = UnfreezingSection()
-        settings.policy = policy
-        configure(&settings)
-        return try UnfreezingPlanner(settings: settings, groupNames: groups, baseLearningRate: 0.01, batchNormPolicy: "running_statistics")
+    func planner(_ policy: UnfreezingPolicy) throws -> UnfreezingPlanner {
+        try UnfreezingPlanner(settings: UnfreezingSection(policy: policy), groupNames: groups, baseLearningRate: 0.01,
+                              batchNormPolicy: "running_statistics")
     }
 
     @Test func gradualThawsOneGroupPerEpochFromTheTop() throws {
-        var p = try planner(.gradual)
+        var p = try planner(.gradual())
         let plans = (0..<5).map { p.plan(forEpoch: $0, epochs: 100) }
         #expect(plans.map(\.trainableGroups) == [["head"], ["block2", "head"], ["block1", "block2", "head"], groups, groups])
         #expect(plans.map(\.version) == [1, 2, 3, 4, 4])
@@ -23,7 +21,7 @@ import ThawPlan
     }
 
     @Test func gradualEveryTwoEpochs() throws {
-        var p = try planner(.gradual) { $0.every = 2 }
+        var p = try planner(.gradual(every: 2))
         #expect((0..<4).map { p.plan(forEpoch: $0, epochs: 100).trainableGroups.count } == [1, 1, 2, 2])
         #expect(p.nextChange(after: 0, epochs: 10) == 2)
     }
@@ -37,22 +35,22 @@ import ThawPlan
     }
 
     @Test func fixedTableUsesLatestEntry() throws {
-        var p = try planner(.fixed) { $0.table = ["0": ["head"], "2": ["block1", "block2", "head"]] }
+        var p = try planner(.fixed(table: ["0": ["head"], "2": ["block1", "block2", "head"]]))
         #expect((0..<4).map { p.plan(forEpoch: $0, epochs: 100).trainableGroups.count } == [1, 1, 3, 3])
     }
 
     @Test func fixedTableRejectsGapsAndUnknownGroups() {
-        #expect(throws: ConfigError.self) { try planner(.fixed) { $0.table = ["0": ["block1", "head"]] } }
+        #expect(throws: ConfigError.self) { try planner(.fixed(table: ["0": ["block1", "head"]])) }
         #expect {
-            try planner(.fixed) { $0.table = ["0": ["head"], "1": ["haed"]] }
+            try planner(.fixed(table: ["0": ["head"], "1": ["haed"]]))
         } throws: { error in
             (error as? ConfigError)?.key == "unfreezing.table.1"
         }
-        #expect(throws: ConfigError.self) { try planner(.fixed) { $0.table = ["1": ["head"]] } }
+        #expect(throws: ConfigError.self) { try planner(.fixed(table: ["1": ["head"]])) }
     }
 
     @Test func plateauThawsAfterPatienceWithoutImprovement() throws {
-        var p = try planner(.plateau) { $0.patience = 2; $0.delta = 0.01 }
+        var p = try planner(.plateau(patience: 2, delta: 0.01))
         #expect(p.plan(forEpoch: 0, epochs: 100).trainableGroups == ["head"])
         p.record(validationLoss: 1.0)
         #expect(p.plan(forEpoch: 1, epochs: 100).trainableGroups == ["head"])
@@ -67,7 +65,7 @@ import ThawPlan
     }
 
     @Test func digestDiffersBetweenTrainableSets() throws {
-        var p = try planner(.gradual)
+        var p = try planner(.gradual())
         #expect(p.plan(forEpoch: 0, epochs: 100).trainableSetDigest != p.plan(forEpoch: 1, epochs: 100).trainableSetDigest)
     }
 }
