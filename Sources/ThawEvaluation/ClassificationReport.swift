@@ -85,8 +85,7 @@ public struct ClassificationReport: Codable, Equatable, Sendable {
             let logits = try model.forward(input, training: false)
             let width = logits.shape.last ?? 1
             guard width == (outputWidth ?? classCount) else {
-                throw TrainingError.dataMismatch("the model has \(width) outputs but the report is for \(classCount) classes"
-                                                 + (outputWidth.map { " (\($0) outputs)" } ?? ""))
+                throw EvaluationError.outputWidth(model: width, expected: outputWidth ?? classCount, classes: classCount)
             }
             let result = CrossEntropy.forwardBackward(logitsGradient: nil, logits: logits.data, labels: labels.baseAddress!,
                                                       weights: weights.baseAddress!, rows: indices.count, classes: classCount,
@@ -98,7 +97,7 @@ public struct ClassificationReport: Codable, Equatable, Sendable {
                 for k in 1..<classCount where scores[k] > scores[best] { best = k }
                 let truth = Int(labels[row])
                 guard truth >= 0, truth < classCount else {
-                    throw TrainingError.dataMismatch("sample \(indices[row]) has label \(truth), outside the model's \(classCount) classes")
+                    throw EvaluationError.label(sample: indices[row], label: truth, classes: classCount)
                 }
                 confusion[truth][best] += 1
             }
@@ -126,5 +125,27 @@ public struct ClassificationReport: Codable, Equatable, Sendable {
                          + row.map { String(repeating: " ", count: width - String($0).count) + String($0) }.joined())
         }
         return lines.joined(separator: "\n")
+    }
+}
+
+/// A model or a dataset that an evaluation cannot score.
+public enum EvaluationError: Error, CustomStringConvertible, Equatable {
+    /// The model's output row has another width than the report expects.
+    case outputWidth(model: Int, expected: Int, classes: Int)
+    /// A sample's label is not one of the model's classes.
+    case label(sample: Int, label: Int, classes: Int)
+    /// A comparison needs a test set.
+    case noTestSet
+
+    /// What does not fit, naming the sample or the width.
+    public var description: String {
+        switch self {
+        case .outputWidth(let model, let expected, let classes):
+            return "the model has \(model) outputs but the report is for \(classes) classes" + (expected != classes ? " (\(expected) outputs)" : "")
+        case .label(let sample, let label, let classes):
+            return "sample \(sample) has label \(label), outside the model's \(classes) classes"
+        case .noTestSet:
+            return "thaw compare needs a test set to compare on (data.test_features for npy data)"
+        }
     }
 }

@@ -126,7 +126,7 @@ public final class ComparisonRun {
         if isLeader { printer.line("thaw compare: 2/2, from scratch (random initialization, every group trainable) → \(scratch.run.output)") }
         let scratchHistory = try TrainingRun(config: scratch, progress: progress).train(collective)
         guard let transferTest = transferHistory.last?.test, let scratchTest = scratchHistory.last?.test else {
-            throw TrainingError.dataMismatch("thaw compare needs a test set to compare on (data.test_features for npy data)")
+            throw EvaluationError.noTestSet
         }
         let outcome = ComparisonOutcome(transferAccuracy: transferTest.accuracy, scratchAccuracy: scratchTest.accuracy,
                                         testSamples: transferTest.samples, transferRun: transfer.run.output, scratchRun: scratch.run.output)

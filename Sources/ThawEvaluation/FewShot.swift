@@ -15,6 +15,7 @@ import ThawTrainer
 import ThawData
 import ThawKernels
 import ThawNN
+import ThawOptim
 
 /// How a query is compared with a prototype.
 public enum PrototypeDistance: String, CaseIterable, Codable, Sendable {
@@ -300,6 +301,8 @@ public final class FewShotEvaluator {
     public let fineTuneLearningRate: Float
     private let averagePool = GlobalAveragePool()
     private let batchSize: Int
+    /// Plain SGD over the tuned groups (nil when nothing is fine-tuned).
+    private let optimizer: Optimizer?
 
     /// Prepares an evaluator.
     /// - Parameters:
@@ -326,6 +329,14 @@ public final class FewShotEvaluator {
         self.fineTuneSteps = fineTuneGroups > 0 ? fineTuneSteps : 0
         self.fineTuneLearningRate = fineTuneLearningRate
         self.batchSize = max(1, batchSize)
+        // The tuned groups run in training mode (a top slice with the head, so this never fails).
+        try? model.setTrainableGroups(Array(model.groupNames[firstTunedGroup...]))
+        if self.fineTuneSteps > 0, let sgd = try? Optimizer(rule: .sgd(momentum: 0, nesterov: false), store: model.store) {
+            sgd.initializeState(forNewlyTrainableGroups: Array(firstTunedGroup..<headIndex), store: model.store)
+            optimizer = sgd
+        } else {
+            optimizer = nil
+        }
     }
 
     /// The pool's images: the first `perClass` samples of each of `classes` in `dataset` (all of them
@@ -388,12 +399,12 @@ public final class FewShotEvaluator {
             support = pool.gather(supportRows)
             queries = pool.gather(queryRows)
         } else {
-            let snapshot = tunedWeights()
-            defer { restore(snapshot) }
+            let snapshot = model.store.snapshot(of: tunedRange)
+            defer { model.store.restore(snapshot) }
             let supportInput = Tensor(shape: [supportRows.count] + pool.rowShape, values: pool.gather(supportRows))
             for _ in 0..<fineTuneSteps { fineTuneStep(supportInput, labels: supportLabels, classes: episode.classes.count) }
             // Only the parameter updates carry over: running statistics of a 5-image batch would skew the embedding.
-            restoreState(snapshot.state)
+            model.store.restore(state: snapshot)
             support = embed(supportInput)
             queries = embed(Tensor(shape: [queryRows.count] + pool.rowShape, values: pool.gather(queryRows)))
         }
@@ -405,17 +416,14 @@ public final class FewShotEvaluator {
 
     /// Groups `firstTunedGroup..<headIndex` in inference mode on pooled group inputs, as vectors.
     private func embed(_ input: Tensor) -> [Float] {
-        var x = input
-        for index in firstTunedGroup..<headIndex { x = model.groups[index].body.forward(x, mode: .inference) }
-        return vectors(x, mode: .inference).values
+        vectors(model.forward(input, groups: firstTunedGroup..<headIndex, training: false), mode: .inference).values
     }
 
     /// One SGD step of the prototype loss on the support set: logits are −‖e_i − c_j‖² / D (D the embedding
     /// width, so wide embeddings do not saturate the softmax) with the class means c_j of the current support
     /// embeddings held constant, so ∂L/∂e_i = 2 Σ_j (p_ij − y_ij) c_j / (n D).
     private func fineTuneStep(_ input: Tensor, labels: [Int], classes: Int) {
-        var x = input
-        for index in firstTunedGroup..<headIndex { x = model.groups[index].body.forward(x, mode: .training) }
+        let x = model.forward(input, groups: firstTunedGroup..<headIndex, training: true)
         let embeddings = vectors(x, mode: .training)
         let n = labels.count, dimension = embeddings.count / max(n, 1)
         let values = embeddings.values
@@ -439,15 +447,11 @@ public final class FewShotEvaluator {
                 }
             }
         }
-        let range = tunedRange
-        model.store.zeroGradients(in: range)
-        var d = dEmbeddings.reshapedForBackward(to: x.shape, pooled: x.shape.count == 4 && pooling == .average, pool: averagePool)
-        for index in stride(from: headIndex - 1, through: firstTunedGroup, by: -1) {
-            guard let next = model.groups[index].body.backward(d, computeInputGradient: index > firstTunedGroup) else { break }
-            d = next
-        }
-        let parameters = model.store.parameters, gradients = model.store.gradients
-        for i in range { parameters[i] -= fineTuneLearningRate * gradients[i] }
+        model.store.zeroGradients(in: tunedRange)
+        model.backward(dEmbeddings.reshapedForBackward(to: x.shape, pooled: x.shape.count == 4 && pooling == .average, pool: averagePool),
+                       groups: firstTunedGroup..<headIndex, afterGroup: { _ in })
+        optimizer?.step(store: model.store, groups: firstTunedGroup..<headIndex,
+                        learningRates: model.groupNames.indices.map { (firstTunedGroup..<headIndex).contains($0) ? fineTuneLearningRate : 0 })
     }
 
     /// `[N, C, H, W]` → `[N, C]` under average pooling; any other output is used flat.
@@ -460,19 +464,6 @@ public final class FewShotEvaluator {
         model.store.groupRanges[firstTunedGroup].lowerBound..<model.store.groupRanges[headIndex - 1].upperBound
     }
 
-    private func tunedWeights() -> (parameters: [Float], state: [Float]) {
-        (Array(model.store.parameters[tunedRange]), Array(model.store.state))
-    }
-
-    private func restore(_ snapshot: (parameters: [Float], state: [Float])) {
-        let range = tunedRange
-        for (offset, value) in snapshot.parameters.enumerated() { model.store.parameters[range.lowerBound + offset] = value }
-        restoreState(snapshot.state)
-    }
-
-    private func restoreState(_ state: [Float]) {
-        for (offset, value) in state.enumerated() { model.store.state[offset] = value }
-    }
 }
 
 extension Tensor {

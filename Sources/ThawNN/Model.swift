@@ -253,9 +253,16 @@ public final class Model {
     /// - Parameter afterGroup: Called with each group's index as soon as that group's
     ///   parameter gradients are final (used to start bucketed all-reduces early).
     public func backward(_ outputGradient: Tensor, afterGroup: (Int) throws -> Void) rethrows {
+        try backward(outputGradient, groups: firstTrainableGroup..<groups.count, afterGroup: afterGroup)
+    }
+
+    /// Backpropagates `outputGradient` (the gradient of the last group of `range`'s output) through the
+    /// groups of `range`, from the top down, accumulating into the gradient buffer; the lowest group of
+    /// the range does not compute its input gradient. Episodic fine-tuning runs it on groups below the head.
+    public func backward(_ outputGradient: Tensor, groups range: Range<Int>, afterGroup: (Int) throws -> Void = { _ in }) rethrows {
         var d = outputGradient
-        for index in stride(from: groups.count - 1, through: firstTrainableGroup, by: -1) {
-            let next = groups[index].body.backward(d, computeInputGradient: index > firstTrainableGroup)
+        for index in range.reversed() {
+            let next = groups[index].body.backward(d, computeInputGradient: index > range.lowerBound)
             try afterGroup(index)
             guard let next else { break }
             d = next

@@ -202,6 +202,42 @@ public final class ParameterStore {
         entries.map { StateView(value: state.baseAddress! + $0.offset, count: $0.count) }
     }
 
+    /// A copy of the parameters in `range` and of every state value, to put back later.
+    public func snapshot(of range: Range<Int>? = nil) -> Snapshot {
+        let range = range ?? 0..<parameterCount
+        return Snapshot(range: range, parameters: Array(parameters[range]), state: Array(state))
+    }
+
+    /// Puts a snapshot's parameters and state back.
+    public func restore(_ snapshot: Snapshot) {
+        restore(parameters: snapshot)
+        restore(state: snapshot)
+    }
+
+    /// Puts only a snapshot's parameters back.
+    public func restore(parameters snapshot: Snapshot) {
+        snapshot.parameters.withUnsafeBufferPointer { saved in
+            if let from = saved.baseAddress, let to = parameters.baseAddress { (to + snapshot.range.lowerBound).update(from: from, count: saved.count) }
+        }
+    }
+
+    /// Puts only a snapshot's state (batch-norm running statistics) back.
+    public func restore(state snapshot: Snapshot) {
+        snapshot.state.withUnsafeBufferPointer { saved in
+            if let from = saved.baseAddress, let to = state.baseAddress { to.update(from: from, count: min(saved.count, state.count)) }
+        }
+    }
+
+    /// Values copied out of a store.
+    public struct Snapshot: Sendable {
+        /// The parameter range copied.
+        public let range: Range<Int>
+        /// The parameters of `range`.
+        public let parameters: [Float]
+        /// Every state value.
+        public let state: [Float]
+    }
+
     /// The parameter entry with the given full name, if any.
     public func entry(named name: String) -> ParameterEntry? {
         parameterEntries.first { $0.name == name }

@@ -38,7 +38,7 @@ public struct EarlyStopping {
     /// How it decides.
     public let settings: EarlyStoppingSettings
     /// The best epoch so far by the metric, with a copy of its parameters and batch-norm state.
-    private(set) var best: (epoch: Int, value: Double, parameters: [Float], state: [Float])?
+    private(set) var best: (epoch: Int, value: Double, weights: ParameterStore.Snapshot)?
 
     /// Creates the tracker.
     public init(settings: EarlyStoppingSettings) { self.settings = settings }
@@ -54,7 +54,7 @@ public struct EarlyStopping {
         let value = settings.metric == .validationLoss ? validation.loss : validation.accuracy
         let improved = best.map { settings.metric == .validationLoss ? value < $0.value - settings.minimumDelta
                                                                      : value > $0.value + settings.minimumDelta } ?? true
-        if improved { best = (record.epoch, value, Array(store.parameters), Array(store.state)) }
+        if improved { best = (record.epoch, value, store.snapshot()) }
         let stale = record.epoch - max(best?.epoch ?? record.epoch, lastThaw)
         return stale >= settings.patience && thawingIsExhausted
     }
@@ -63,11 +63,7 @@ public struct EarlyStopping {
     /// `lastEpoch` itself; returns the epoch restored.
     public func restoreBest(into store: ParameterStore, lastEpoch: Int) -> Int? {
         guard settings.restoreBest, let best, best.epoch != lastEpoch else { return nil }
-        for (saved, buffer) in [(best.parameters, store.parameters), (best.state, store.state)] {
-            saved.withUnsafeBufferPointer { source in
-                if let from = source.baseAddress, let to = buffer.baseAddress { to.update(from: from, count: min(source.count, buffer.count)) }
-            }
-        }
+        store.restore(best.weights)
         return best.epoch
     }
 }

@@ -10,10 +10,6 @@ public enum TrainingError: Error, CustomStringConvertible {
     case noPlan(epoch: Int)
     /// A file could not be read or written.
     case io(path: String, message: String)
-    /// The configuration names something that does not exist.
-    case unknown(key: String, value: String, choices: [String])
-    /// The data does not fit the model.
-    case dataMismatch(String)
 
     /// One line naming the failure.
     public var description: String {
@@ -30,10 +26,6 @@ public enum TrainingError: Error, CustomStringConvertible {
             return "rank 0 produced no plan for epoch \(epoch)"
         case .io(let path, let message):
             return "\(path): \(message)"
-        case .unknown(let key, let value, let choices):
-            return "\(key): unknown value '\(value)'; expected one of \(choices.joined(separator: ", "))"
-        case .dataMismatch(let message):
-            return message
         }
     }
 }
