@@ -76,10 +76,12 @@ let package = Package(
         // Benchmarks, measured as ratios against raw OpenBLAS and raw MPI in the same run.
         .target(name: "ThawBench",
                 dependencies: ["ThawRun", "ThawTrainer", "ThawNN", "ThawData", "ThawKernels", "ThawCollective", "ThawPlan", "ThawCoordinator",
-                               "CMPI"],
+                               "ThawProcesses", "CMPI"],
                 swiftSettings: fastMath),
+        // Process groups with a hang guard (mpirun jobs, coordinators), for tests and benchmarks.
+        .target(name: "ThawProcesses"),
         // Oracles for tests of layers: finite-difference gradient checks and reference fixtures.
-        .target(name: "ThawTesting", dependencies: ["ThawNN"]),
+        .target(name: "ThawTesting", dependencies: ["ThawNN", "ThawProcesses"]),
         // The one executable, with subcommands.
         .executableTarget(
             name: "thaw",

@@ -2,6 +2,7 @@
 // job twice with real processes, with the cache and without it (in alternating order), and compares
 // the training time of each epoch; the one-off fill is reported against an uncached epoch too.
 import Foundation
+import ThawProcesses
 import ThawRun
 import ThawTrainer
 
@@ -40,7 +41,7 @@ public enum CacheBenchmark {
                                          "training.feature_cache.enabled=\(cached)", "checkpoint.every_epochs=0"]).flatMap { ["--set", $0] }
                 let train = ["train", "--config", configPath, "--progress", "quiet"] + sets
                 let logPath = (scratch as NSString).appendingPathComponent("\(name).log")
-                try StatusSoakBenchmark.runToCompletion(ranks == 1 ? thaw : "/usr/bin/mpirun",
+                try StatusSoakBenchmark.runToCompletion(ranks == 1 ? thaw : mpirunPath,
                                                         ranks == 1 ? train : mpirunOptions + ["-np", String(ranks), thaw] + train,
                                                         log: logPath, name: name)
                 let epochs = try epochRecords(runDirectory: output)

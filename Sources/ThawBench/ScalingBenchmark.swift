@@ -4,6 +4,7 @@
 // Weak-scaling efficiency is 2-rank throughput ÷ (2 × 1-rank throughput); memory is each rank's
 // peak resident set ÷ the estimate the run writes to metrics.jsonl (see MemoryReport.swift).
 import Foundation
+import ThawProcesses
 import ThawRun
 import ThawTrainer
 
@@ -49,7 +50,7 @@ public enum ScalingBenchmark {
                 let sets = (overrides + ["run.output=\(output)", "run.name=\(name)", "training.batch_size=\(batchPerRank * ranks)",
                                          "data.train_limit=\(samplesPerRank * ranks)", "training.blas_threads=1"]).flatMap { ["--set", $0] }
                 let train = ["train", "--config", configPath, "--progress", "quiet"] + sets
-                try StatusSoakBenchmark.runToCompletion(ranks == 1 ? thaw : "/usr/bin/mpirun",
+                try StatusSoakBenchmark.runToCompletion(ranks == 1 ? thaw : mpirunPath,
                                                         ranks == 1 ? train : mpirunOptions + ["-np", "2", thaw] + train,
                                                         log: (scratch as NSString).appendingPathComponent("\(name).log"), name: name)
                 let throughput = try StatusSoakBenchmark.trainingThroughput(runDirectory: output)

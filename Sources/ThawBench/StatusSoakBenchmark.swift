@@ -3,6 +3,7 @@
 // alternating order, so drift on a shared machine affects both alike), and compares training
 // throughput; it also records every query's latency.
 import Foundation
+import ThawProcesses
 import ThawRun
 import ThawTrainer
 import ThawCoordinator
@@ -108,7 +109,7 @@ public enum StatusSoakBenchmark {
         let coordinator = try start(thaw, ["coordinator", "--config", configPath] + sets
                                     + ["--bind", "tcp://127.0.0.1:*", "--endpoint-file", endpointFile, "--exit-when-done"],
                                     log: (scratch as NSString).appendingPathComponent("\(name)-coordinator.log"))
-        defer { stop(coordinator) }
+        defer { coordinator.stop() }
         var endpoint: String?
         for _ in 0..<200 {
             if let text = try? String(contentsOfFile: endpointFile, encoding: .utf8), !text.isEmpty { endpoint = text; break }
@@ -116,9 +117,9 @@ public enum StatusSoakBenchmark {
         }
         guard let endpoint else { throw StatusSoakError(description: "the coordinator did not start; see \(scratch)/\(name)-coordinator.log") }
         let workersLog = (scratch as NSString).appendingPathComponent("\(name)-workers.log")
-        let workers = try start("/usr/bin/mpirun", mpirunOptions + ["-np", String(ranks), thaw, "train", "--config", configPath]
+        let workers = try start(mpirunPath, mpirunOptions + ["-np", String(ranks), thaw, "train", "--config", configPath]
                                 + sets + ["--coordinator", endpoint, "--progress", "quiet"], log: workersLog)
-        defer { stop(workers) }
+        defer { workers.stop() }
 
         var latencies: [Double] = []
         var unanswered = 0
@@ -144,42 +145,26 @@ public enum StatusSoakBenchmark {
                 }
             }
         } else {
-            workers.waitUntilExit()
+            _ = workers.waitForExit(seconds: .infinity)
         }
         let seconds = Coordinator.clock() - started
-        workers.waitUntilExit()
-        guard workers.terminationStatus == 0 else {
-            throw StatusSoakError(description: "the training job \(name) failed (exit \(workers.terminationStatus)); see \(workersLog)")
+        _ = workers.waitForExit(seconds: .infinity)
+        guard workers.exitCode == 0 else {
+            throw StatusSoakError(description: "the training job \(name) failed (exit \(workers.exitCode ?? -1)); see \(workersLog)")
         }
         return (latencies, unanswered, seconds)
     }
 
-    static func start(_ executable: String, _ arguments: [String], log: String) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        guard FileManager.default.createFile(atPath: log, contents: nil), let handle = FileHandle(forWritingAtPath: log) else {
-            throw StatusSoakError(description: "cannot write \(log)")
-        }
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        return process
+    static func start(_ executable: String, _ arguments: [String], log: String) throws -> BackgroundProcess {
+        try BackgroundProcess([executable] + arguments, outputPath: log)
     }
 
     /// Runs a process to the end with its output in `log`; throws naming `name` and the log if it fails.
     static func runToCompletion(_ executable: String, _ arguments: [String], log: String, name: String) throws {
         let process = try start(executable, arguments, log: log)
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw StatusSoakError(description: "the run \(name) failed (exit \(process.terminationStatus)); see \(log)")
+        _ = process.waitForExit(seconds: .infinity)
+        guard process.exitCode == 0 else {
+            throw StatusSoakError(description: "the run \(name) failed (exit \(process.exitCode ?? -1)); see \(log)")
         }
-    }
-
-    static func stop(_ process: Process) {
-        guard process.isRunning else { return }
-        process.terminate()
-        process.waitUntilExit()
     }
 }

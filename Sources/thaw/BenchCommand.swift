@@ -5,6 +5,7 @@ import ThawCollective
 import ThawKernels
 import ThawNN
 import ThawBench
+import ThawProcesses
 import ThawEvaluation
 import ThawRun
 import ThawTrainer
@@ -265,15 +266,6 @@ struct CacheBenchCommand: ParsableCommand {
                      result.epochRatio, result.cachedEpochSeconds.count, result.uncachedEpochSeconds.count))
         print(String(format: "cache fill ÷ uncached epoch: %.2f (median of %d; paid once per boundary)", result.fillRatio, result.fillSeconds.count))
     }
-}
-
-/// The mpirun options the benchmarks launch their jobs with on this machine, as launch/local does:
-/// the ring non-blocking all-reduce, no hwloc binding, root and oversubscription when needed.
-func localMPIRunOptions(ranks: Int) -> [String] {
-    var options = ["--mca", "coll_libnbc_iallreduce_algorithm", "1", "--mca", "rtc", "^hwloc"]
-    if getuid() == 0 { options.append("--allow-run-as-root") }
-    if ranks > ProcessInfo.processInfo.activeProcessorCount { options.append("--oversubscribe") }
-    return options
 }
 
 /// `--architecture` and `--sample-shape`, shared by the benchmarks.

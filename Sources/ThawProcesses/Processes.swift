@@ -1,5 +1,5 @@
-// Processes: spawning real process groups (mpirun jobs, the coordinator) from tests, with a
-// hang guard that kills the whole group, so no rank or server outlives a failing test.
+// Processes: spawning real process groups (mpirun jobs, the coordinator) for tests and benchmarks,
+// with a hang guard that kills the whole group, so no rank or server outlives a failing caller.
 import Foundation
 
 #if canImport(Glibc)
@@ -7,25 +7,6 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
-
-/// The `thaw` executable in the build folder that holds this test binary.
-public func thawExecutablePath() -> String? {
-    var candidates: [URL] = []
-    if let executable = Bundle.main.executableURL {
-        candidates.append(executable.resolvingSymlinksInPath().deletingLastPathComponent())
-    }
-    candidates.append(URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent())
-    for directory in candidates {
-        // On Linux the test binary sits in the build folder; on macOS it is inside an .xctest bundle.
-        var folder = directory
-        for _ in 0..<4 {
-            let path = folder.appendingPathComponent("thaw").path
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-            folder.deleteLastPathComponent()
-        }
-    }
-    return nil
-}
 
 /// How a spawned process group ended.
 public struct SpawnResult {
@@ -37,10 +18,29 @@ public struct SpawnResult {
     public var timedOut: Bool
 }
 
-/// The `mpirun` command line tests use on this machine: as root, more ranks than cores allowed, and
+/// Open MPI's `mpirun`: the first on PATH, else Debian's.
+public let mpirunPath: String = {
+    for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+        let candidate = (String(directory) as NSString).appendingPathComponent("mpirun")
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    return "/usr/bin/mpirun"
+}()
+
+/// The `mpirun` command line tests use on one machine: as root, more ranks than cores allowed, and
 /// without Open MPI's rtc/hwloc component, which now and then segfaults in hwloc_shmem_topology_write
 /// (seen in CI; it only handles process binding).
-public let localMPIRun = ["/usr/bin/mpirun", "--allow-run-as-root", "--oversubscribe", "--mca", "rtc", "^hwloc"]
+public let localMPIRun = [mpirunPath] + (getuid() == 0 ? ["--allow-run-as-root"] : []) + ["--oversubscribe", "--mca", "rtc", "^hwloc"]
+
+/// The `mpirun` options benchmarks and launch scripts run `ranks` local ranks with: the ring algorithm
+/// for Open MPI's non-blocking all-reduce (the default was measured 2× slower, `thaw bench exchange`),
+/// no rtc/hwloc, as root when root, oversubscribed only when there are more ranks than cores.
+public func localMPIRunOptions(ranks: Int) -> [String] {
+    var options = ["--mca", "coll_libnbc_iallreduce_algorithm", "1", "--mca", "rtc", "^hwloc"]
+    if getuid() == 0 { options.append("--allow-run-as-root") }
+    if ranks > ProcessInfo.processInfo.activeProcessorCount { options.append("--oversubscribe") }
+    return options
+}
 
 /// Starts `arguments` in a new process group with output to `outputPath` and no standard input.
 func startProcessGroup(_ arguments: [String], outputPath: String) throws -> pid_t {
@@ -139,23 +139,27 @@ public struct SpawnError: Error, CustomStringConvertible {
     public var description: String { "could not spawn \(command): \(String(cString: strerror(code)))" }
 }
 
-/// A process group running in the background for the length of a test (a coordinator, say).
+/// A process group running in the background for the length of a test or benchmark (a coordinator, say).
 /// It is killed, with everything it started, by `stop()` or when the object goes away.
 public final class BackgroundProcess {
     private let pid: pid_t
-    private let outputPath: String
+    /// The file its standard output and error go to.
+    public let outputPath: String
+    private let keepsOutput: Bool
     private var stopped = false
 
-    /// Starts `arguments` in its own process group.
-    public init(_ arguments: [String]) throws {
-        outputPath = FileManager.default.temporaryDirectory
+    /// Starts `arguments` in its own process group; with `outputPath`, its output goes to that file
+    /// (kept afterwards), otherwise to a temporary file removed with the object.
+    public init(_ arguments: [String], outputPath: String? = nil) throws {
+        self.outputPath = outputPath ?? FileManager.default.temporaryDirectory
             .appendingPathComponent("thaw-background-\(getpid())-\(UUID().uuidString).log").path
-        pid = try startProcessGroup(arguments, outputPath: outputPath)
+        keepsOutput = outputPath != nil
+        pid = try startProcessGroup(arguments, outputPath: self.outputPath)
     }
 
     deinit {
         stop()
-        unlink(outputPath)
+        if !keepsOutput { unlink(outputPath) }
     }
 
     /// Everything it has printed so far.
