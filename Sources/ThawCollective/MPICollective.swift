@@ -9,6 +9,7 @@
 // PendingReduction.test/wait) must come from the thread that created the collective.
 
 import CMPI
+import Foundation
 
 /// The ``Collective`` protocol over Open MPI: one process per rank, launched by `mpirun`.
 public final class MPICollective: Collective {
@@ -50,6 +51,24 @@ public final class MPICollective: Collective {
         try check(MPI_Finalized(&flag), "MPI_Finalized")
         isFinalized = true
         if flag == 0 { try check(MPI_Finalize(), "MPI_Finalize") }
+    }
+
+    /// Runs `body` as one job of MPI ranks and finalizes MPI after it. An error on a rank of several
+    /// is printed with the rank (after `onFailure`, which may tell others) and aborts the whole job, so
+    /// no other rank is left waiting in a collective; a single rank throws it.
+    public static func runJob<Result>(_ body: (MPICollective) throws -> Result,
+                                      onFailure: (any Error, MPICollective) -> Void = { _, _ in }) throws -> Result {
+        let collective = try MPICollective()
+        do {
+            let result = try body(collective)
+            try? collective.finalize()
+            return result
+        } catch {
+            onFailure(error, collective)
+            guard collective.worldSize > 1 else { throw error }
+            FileHandle.standardError.write(Data("thaw: rank \(collective.rank) of \(collective.worldSize): error: \(error)\n".utf8))
+            collective.abort(code: 1)
+        }
     }
 
     /// Ends every rank of the job at once (MPI_Abort), for failures that leave ranks out of step.

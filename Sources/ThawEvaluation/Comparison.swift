@@ -104,17 +104,7 @@ public final class ComparisonRun {
     ///
     /// With several ranks, an error on any rank is printed with the rank and aborts the whole job.
     public func execute() throws -> (outcome: ComparisonOutcome, isLeader: Bool) {
-        let collective = try MPICollective()
-        do {
-            let outcome = try compare(collective)
-            let isLeader = collective.rank == 0
-            try? collective.finalize()
-            return (outcome, isLeader)
-        } catch {
-            guard collective.worldSize > 1 else { throw error }
-            FileHandle.standardError.write(Data("thaw: rank \(collective.rank) of \(collective.worldSize): error: \(error)\n".utf8))
-            collective.abort(code: 1)
-        }
+        try MPICollective.runJob { collective in (try compare(collective), collective.rank == 0) }
     }
 
     private func compare(_ collective: MPICollective) throws -> ComparisonOutcome {

@@ -204,21 +204,14 @@ public enum Pooling2D {
         output: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, planes: Int, inputSize: Size2D, outputSize: Size2D
     ) {
         // Legend: H, W input plane; OH, OW output plane.
-        let (H, W, OH, OW) = (inputSize.height, inputSize.width, outputSize.height, outputSize.width)
-        for plane in 0..<planes {
+        let (H, W) = (inputSize.height, inputSize.width)
+        forEachAdaptiveWindow(planes: planes, inputSize: inputSize, outputSize: outputSize) { plane, index, rows, cols in
             let x = input + plane * H * W
-            let y = output + plane * OH * OW
-            for oh in 0..<OH {
-                let rows = adaptiveWindow(oh, input: H, output: OH)
-                for ow in 0..<OW {
-                    let cols = adaptiveWindow(ow, input: W, output: OW)
-                    var sum: Float = 0
-                    for h in rows {
-                        for w in cols { sum += x[h * W + w] }
-                    }
-                    y[oh * OW + ow] = sum / Float(rows.count * cols.count)
-                }
+            var sum: Float = 0
+            for h in rows {
+                for w in cols { sum += x[h * W + w] }
             }
+            output[index] = sum / Float(rows.count * cols.count)
         }
     }
 
@@ -233,19 +226,26 @@ public enum Pooling2D {
         dInput: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>, planes: Int, inputSize: Size2D, outputSize: Size2D
     ) {
         // Legend: as in `adaptiveAverageForward`.
+        let (H, W) = (inputSize.height, inputSize.width)
+        forEachAdaptiveWindow(planes: planes, inputSize: inputSize, outputSize: outputSize) { plane, index, rows, cols in
+            let dx = dInput + plane * H * W
+            let share = dOutput[index] / Float(rows.count * cols.count)
+            for h in rows {
+                for w in cols { dx[h * W + w] += share }
+            }
+        }
+    }
+
+    /// Calls `body` for every output position of adaptive pooling: its plane, its index among all
+    /// outputs (plane-major), and its window's input rows and columns (PyTorch's formula).
+    static func forEachAdaptiveWindow(planes: Int, inputSize: Size2D, outputSize: Size2D,
+                                      _ body: (_ plane: Int, _ index: Int, _ rows: Range<Int>, _ cols: Range<Int>) -> Void) {
+        // Legend: H, W input plane; OH, OW output plane.
         let (H, W, OH, OW) = (inputSize.height, inputSize.width, outputSize.height, outputSize.width)
         for plane in 0..<planes {
-            let dx = dInput + plane * H * W
-            let dy = dOutput + plane * OH * OW
             for oh in 0..<OH {
                 let rows = adaptiveWindow(oh, input: H, output: OH)
-                for ow in 0..<OW {
-                    let cols = adaptiveWindow(ow, input: W, output: OW)
-                    let share = dy[oh * OW + ow] / Float(rows.count * cols.count)
-                    for h in rows {
-                        for w in cols { dx[h * W + w] += share }
-                    }
-                }
+                for ow in 0..<OW { body(plane, (plane * OH + oh) * OW + ow, rows, adaptiveWindow(ow, input: W, output: OW)) }
             }
         }
     }

@@ -5,12 +5,14 @@ import ThawKernels
 
 /// Max pooling over `[N, C, H, W]`, remembering each window's argmax for backward.
 public final class MaxPool2d: Layer {
+    /// The windows.
+    public let window: PoolingWindow
     /// Window extent.
-    public let kernelSize: Size2D
+    public var kernelSize: Size2D { window.kernelSize }
     /// Step between windows.
-    public let stride: Size2D
+    public var stride: Size2D { window.stride }
     /// Implicit −∞ padding on each side.
-    public let padding: Size2D
+    public var padding: Size2D { window.padding }
 
     private let output = Tensor(shape: [0])
     private let inputGradient = Tensor(shape: [0])
@@ -23,23 +25,15 @@ public final class MaxPool2d: Layer {
     ///   - stride: Step between windows; nil means `kernelSize`, as in PyTorch.
     ///   - padding: Implicit padding; at most half the kernel, as PyTorch requires.
     public init(kernelSize: Size2D, stride: Size2D? = nil, padding: Size2D = 0) {
-        let stride = stride ?? kernelSize
-        precondition(min(kernelSize.height, kernelSize.width, stride.height, stride.width) >= 1, "MaxPool2d: kernel and stride must be ≥ 1")
-        precondition(padding.height >= 0 && padding.width >= 0 && 2 * padding.height <= kernelSize.height && 2 * padding.width <= kernelSize.width,
-                     "MaxPool2d: padding \(padding) must be between 0 and half the kernel \(kernelSize)")
-        self.kernelSize = kernelSize
-        self.stride = stride
-        self.padding = padding
+        window = PoolingWindow(layer: "MaxPool2d", kernelSize: kernelSize, stride: stride, padding: padding)
     }
 
     /// `[N, C, H, W]` → `[N, C, OH, OW]`.
-    public func outputShape(for inputShape: [Int]) throws(ShapeError) -> [Int] {
-        try poolOutputShape("MaxPool2d", inputShape, kernelSize, stride, padding)
-    }
+    public func outputShape(for inputShape: [Int]) throws(ShapeError) -> [Int] { try window.outputShape(for: inputShape) }
 
     /// y = max over each window.
     public func forward(_ x: Tensor, mode: LayerMode) -> Tensor {
-        let g = poolGeometry("MaxPool2d", x.shape, kernelSize, stride, padding)
+        let g = window.geometry(for: x.shape)
         output.resize(to: [g.batch, g.channels, g.outputHeight, g.outputWidth])
         if mode == .training {
             if indices.count < g.outputCount { indices = [Int32](repeating: 0, count: g.outputCount) }
@@ -68,12 +62,14 @@ public final class MaxPool2d: Layer {
 
 /// Average pooling over `[N, C, H, W]`; zero padding counts in the divisor (`count_include_pad=True`).
 public final class AvgPool2d: Layer {
+    /// The windows.
+    public let window: PoolingWindow
     /// Window extent.
-    public let kernelSize: Size2D
+    public var kernelSize: Size2D { window.kernelSize }
     /// Step between windows.
-    public let stride: Size2D
+    public var stride: Size2D { window.stride }
     /// Implicit zero padding on each side.
-    public let padding: Size2D
+    public var padding: Size2D { window.padding }
 
     private let output = Tensor(shape: [0])
     private let inputGradient = Tensor(shape: [0])
@@ -85,23 +81,15 @@ public final class AvgPool2d: Layer {
     ///   - stride: Step between windows; nil means `kernelSize`, as in PyTorch.
     ///   - padding: Implicit zero padding; at most half the kernel, as PyTorch requires.
     public init(kernelSize: Size2D, stride: Size2D? = nil, padding: Size2D = 0) {
-        let stride = stride ?? kernelSize
-        precondition(min(kernelSize.height, kernelSize.width, stride.height, stride.width) >= 1, "AvgPool2d: kernel and stride must be ≥ 1")
-        precondition(padding.height >= 0 && padding.width >= 0 && 2 * padding.height <= kernelSize.height && 2 * padding.width <= kernelSize.width,
-                     "AvgPool2d: padding \(padding) must be between 0 and half the kernel \(kernelSize)")
-        self.kernelSize = kernelSize
-        self.stride = stride
-        self.padding = padding
+        window = PoolingWindow(layer: "AvgPool2d", kernelSize: kernelSize, stride: stride, padding: padding)
     }
 
     /// `[N, C, H, W]` → `[N, C, OH, OW]`.
-    public func outputShape(for inputShape: [Int]) throws(ShapeError) -> [Int] {
-        try poolOutputShape("AvgPool2d", inputShape, kernelSize, stride, padding)
-    }
+    public func outputShape(for inputShape: [Int]) throws(ShapeError) -> [Int] { try window.outputShape(for: inputShape) }
 
     /// y = mean over each (padded) window.
     public func forward(_ x: Tensor, mode: LayerMode) -> Tensor {
-        let g = poolGeometry("AvgPool2d", x.shape, kernelSize, stride, padding)
+        let g = window.geometry(for: x.shape)
         output.resize(to: [g.batch, g.channels, g.outputHeight, g.outputWidth])
         Pooling2D.averageForward(output: output.data, input: x.data, geometry: g)
         geometry = mode == .training ? g : nil
@@ -208,20 +196,43 @@ public final class GlobalAveragePool: Layer {
     }
 }
 
-/// The output shape of a 2-D pooling, or a ShapeError naming the layer.
-private func poolOutputShape(_ layer: String, _ shape: [Int], _ kernel: Size2D, _ stride: Size2D, _ padding: Size2D) throws(ShapeError) -> [Int] {
-    guard shape.count == 4 else { throw ShapeError(layer: layer, shape: shape, expected: "[N, C, H, W]") }
-    let g = Pooling2DGeometry(batch: shape[0], channels: shape[1], inputHeight: shape[2], inputWidth: shape[3],
-                              kernel: kernel, stride: stride, padding: padding)
-    guard g.outputHeight > 0, g.outputWidth > 0 else {
-        throw ShapeError(layer: layer, shape: shape, expected: "[N, C, H, W] with H, W + 2·padding \(padding) ≥ kernel \(kernel)")
-    }
-    return [shape[0], shape[1], g.outputHeight, g.outputWidth]
-}
+/// The windows of a 2-D pooling layer (max or average), checked once, with PyTorch's rules.
+public struct PoolingWindow: Sendable, Equatable {
+    /// The layer's name, for messages.
+    public let layer: String
+    /// Window extent.
+    public let kernelSize: Size2D
+    /// Step between windows.
+    public let stride: Size2D
+    /// Implicit padding on each side.
+    public let padding: Size2D
 
-/// The pooling geometry for an input shape (a wrong rank is a programming error here).
-private func poolGeometry(_ layer: String, _ shape: [Int], _ kernel: Size2D, _ stride: Size2D, _ padding: Size2D) -> Pooling2DGeometry {
-    precondition(shape.count == 4, "\(layer): input shape \(shape), expected [N, C, H, W]")
-    return Pooling2DGeometry(batch: shape[0], channels: shape[1], inputHeight: shape[2], inputWidth: shape[3],
-                             kernel: kernel, stride: stride, padding: padding)
+    /// Windows of `kernelSize` every `stride` (nil: `kernelSize`, as in PyTorch), padded by at most half the kernel.
+    public init(layer: String, kernelSize: Size2D, stride: Size2D?, padding: Size2D) {
+        let stride = stride ?? kernelSize
+        precondition(min(kernelSize.height, kernelSize.width, stride.height, stride.width) >= 1, "\(layer): kernel and stride must be ≥ 1")
+        precondition(padding.height >= 0 && padding.width >= 0 && 2 * padding.height <= kernelSize.height && 2 * padding.width <= kernelSize.width,
+                     "\(layer): padding \(padding) must be between 0 and half the kernel \(kernelSize)")
+        self.layer = layer
+        self.kernelSize = kernelSize
+        self.stride = stride
+        self.padding = padding
+    }
+
+    /// `[N, C, H, W]` → `[N, C, OH, OW]`, or a ShapeError naming the layer.
+    public func outputShape(for shape: [Int]) throws(ShapeError) -> [Int] {
+        guard shape.count == 4 else { throw ShapeError(layer: layer, shape: shape, expected: "[N, C, H, W]") }
+        let g = geometry(for: shape)
+        guard g.outputHeight > 0, g.outputWidth > 0 else {
+            throw ShapeError(layer: layer, shape: shape, expected: "[N, C, H, W] with H, W + 2·padding \(padding) ≥ kernel \(kernelSize)")
+        }
+        return [shape[0], shape[1], g.outputHeight, g.outputWidth]
+    }
+
+    /// The geometry for an input shape (a wrong rank is a programming error here: shapes were checked).
+    func geometry(for shape: [Int]) -> Pooling2DGeometry {
+        precondition(shape.count == 4, "\(layer): input shape \(shape), expected [N, C, H, W]")
+        return Pooling2DGeometry(batch: shape[0], channels: shape[1], inputHeight: shape[2], inputWidth: shape[3],
+                                 kernel: kernelSize, stride: stride, padding: padding)
+    }
 }

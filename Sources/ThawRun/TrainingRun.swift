@@ -80,17 +80,7 @@ public final class TrainingRun {
     /// job, so no other rank is left waiting in a collective.
     @discardableResult
     public func execute() throws -> [EpochRecord] {
-        let collective = try MPICollective()
-        do {
-            let history = try train(collective)
-            try? collective.finalize()
-            return history
-        } catch {
-            link?.ended(rank: collective.rank, failure: error)
-            guard collective.worldSize > 1 else { throw error }
-            FileHandle.standardError.write(Data("thaw: rank \(collective.rank) of \(collective.worldSize): error: \(error)\n".utf8))
-            collective.abort(code: 1)
-        }
+        try MPICollective.runJob({ try train($0) }, onFailure: { error, collective in self.link?.ended(rank: collective.rank, failure: error) })
     }
 
     /// Trains on `collective`'s ranks (already initialized), without finalizing MPI: `execute` and
