@@ -114,6 +114,21 @@ public protocol TrainingObjective {
     func evaluate(outputs: Tensor, targets: BatchTargets, normalizers: StepNormalizers, outputGradient: Tensor?) -> ObjectiveResult
 }
 
+/// Softmax cross-entropy of the labelled rows over the first `classes` of each `rowStride`-wide output
+/// row, divided by the step's labelled count: the label term both objectives share.
+func labelTerm(outputs: Tensor, targets: BatchTargets, classes: Int, labelSmoothing: Float, normalizers: StepNormalizers,
+               outputGradient: Tensor?, rowStride: Int) -> ObjectiveResult {
+    let sums = CrossEntropy.forwardBackward(
+        logitsGradient: outputGradient?.data, logits: outputs.data, labels: targets.labels, weights: targets.labelWeights,
+        rows: targets.rows, classes: classes, labelSmoothing: labelSmoothing, normalizer: max(normalizers.labelled, 1), rowStride: rowStride)
+    var result = ObjectiveResult()
+    result.labelLossSum = sums.lossSum
+    result.labelCorrect = sums.correct
+    result.labelled = sums.weightSum
+    result.rows = Double(targets.rows)
+    return result
+}
+
 /// Softmax cross-entropy over every output column, with label smoothing.
 public struct ClassificationObjective: TrainingObjective {
     /// The classes (the output width).
@@ -135,15 +150,8 @@ public struct ClassificationObjective: TrainingObjective {
     /// Cross-entropy of labelled rows, divided by the step's labelled count.
     public func evaluate(outputs: Tensor, targets: BatchTargets, normalizers: StepNormalizers, outputGradient: Tensor?) -> ObjectiveResult {
         outputGradient?.resize(to: outputs.shape)
-        let sums = CrossEntropy.forwardBackward(
-            logitsGradient: outputGradient?.data, logits: outputs.data, labels: targets.labels, weights: targets.labelWeights,
-            rows: targets.rows, classes: classes, labelSmoothing: labelSmoothing, normalizer: max(normalizers.labelled, 1))
-        var result = ObjectiveResult()
-        result.labelLossSum = sums.lossSum
-        result.labelCorrect = sums.correct
-        result.labelled = sums.weightSum
-        result.rows = Double(targets.rows)
-        return result
+        return labelTerm(outputs: outputs, targets: targets, classes: classes, labelSmoothing: labelSmoothing, normalizers: normalizers,
+                         outputGradient: outputGradient, rowStride: classes)
     }
 }
 
@@ -172,15 +180,8 @@ public struct DomainAdversarialObjective: TrainingObjective {
     public func evaluate(outputs: Tensor, targets: BatchTargets, normalizers: StepNormalizers, outputGradient: Tensor?) -> ObjectiveResult {
         let width = outputWidth
         outputGradient?.resize(to: outputs.shape)
-        let label = CrossEntropy.forwardBackward(
-            logitsGradient: outputGradient?.data, logits: outputs.data, labels: targets.labels, weights: targets.labelWeights,
-            rows: targets.rows, classes: classes, labelSmoothing: labelSmoothing, normalizer: max(normalizers.labelled, 1),
-            rowStride: width)
-        var result = ObjectiveResult()
-        result.labelLossSum = label.lossSum
-        result.labelCorrect = label.correct
-        result.labelled = label.weightSum
-        result.rows = Double(targets.rows)
+        var result = labelTerm(outputs: outputs, targets: targets, classes: classes, labelSmoothing: labelSmoothing, normalizers: normalizers,
+                               outputGradient: outputGradient, rowStride: width)
         guard let outputGradient else { return result }
         let domain = CrossEntropy.forwardBackward(
             logitsGradient: outputGradient.data + classes, logits: outputs.data + classes, labels: targets.domains,
