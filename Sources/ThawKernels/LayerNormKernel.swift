@@ -47,8 +47,8 @@ public enum LayerNormKernel {
     /// dx = s · (dn − mean(dn) − n · mean(dn · n)), where n = (x − m)·s and dn = dy · weight.
     /// - Parameters:
     ///   - dInput: Output, `[rows, dimension]`, overwritten; nil to skip.
-    ///   - dWeight: Weight gradient, accumulated.
-    ///   - dBias: Bias gradient, accumulated.
+    ///   - dWeight: Weight gradient, accumulated; nil when the weight is fixed.
+    ///   - dBias: Bias gradient, accumulated; nil when the bias is fixed.
     ///   - dOutput: `[rows, dimension]`.
     ///   - input: The forward pass's input.
     ///   - weight: The scales.
@@ -57,7 +57,7 @@ public enum LayerNormKernel {
     ///   - rows: The number of rows.
     ///   - dimension: D.
     public static func backward(
-        dInput: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>,
+        dInput: UnsafeMutablePointer<Float>?, dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?,
         dOutput: UnsafePointer<Float>, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         mean: UnsafePointer<Float>, reciprocalStandardDeviation: UnsafePointer<Float>,
         rows: Int, dimension: Int
@@ -76,9 +76,9 @@ public enum LayerNormKernel {
                 let dn = dy[i] * weight[i]
                 meanDn += dn
                 meanDnN += dn * n
-                dWeight[i] += dy[i] * n
-                dBias[i] += dy[i]
             }
+            if let dWeight { for i in 0..<D { dWeight[i] += dy[i] * ((x[i] - m) * s) } }
+            if let dBias { for i in 0..<D { dBias[i] += dy[i] } }
             meanDn /= Float(D)
             meanDnN /= Float(D)
             guard let dx = dInput.map({ $0 + r * D }) else { continue }

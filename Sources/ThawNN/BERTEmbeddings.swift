@@ -83,6 +83,9 @@ public final class BERTEmbeddings: Layer {
     /// The LayerNorm.
     public var children: [any Layer] { [layerNorm] }
 
+    /// The LayerNorm, as its parameters are named.
+    public var namedChildren: [(name: String, layer: any Layer)] { [("LayerNorm", layerNorm)] }
+
     /// `[N, T]` ids with 1 ≤ T ≤ maximumPositions → `[N, T, hiddenSize]`.
     public func outputShape(for inputShape: [Int]) throws(ShapeError) -> [Int] {
         guard inputShape.count == 2, inputShape[1] >= 1, inputShape[1] <= maximumPositions else {
@@ -118,22 +121,28 @@ public final class BERTEmbeddings: Layer {
     /// input gradient, returns zeros of the ids' shape (as `Embedding` does).
     public func backward(_ dY: Tensor, computeInputGradient: Bool) -> Tensor? {
         guard let word, let position, let tokenType, let ids else { preconditionFailure("BERTEmbeddings.backward without a training forward") }
-        guard let dSum = layerNorm.backward(dY, computeInputGradient: true) else {
-            preconditionFailure("LayerNorm returned no input gradient when asked")
-        }
-        let (batch, length) = (ids.shape[0], ids.shape[1])
-        EmbeddingKernel.backward(dWeight: word.gradient, dOutput: dSum.data, ids: ids.data, count: ids.count,
-                                 dimension: hiddenSize, paddingId: padTokenId)
-        // Legend: D width, g output-gradient row, dp position-gradient row, dk token-type-0 gradient row.
-        let D = hiddenSize
-        let dk = tokenType.gradient
-        for n in 0..<batch {
-            for t in 0..<length {
-                let g = dSum.data + (n * length + t) * D
-                let dp = position.gradient + t * D
-                for i in 0..<D {
-                    dp[i] += g[i]
-                    dk[i] += g[i]
+        // Fixed tables (the base weights under adapters) get nothing, and need no gradient of the sum.
+        let tablesTrain = !(word.isFixed && position.isFixed && tokenType.isFixed)
+        let dSum = layerNorm.backward(dY, computeInputGradient: tablesTrain)
+        if let dSum {
+            let (batch, length) = (ids.shape[0], ids.shape[1])
+            if !word.isFixed {
+                EmbeddingKernel.backward(dWeight: word.gradient, dOutput: dSum.data, ids: ids.data, count: ids.count,
+                                         dimension: hiddenSize, paddingId: padTokenId)
+            }
+            // Legend: D width, g output-gradient row, dp position-gradient row, dk token-type-0 gradient row.
+            let D = hiddenSize
+            for n in 0..<batch {
+                for t in 0..<length {
+                    let g = dSum.data + (n * length + t) * D
+                    if !position.isFixed {
+                        let dp = position.gradient + t * D
+                        for i in 0..<D { dp[i] += g[i] }
+                    }
+                    if !tokenType.isFixed {
+                        let dk = tokenType.gradient
+                        for i in 0..<D { dk[i] += g[i] }
+                    }
                 }
             }
         }

@@ -53,6 +53,9 @@ public final class DomainAdversarialHead: Layer {
     /// The label branch, then the domain branch.
     public var children: [any Layer] { [labelBranch, domainBranch] }
 
+    /// `label` and `domain`, as their parameters are named.
+    public var namedChildren: [(name: String, layer: any Layer)] { [("label", labelBranch), ("domain", domainBranch)] }
+
     /// `label.*` then `domain.*`.
     public var parameterSpecs: [ParameterSpec] {
         prefixed(labelBranch.parameterSpecs, "label") + prefixed(domainBranch.parameterSpecs, "domain")

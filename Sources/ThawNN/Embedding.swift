@@ -97,10 +97,12 @@ public final class Embedding: Layer {
         return output
     }
 
-    /// Scatter-adds dY into the weight gradient; returns zeros when an input gradient is asked for.
+    /// Scatter-adds dY into the weight gradient (unless the weight is fixed); returns zeros when an input gradient is asked for.
     public func backward(_ dY: Tensor, computeInputGradient: Bool) -> Tensor? {
         guard let weight, let ids = input else { preconditionFailure("Embedding.backward without a training forward") }
-        EmbeddingKernel.backward(dWeight: weight.gradient, dOutput: dY.data, ids: ids.data, count: ids.count, dimension: dimension)
+        if !weight.isFixed {
+            EmbeddingKernel.backward(dWeight: weight.gradient, dOutput: dY.data, ids: ids.data, count: ids.count, dimension: dimension)
+        }
         guard computeInputGradient else { return nil }
         inputGradient.resize(to: ids.shape)
         inputGradient.zero()

@@ -39,6 +39,9 @@ public protocol Layer: AnyObject {
     func backward(_ outputGradient: Tensor, computeInputGradient: Bool) -> Tensor?
     /// Layers nested inside this one, for traversal (reseeding dropout, counting work).
     var children: [any Layer] { get }
+    /// The nested layers with the names their parameters are prefixed with (`query` in `query.weight`),
+    /// so a model can find a layer by path (attaching adapters to named projections).
+    var namedChildren: [(name: String, layer: any Layer)] { get }
 }
 
 extension Layer {
@@ -48,8 +51,10 @@ extension Layer {
     public var stateSpecs: [ParameterSpec] { [] }
     /// Nothing to bind by default.
     public func bind(parameters: [ParameterView], state: [StateView]) {}
+    /// The named children's layers.
+    public var children: [any Layer] { namedChildren.map(\.layer) }
     /// No children by default.
-    public var children: [any Layer] { [] }
+    public var namedChildren: [(name: String, layer: any Layer)] { [] }
 }
 
 /// A shape that a layer cannot accept, with the layer and the expected form.

@@ -69,7 +69,7 @@ public final class LayerNorm: Layer {
         guard let weight, let bias, let x = input else { preconditionFailure("LayerNorm.backward without a training forward") }
         if computeInputGradient { inputGradient.resize(to: x.shape) }
         LayerNormKernel.backward(
-            dInput: computeInputGradient ? inputGradient.data : nil, dWeight: weight.gradient, dBias: bias.gradient,
+            dInput: computeInputGradient ? inputGradient.data : nil, dWeight: weight.isFixed ? nil : weight.gradient, dBias: bias.isFixed ? nil : bias.gradient,
             dOutput: dY.data, input: x.data, weight: weight.value, mean: mean.data,
             reciprocalStandardDeviation: reciprocalStandardDeviation.data, rows: x.count / dimension, dimension: dimension)
         return computeInputGradient ? inputGradient : nil

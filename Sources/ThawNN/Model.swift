@@ -1,10 +1,12 @@
 // Model: an ordered list of named layer groups over one parameter store, with
 // freeze/unfreeze and a backward pass that stops at the lowest trainable group.
 //
-// Note: trainable suffix. Groups are ordered input side first, head last, and the
-// trainable groups are always a suffix of that order (progressive unfreezing thaws
-// from the top). `firstTrainableGroup` is the boundary: everything below it is frozen,
-// runs forward only, and keeps nothing for backward.
+// Note: trainable suffix. Parameter groups are ordered input side first, head last, and the
+// trainable groups are always a suffix of that order (progressive unfreezing thaws from the top).
+// `firstTrainableGroup` is the boundary: everything below it is frozen, and the layer groups below
+// the lowest one owning a trainable parameter group (`firstTrainableLayer`) run forward only and
+// keep nothing for backward. Ordinarily parameter groups and layer groups are the same; under
+// adapters they differ (ParameterGroups.swift, "Note: parameter groups").
 import ThawKernels
 
 /// A layer that derives per-batch state from the model's raw input (the padding mask from token ids).
@@ -50,6 +52,8 @@ public final class LayerGroup {
 public enum ModelError: Error, CustomStringConvertible, Equatable {
     /// A group name that the model does not have.
     case unknownGroup(String, known: [String])
+    /// A group that can never train (the base weights under adapters) was asked to.
+    case fixedGroup(String)
     /// Two groups with the same name.
     case duplicateGroup(String)
     /// The requested trainable set would not be a suffix of the group order.
@@ -66,6 +70,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
             return "unknown layer group '\(name)'; the model's groups are \(known.joined(separator: ", "))"
         case .duplicateGroup(let name):
             return "layer group '\(name)' appears twice"
+        case .fixedGroup(let name):
+            return "group '\(name)' holds the base weights under model.adapters and never trains"
         case .nonContiguousTrainableGroups(let requested, let order):
             return "trainable groups [\(requested.joined(separator: ", "))] are not a top slice of [\(order.joined(separator: ", "))]: "
                 + "Thaw unfreezes from the head down so the trainable parameters stay one contiguous range"
@@ -89,17 +95,22 @@ public final class Model {
     public let outputSampleShape: [Int]
     /// What frozen groups' batch norm does during training.
     public var frozenBatchNormPolicy: FrozenBatchNormPolicy = .runningStatistics
-    /// Index of the lowest trainable group; `groups.count` when every group is frozen.
+    /// The parameter groups, in layout order: the units of freezing and of per-group learning rates.
+    public let parameterGroups: [ParameterGroup]
+    /// Index of the lowest trainable parameter group; `parameterGroups.count` when every group is frozen.
     public private(set) var firstTrainableGroup: Int
+    /// For each layer group, its parameter groups, highest first (what backward has finished after it).
+    private let parameterGroupsOfLayer: [[Int]]
 
     /// Builds a model, lays out its parameters and binds every layer to the store.
     ///
     /// All groups start trainable. Parameters are initialized from `seed`.
     /// - Parameters:
-    ///   - groups: The groups, input side first.
+    ///   - groups: The layer groups, input side first.
     ///   - sampleShape: One input sample's shape, such as `[1, 28, 28]`.
     ///   - seed: Seed for parameter initialization.
-    public init(groups: [LayerGroup], sampleShape: [Int], seed: UInt64 = 0) throws(ModelError) {
+    ///   - placement: How parameters form parameter groups (by layer group, or adapters after a fixed backbone).
+    public init(groups: [LayerGroup], sampleShape: [Int], seed: UInt64 = 0, placement: ParameterPlacement = .byLayerGroup) throws(ModelError) {
         var seen = Set<String>()
         for group in groups where !seen.insert(group.name).inserted { throw .duplicateGroup(group.name) }
         var shape = [1] + sampleShape
@@ -111,29 +122,40 @@ public final class Model {
         self.groups = groups
         self.sampleShape = sampleShape
         self.outputSampleShape = Array(shape.dropFirst())
-        let prefixed = groups.map { group in
-            (name: group.name,
-             parameters: group.body.parameterSpecs.map { ParameterSpec("\(group.name).\($0.name)", shape: $0.shape, initializer: $0.initializer) },
-             state: group.body.stateSpecs.map { ParameterSpec("\(group.name).\($0.name)", shape: $0.shape, initializer: $0.initializer) })
+        let layout = ParameterLayout(groups, placement: placement)
+        if case .failure(let error) = ParameterStore.layoutSize(groups: layout.specs) { throw .tooLarge(error) }
+        let store = ParameterStore(groups: layout.specs)
+        self.store = store
+        self.parameterGroups = layout.groups
+        store.initialize(specs: layout.specs.flatMap(\.parameters), stateSpecs: layout.specs.flatMap(\.state), seed: seed)
+        parameterGroupsOfLayer = groups.indices.map { layer in layout.groups.indices.filter { layout.groups[$0].layerGroup == layer }.reversed() }
+        self.firstTrainableGroup = layout.groups.firstIndex { !$0.isFixed } ?? layout.groups.count
+        // Each layer gets its views in the order of its own specs, wherever the layout put them.
+        let fixed = Set(layout.groups.filter(\.isFixed).map(\.name))
+        let parameterIndex = Dictionary(store.parameterEntries.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        let stateIndex = Dictionary(store.stateEntries.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        for group in groups {
+            let parameters = group.body.parameterSpecs.compactMap { parameterIndex["\(group.name).\($0.name)"] }.map { entry in
+                var view = store.parameterViews([entry][...])[0]
+                view.isFixed = fixed.contains(entry.group)
+                return view
+            }
+            let state = store.stateViews(group.body.stateSpecs.compactMap { stateIndex["\(group.name).\($0.name)"] }[...])
+            group.body.bind(parameters: parameters, state: state)
         }
-        if case .failure(let error) = ParameterStore.layoutSize(groups: prefixed) { throw .tooLarge(error) }
-        self.store = ParameterStore(groups: prefixed)
-        store.initialize(specs: prefixed.flatMap(\.parameters), stateSpecs: prefixed.flatMap(\.state), seed: seed)
-        var p = 0
-        var s = 0
-        for (group, specs) in zip(groups, prefixed) {
-            let np = specs.parameters.count
-            let ns = specs.state.count
-            group.body.bind(parameters: store.parameterViews(store.parameterEntries[p..<(p + np)]),
-                            state: store.stateViews(store.stateEntries[s..<(s + ns)]))
-            p += np
-            s += ns
-        }
-        self.firstTrainableGroup = 0
     }
 
-    /// The group names, input side first.
-    public var groupNames: [String] { groups.map(\.name) }
+    /// The parameter group names, in layout order (the layer group names, unless adapters are placed).
+    public var groupNames: [String] { parameterGroups.map(\.name) }
+
+    /// The names of the parameter groups that can train (all but the fixed backbone): what plans name.
+    public var plannableGroupNames: [String] { parameterGroups.filter { !$0.isFixed }.map(\.name) }
+
+    /// The lowest layer group that owns a trainable parameter group (`groups.count` when none trains):
+    /// backward stops there, and the frozen-prefix cache holds the layer groups below it.
+    public var firstTrainableLayer: Int {
+        parameterGroups[firstTrainableGroup...].compactMap(\.layerGroup).min() ?? groups.count
+    }
 
     /// The names of the trainable groups, in group order.
     public var trainableGroups: [String] { Array(groupNames[firstTrainableGroup...]) }
@@ -143,20 +165,21 @@ public final class Model {
 
     /// The contiguous range of the flat buffers that trains.
     public var trainableRange: Range<Int> {
-        let start = firstTrainableGroup < groups.count ? store.groupRanges[firstTrainableGroup].lowerBound : store.parameterCount
+        let start = firstTrainableGroup < parameterGroups.count ? store.groupRanges[firstTrainableGroup].lowerBound : store.parameterCount
         return start..<store.parameterCount
     }
 
     /// The number of trainable parameters.
     public var trainableParameterCount: Int { trainableRange.count }
 
-    /// Makes exactly `names` trainable. They must be the top groups of the model (a suffix).
+    /// Makes exactly `names` trainable. They must be the top parameter groups of the model (a suffix).
     ///
-    /// Idempotent. Throws, changing nothing, on an unknown name or a set that is not a top slice.
+    /// Idempotent. Throws, changing nothing, on an unknown name, a fixed group or a set that is not a top slice.
     public func setTrainableGroups(_ names: [String]) throws(ModelError) {
         let wanted = Set(names)
         for name in names where !groupNames.contains(name) { throw .unknownGroup(name, known: groupNames) }
-        let boundary = groups.count - wanted.count
+        if let fixed = parameterGroups.first(where: { $0.isFixed && wanted.contains($0.name) }) { throw .fixedGroup(fixed.name) }
+        let boundary = parameterGroups.count - wanted.count
         guard groupNames[boundary...].allSatisfy(wanted.contains) else {
             throw .nonContiguousTrainableGroups(requested: groupNames.filter(wanted.contains), order: groupNames)
         }
@@ -176,7 +199,7 @@ public final class Model {
     }
 
     /// Freezes every group.
-    public func freezeAll() { firstTrainableGroup = groups.count }
+    public func freezeAll() { firstTrainableGroup = parameterGroups.count }
 
     /// Runs the forward pass.
     ///
@@ -242,24 +265,28 @@ public final class Model {
     /// The mode group `index` runs in.
     public func mode(ofGroup index: Int, training: Bool) -> LayerMode {
         guard training else { return .inference }
-        if index >= firstTrainableGroup { return .training }
+        if index >= firstTrainableLayer { return .training }
         return frozenBatchNormPolicy == .batchStatistics ? .training : .inference
     }
 
-    /// Backpropagates `outputGradient` through the trainable groups, from the head down,
-    /// accumulating into the gradient buffer. It stops at the lowest trainable group:
-    /// nothing below it runs, and that group does not compute its input gradient.
+    /// Backpropagates `outputGradient` through the layer groups from the head down to the lowest
+    /// one owning a trainable parameter group, accumulating into the gradient buffer: nothing below
+    /// it runs, and that group does not compute its input gradient.
     ///
-    /// - Parameter afterGroup: Called with each group's index as soon as that group's
-    ///   parameter gradients are final (used to start bucketed all-reduces early).
+    /// - Parameter afterGroup: Called with each trainable parameter group's index as soon as its
+    ///   gradients are final (used to start bucketed all-reduces early).
     public func backward(_ outputGradient: Tensor, afterGroup: (Int) throws -> Void) rethrows {
-        try backward(outputGradient, groups: firstTrainableGroup..<groups.count, afterGroup: afterGroup)
+        let trainable = firstTrainableGroup
+        try backward(outputGradient, groups: firstTrainableLayer..<groups.count) { layer in
+            for group in parameterGroupsOfLayer[layer] where group >= trainable { try afterGroup(group) }
+        }
     }
 
     /// Backpropagates `outputGradient` (the gradient of the last group of `range`'s output) through the
-    /// groups of `range`, from the top down, accumulating into the gradient buffer; the lowest group of
-    /// the range does not compute its input gradient. Episodic fine-tuning runs it on groups below the head.
-    public func backward(_ outputGradient: Tensor, groups range: Range<Int>, afterGroup: (Int) throws -> Void = { _ in }) rethrows {
+    /// layer groups of `range`, from the top down, accumulating into the gradient buffer; the lowest
+    /// group of the range does not compute its input gradient. Episodic fine-tuning runs it on groups
+    /// below the head. `afterGroup` is called with each layer group's index as it finishes.
+    public func backward(_ outputGradient: Tensor, groups range: Range<Int>, afterGroup: (Int) throws -> Void) rethrows {
         var d = outputGradient
         for index in range.reversed() {
             let next = groups[index].body.backward(d, computeInputGradient: index > range.lowerBound)

@@ -89,15 +89,18 @@ public final class MultiHeadAttention: Layer, RandomLayer {
         }
     }
 
-    /// Hands each projection its weight and bias views.
+    /// Hands each projection its run of views (weight and bias, and an adapter's when attached).
     public func bind(parameters: [ParameterView], state: [StateView]) {
-        for (index, child) in namedProjections.enumerated() {
-            child.layer.bind(parameters: Array(parameters[(2 * index)..<(2 * index + 2)]), state: [])
+        var p = 0
+        for child in namedProjections {
+            let count = child.layer.parameterSpecs.count
+            child.layer.bind(parameters: Array(parameters[p..<(p + count)]), state: [])
+            p += count
         }
     }
 
-    /// The four projections.
-    public var children: [any Layer] { [query, key, value, output] }
+    /// The four projections, as their parameters are named.
+    public var namedChildren: [(name: String, layer: any Layer)] { namedProjections.map { ($0.name, $0.layer) } }
 
     /// Restarts the dropout generator from `seed`.
     public func reseed(_ seed: UInt64) { dropout.reseed(seed) }

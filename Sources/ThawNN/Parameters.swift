@@ -58,6 +58,9 @@ public struct ParameterView {
     public let gradient: UnsafeMutablePointer<Float>
     /// The number of elements.
     public let count: Int
+    /// Whether the parameter can never train (a base weight under adapters, see "Note: parameter
+    /// groups"): layers then compute no gradient for it, only what the layers below need.
+    public var isFixed = false
 }
 
 /// A layer's window onto one tensor of non-trainable state, such as a running mean.

@@ -46,6 +46,11 @@ public final class Residual: Layer {
     /// The body, then the shortcut and the activation if any.
     public var children: [any Layer] { [body] + (shortcut.map { [$0] } ?? []) + (activation.map { [$0] } ?? []) }
 
+    /// The body and the shortcut under the names their parameters carry (an unprefixed body adds no name).
+    public var namedChildren: [(name: String, layer: any Layer)] {
+        [(bodyName ?? "", body)] + (shortcut.map { [(shortcutName, $0)] } ?? [])
+    }
+
     /// The body's parameters (prefixed by `bodyName` if set), then the shortcut's prefixed by `shortcutName`.
     public var parameterSpecs: [ParameterSpec] {
         prefixed(body.parameterSpecs, bodyName) + prefixed(shortcut?.parameterSpecs ?? [], shortcutName)

@@ -38,7 +38,12 @@ final class SeededDropoutMask {
 /// BERT's initialization for a layer's specs: weights normal(0, range), biases zero.
 func bertInitialized(_ specs: [ParameterSpec], range: Float) -> [ParameterSpec] {
     specs.map { spec in
-        let initializer: ParameterInitializer = spec.name.hasSuffix("bias") ? .zeros : .normal(standardDeviation: range)
+        // Only a linear's own weight and bias: an attached adapter keeps its initialization.
+        let initializer: ParameterInitializer = switch spec.name {
+        case "bias": .zeros
+        case "weight": .normal(standardDeviation: range)
+        default: spec.initializer
+        }
         return ParameterSpec(spec.name, shape: spec.shape, initializer: initializer)
     }
 }

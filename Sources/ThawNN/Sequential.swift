@@ -17,8 +17,8 @@ public final class Sequential: Layer {
         self.init(layers.enumerated().map { (name: String($0.offset), layer: $0.element) })
     }
 
-    /// The children, in order.
-    public var children: [any Layer] { namedLayers.map(\.layer) }
+    /// The children, in order, with their names.
+    public var namedChildren: [(name: String, layer: any Layer)] { namedLayers }
 
     /// The children's parameters, prefixed by child name.
     public var parameterSpecs: [ParameterSpec] {

@@ -109,7 +109,8 @@ public final class TransformerEncoderLayer: Layer, RandomLayer {
         set { attention.attentionMask = newValue }
     }
 
-    private var namedChildren: [(name: String, layer: any Layer)] {
+    /// The blocks, under the names their parameters carry.
+    public var namedChildren: [(name: String, layer: any Layer)] {
         [("attention", attention), ("attention_norm", attentionNorm), ("intermediate", intermediate),
          ("activation", activation), ("output", output), ("output_norm", outputNorm)]
     }
@@ -132,8 +133,6 @@ public final class TransformerEncoderLayer: Layer, RandomLayer {
         }
     }
 
-    /// attention, attention_norm, intermediate, activation, output, output_norm.
-    public var children: [any Layer] { namedChildren.map(\.layer) }
 
     /// Restarts every dropout generator in the layer from `seed`.
     public func reseed(_ seed: UInt64) {

@@ -65,7 +65,8 @@ extension Model {
         let entries = store.parameterEntries.map { ($0, store.parameters) } + store.stateEntries.map { ($0, store.state) }
         for (entry, buffer) in entries {
             guard let name = externalName(entry.name), let tensor = tensors[name] else {
-                if !allowMissingGroups.contains(entry.group) { report.missing.append(entry.name + (externalName(entry.name).map { " (\($0))" } ?? "")) }
+                // Adapters are new by design: a pretrained file predates them (B = 0 keeps the base model).
+                if !allowMissingGroups.contains(entry.group) && !LowRankAdapters.isAdapterParameter(entry.name) { report.missing.append(entry.name + (externalName(entry.name).map { " (\($0))" } ?? "")) }
                 continue
             }
             used.insert(name)

@@ -62,9 +62,9 @@ public enum OptimizerError: Error, CustomStringConvertible, Equatable {
 /// Typical use, in the training loop:
 /// ```swift
 /// let optimizer = try Optimizer(rule: .adamW(), weightDecay: 0.01, store: model.store)
-/// optimizer.initializeState(forNewlyTrainableGroups: model.firstTrainableGroup..<model.groups.count, store: model.store)
+/// optimizer.initializeState(forNewlyTrainableGroups: model.firstTrainableGroup..<model.parameterGroups.count, store: model.store)
 /// // each step, after the all-reduce:
-/// optimizer.step(store: model.store, groups: model.firstTrainableGroup..<model.groups.count, learningRates: rates)
+/// optimizer.step(store: model.store, groups: model.firstTrainableGroup..<model.parameterGroups.count, learningRates: rates)
 /// ```
 public final class Optimizer {
     /// The update rule and its hyperparameters.
@@ -218,7 +218,7 @@ public final class Optimizer {
     /// See ``step(parameters:gradients:groupRanges:groups:learningRates:)`` for the formulas.
     /// - Parameters:
     ///   - store: The model's parameter store.
-    ///   - groups: The trainable groups (`model.firstTrainableGroup..<model.groups.count`).
+    ///   - groups: The trainable groups (`model.firstTrainableGroup..<model.parameterGroups.count`).
     ///   - learningRates: One rate per group of the store, indexed by group.
     public func step(store: ParameterStore, groups: Range<Int>, learningRates: [Float]) {
         step(parameters: store.parameters, gradients: UnsafeBufferPointer(store.gradients),

@@ -109,7 +109,8 @@ public enum ModelZoo {
 
     static func build(_ section: ModelSection, sampleShape: [Int], seed: UInt64, bertConfiguration given: BERTConfiguration?) throws -> Model {
         let groups = try groups(section, sampleShape: sampleShape, seed: seed, bertConfiguration: given)
-        let model = try Model(groups: groups, sampleShape: sampleShape, seed: seed)
+        let model = try Model(groups: groups, sampleShape: sampleShape, seed: seed,
+                              placement: AdapterAssembly.placement(section.adapters, groups: groups))
         model.frozenBatchNormPolicy = section.frozenBatchNorm
         return model
     }
@@ -127,6 +128,7 @@ public enum ModelZoo {
         if let adaptation = section.domainAdaptation {
             groups = try domainAdversarial(groups, adaptation: adaptation, classes: section.classes, sampleShape: sampleShape)
         }
+        try AdapterAssembly.attach(section.adapters, to: groups, architecture: section.architecture, seed: seed)
         return groups
     }
 

@@ -113,6 +113,12 @@ public final class TrainingRun {
                          + (data.targetTrain.map { " (test from target \(config.data.target), \($0.count) unlabelled target train)" } ?? "") + "; "
                          + "\(collective.worldSize) rank(s); \(model.store.parameterCount) parameters in groups "
                          + model.groupNames.joined(separator: ", "))
+            let most = TrainableShare(trainable: model.plannableParameterCount, total: model.store.parameterCount, worldSize: collective.worldSize)
+            printer.line("thaw: " + (config.adapterSummary.map { "\($0); " } ?? "") + "trainable at most \(most)")
+            printer.describeTrainable = { groups in
+                TrainableShare(trainable: model.parameterCount(ofGroups: groups), total: model.store.parameterCount,
+                               worldSize: collective.worldSize).description
+            }
         }
         // Pretrained weights and the checkpoint: rank 0 reads them, and the trainer broadcasts them.
         if isLeader && !config.model.pretrained.isEmpty {
@@ -125,12 +131,12 @@ public final class TrainingRun {
         let planSource: any PlanSource
         if let coordinator {
             let connected = try CoordinatorLink(address: coordinator, config: config, rank: collective.rank, worldSize: collective.worldSize,
-                                                groups: model.groupNames, timeout: coordinatorTimeout)
+                                                groups: model.plannableGroupNames, timeout: coordinatorTimeout)
             link = connected
             planSource = connected
             if isLeader { printer.line("thaw: coordinator \(coordinator), run \(connected.client.runID)") }
         } else {
-            planSource = LocalPlanSource(planner: try RunAssembly.planner(config, groups: model.groupNames, resumed: checkpoint?.metadata.planner),
+            planSource = LocalPlanSource(planner: try RunAssembly.planner(config, groups: model.plannableGroupNames, resumed: checkpoint?.metadata.planner),
                                          epochs: config.training.epochs)
         }
         let log = try MetricsLog(directory: config.run.output, enabled: isLeader, append: checkpoint != nil)
@@ -215,7 +221,7 @@ public final class TrainingRun {
             (name: entry.name, shape: entry.shape, values: UnsafeBufferPointer(rebasing: buffer[entry.range]))
         }
         try SafeTensors.write(tensors, metadata: ["format": "thaw", "architecture": config.model.architecture,
-                                                  "groups": model.groupNames.joined(separator: ",")], to: path)
+                                                  "groups": model.groups.map(\.name).joined(separator: ",")], to: path)
     }
 
     /// The final table: accuracy, time and bytes per epoch, and when each group thawed.

@@ -80,7 +80,7 @@ final class FeatureCaching {
     /// After a plan was applied: drops the caches when the boundary moved or batch norm runs on batch statistics.
     func planApplied() {
         guard let cached = training ?? evaluation.values.first else { return }
-        if cached.boundary != model.firstTrainableGroup || model.frozenBatchNormPolicy == .batchStatistics {
+        if cached.boundary != model.firstTrainableLayer || model.frozenBatchNormPolicy == .batchStatistics {
             drop(because: "the trainable boundary moved (\(model.trainableGroups.first ?? "nothing") now trains)")
         }
     }
@@ -106,7 +106,7 @@ final class FeatureCaching {
     /// The batches of an evaluation set named `key`: from its cache at the current boundary (rows
     /// fill as they are met), or raw.
     func evaluationSource(key: String, count: Int) throws -> BatchSource {
-        let boundary = model.firstTrainableGroup
+        let boundary = model.firstTrainableLayer
         // Evaluation never augments, so only the switch and batch-statistics batch norm rule it out.
         guard boundary > 0, boundary < model.groups.count, settings.enabled, !boundaryIsShortLived,
               model.frozenBatchNormPolicy == .runningStatistics else { return .raw(augmentation: nil) }
@@ -130,7 +130,7 @@ final class FeatureCaching {
     }
 
     private func trainingCache(plan: TrainingPlan, epochs: Int, dataset: any Dataset) throws -> FeatureCache? {
-        let boundary = model.firstTrainableGroup
+        let boundary = model.firstTrainableLayer
         boundaryIsShortLived = false
         guard boundary > 0, boundary < model.groups.count else { return nil }
         if let training, training.boundary == boundary { return training }

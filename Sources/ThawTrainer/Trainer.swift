@@ -151,7 +151,7 @@ public final class Trainer {
             let checkpoint = try checkpoints?.afterEpoch(self)
             for observer in observers { observer.epochFinished(record, checkpoint: checkpoint) }
             let lastThaw = history.last { !$0.newlyThawed.isEmpty }?.epoch ?? 0
-            if earlyStopping.shouldStop(after: record, lastThaw: lastThaw, thawingIsExhausted: plan.thawingIsExhausted(groupCount: model.groups.count),
+            if earlyStopping.shouldStop(after: record, lastThaw: lastThaw, thawingIsExhausted: plan.thawingIsExhausted(groupCount: model.plannableGroupNames.count),
                                         store: model.store) {
                 stoppedEarlyAfter = epoch
                 break
@@ -234,7 +234,7 @@ public final class Trainer {
         guard GradientTools.allFinite(gradients) else { throw TrainingError.nonFinite(what: "gradients", epoch: epoch + 1, step: step + 1) }
         if settings.gradientClipNorm > 0 { _ = GradientTools.clipByGlobalNorm(gradients, maxNorm: settings.gradientClipNorm) }
         let multiplier = schedule.multiplier(step: globalStep, totalSteps: stepsPerEpoch * settings.epochs)
-        optimizer.step(store: model.store, groups: model.firstTrainableGroup..<model.groups.count,
+        optimizer.step(store: model.store, groups: model.firstTrainableGroup..<model.parameterGroups.count,
                        learningRates: plans.learningRates(atStep: globalStep, multiplier: multiplier))
         globalStep += 1
     }

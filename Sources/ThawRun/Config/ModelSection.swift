@@ -1,5 +1,5 @@
 // ModelSection: the `model` section: the architecture, the new head, pretrained weights, and
-// optional domain-adversarial training.
+// optional domain-adversarial training and adapters.
 import ThawNN
 import ThawPlan
 
@@ -27,6 +27,8 @@ public struct ModelSection: ConfigSection {
     public var headHidden = 0
     /// Domain-adversarial training (DANN) against `data.target`; nil (the default) trains on the source alone.
     public var domainAdaptation: DomainAdaptationSection?
+    /// Parameter-efficient fine-tuning (LoRA, BitFit); nil (the default) trains whole groups.
+    public var adapters: AdapterSection?
 
     /// The defaults.
     public init() {}
@@ -36,7 +38,7 @@ public struct ModelSection: ConfigSection {
         [.init("architecture", \.architecture), .init("classes", \.classes), .init("frozen_batch_norm", choice: \.frozenBatchNorm),
          .init("head_dropout", \.headDropout), .init("pretrained", \.pretrained), .init("strict_load", \.strictLoad),
          .init("bert_config", \.bertConfig), .init("pooling", choice: \.pooling), .init("head_hidden", \.headHidden),
-         .init("domain_adaptation", optional: \.domainAdaptation)]
+         .init("domain_adaptation", optional: \.domainAdaptation), .init("adapters", optional: \.adapters)]
     }
 
     /// Known architecture, class count, widths and rates in range.
@@ -53,6 +55,7 @@ public struct ModelSection: ConfigSection {
                           "the \(architecture) architecture has no dropout (data-parallel runs match one process exactly); "
                           + "leave it at 0 or choose an architecture with a dropout head, got \(headDropout)")
         try domainAdaptation?.validate(keyPath: "\(keyPath).domain_adaptation", check: check)
+        try adapters?.validate(keyPath: "\(keyPath).adapters", check: check)
     }
 }
 
