@@ -125,8 +125,17 @@ public struct TensorFileSummary: Sendable, Codable, Equatable {
             let groupWidth = groups.map(\.name.count).max() ?? 0
             for group in groups { lines.append("    " + pad(group.name, groupWidth) + "  \(group.tensors) tensors, \(group.parameters) parameters") }
         }
+        if let share = trainableShare { lines.append("  trainable at the end: \(share) with 2 or more ranks") }
         if !skipped.isEmpty { lines.append("  not tensors (skipped): " + skipped.joined(separator: ", ")) }
         return lines.joined(separator: "\n")
+    }
+
+    /// What trained when the file was written, from the `trainable_parameters` and `total_parameters`
+    /// metadata Thaw writes into checkpoints and model.safetensors (nil for other files).
+    public var trainableShare: TrainableShare? {
+        guard let trainable = metadata["trainable_parameters"].flatMap({ Int($0) }), let total = metadata["total_parameters"].flatMap({ Int($0) }),
+              trainable >= 0, total >= trainable, total <= Int.max / 8 else { return nil }
+        return TrainableShare(trainable: trainable, total: total, worldSize: 2)
     }
 
     /// The summary as pretty-printed JSON with sorted keys.

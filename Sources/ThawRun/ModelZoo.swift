@@ -48,7 +48,14 @@ public enum ModelZoo {
     ///
     /// For `bert`, file names lose a wrapper prefix (`bert.`, `0.auto_model.`) before matching, and the
     /// pooler, pre-training heads and `embeddings.position_ids` are reported as ignored (see BERT.swift).
-    public static func loadPretrained(_ path: String, into model: Model, architecture: String, strict: Bool) throws -> WeightLoadReport {
+    ///
+    /// A PEFT LoRA directory (holding `adapter_config.json`) loads its base model first, then the
+    /// adapters and the head, once its rank, alpha and targets are checked against `adapters`.
+    public static func loadPretrained(_ path: String, into model: Model, architecture: String, strict: Bool,
+                                      adapters: AdapterSection? = nil) throws -> WeightLoadReport {
+        if PEFTAdapter.isAdapterDirectory(path) {
+            return try loadAdapterDirectory(path, into: model, architecture: architecture, strict: strict, adapters: adapters)
+        }
         let file = weightsFile(path)
         var raw: [String: (shape: [Int], values: [Float])] = [:]
         // The format is told by the file's structure, not its name (see TensorFileFormat).
@@ -69,14 +76,39 @@ public enum ModelZoo {
         }
     }
 
+    /// A PEFT adapter directory: the base model's weights, then the adapters and the head.
+    /// - Throws: ``PEFTAdapterError`` naming the file and field that do not match the configuration.
+    static func loadAdapterDirectory(_ path: String, into model: Model, architecture name: String, strict: Bool,
+                                     adapters: AdapterSection?) throws -> WeightLoadReport {
+        let settings = try PEFTAdapter.readSettings(directory: path)
+        guard case .lowRank(let lora) = adapters?.method else {
+            throw PEFTAdapterError(file: (path as NSString).appendingPathComponent(PEFTAdapter.configFileName), field: nil,
+                                   message: "is a LoRA adapter (r \(settings.rank), alpha \(settings.alpha), targets \(settings.targetModules)); "
+                                    + "set model.adapters to kind lora with the same rank, alpha and targets to load it")
+        }
+        let descriptor = try architecture(name)
+        let adapted = model.store.parameterEntries.map(\.name).filter { $0.hasSuffix(".lora_A.weight") }
+            .compactMap { PEFTAdapter.key(forThawName: $0, architecture: descriptor) }.map(PEFTAdapter.moduleName(ofKey:))
+        try PEFTAdapter.check(settings, against: lora, adaptedModules: adapted, directory: path)
+        var report = try loadPretrained(PEFTAdapter.basePath(settings, directory: path), into: model, architecture: name, strict: strict)
+        let loaded = try PEFTAdapter.loadAdapters(directory: path, into: model, architecture: descriptor)
+        report.replaced.removeAll(where: loaded.contains)
+        report.loaded += loaded
+        return report
+    }
+
     /// The BERT configuration a model section names: `model.bert_config`, else `config.json` in the
-    /// `model.pretrained` directory.
+    /// `model.pretrained` directory (for a PEFT adapter directory, in its base model's directory).
     /// - Throws: ``ConfigError`` when neither is given, ``BERTConfigurationError`` for a bad file.
     public static func bertConfiguration(_ section: ModelSection) throws -> BERTConfiguration {
         if !section.bertConfig.isEmpty { return try BERTConfiguration.load(path: section.bertConfig) }
         var isDirectory: ObjCBool = false
-        if !section.pretrained.isEmpty, FileManager.default.fileExists(atPath: section.pretrained, isDirectory: &isDirectory), isDirectory.boolValue {
-            return try BERTConfiguration.load(path: (section.pretrained as NSString).appendingPathComponent("config.json"))
+        var directory = section.pretrained
+        if PEFTAdapter.isAdapterDirectory(directory) {
+            directory = try PEFTAdapter.basePath(PEFTAdapter.readSettings(directory: directory), directory: directory)
+        }
+        if !directory.isEmpty, FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue {
+            return try BERTConfiguration.load(path: (directory as NSString).appendingPathComponent("config.json"))
         }
         throw ConfigError(file: "", key: "model.bert_config",
                           message: "architecture bert needs a Hugging Face config.json: set model.bert_config, or model.pretrained to a directory holding config.json and model.safetensors")

@@ -123,7 +123,7 @@ public final class TrainingRun {
         // Pretrained weights and the checkpoint: rank 0 reads them, and the trainer broadcasts them.
         if isLeader && !config.model.pretrained.isEmpty {
             let report = try ModelZoo.loadPretrained(config.model.pretrained, into: model, architecture: config.model.architecture,
-                                                     strict: config.model.strictLoad)
+                                                     strict: config.model.strictLoad, adapters: config.model.adapters)
             printer.line("thaw: pretrained weights from \(config.model.pretrained): \(report)")
         }
         let checkpoint = isLeader ? try loadCheckpoint(printer: printer, worldSize: collective.worldSize) : nil
@@ -221,7 +221,9 @@ public final class TrainingRun {
             (name: entry.name, shape: entry.shape, values: UnsafeBufferPointer(rebasing: buffer[entry.range]))
         }
         try SafeTensors.write(tensors, metadata: ["format": "thaw", "architecture": config.model.architecture,
-                                                  "groups": model.groups.map(\.name).joined(separator: ",")], to: path)
+                                                  "groups": model.groups.map(\.name).joined(separator: ","),
+                                                  "trainable_parameters": String(model.trainableParameterCount),
+                                                  "total_parameters": String(model.store.parameterCount)], to: path)
     }
 
     /// The final table: accuracy, time and bytes per epoch, and when each group thawed.

@@ -126,7 +126,9 @@ public struct Checkpoint {
         encoder.outputFormatting = [.sortedKeys]
         let json = String(decoding: try encoder.encode(metadata), as: UTF8.self)
         try SafeTensors.write(tensors, metadata: [metadataKey: json, "format": "thaw-checkpoint",
-                                                  "groups": model.groups.map(\.name).joined(separator: ",")], to: path)
+                                                  "groups": model.groups.map(\.name).joined(separator: ","),
+                                                  "trainable_parameters": String(model.trainableParameterCount),
+                                                  "total_parameters": String(model.store.parameterCount)], to: path)
         try AtomicFile.synchronizeDirectory(of: path)
     }
 

@@ -1,8 +1,8 @@
 // TrainableShare: what trains, in people's terms: trainable ÷ total parameters and the bytes each
 // rank sends per step (4 per trainable parameter with two or more ranks, what the exchanges count),
-// for the run's first lines, each plan's line and `thaw inspect`.
+// for the run's first lines, each plan's line and `thaw inspect` (from the `trainable_parameters`
+// and `total_parameters` metadata of checkpoints and model.safetensors).
 import Foundation
-import ThawNN
 
 /// A share of a model's parameters and the bytes per step it costs to exchange.
 public struct TrainableShare: Sendable, Equatable, CustomStringConvertible {
@@ -44,15 +44,3 @@ public struct TrainableShare: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-extension TrainingConfig {
-    /// `adapters lora (rank 8, alpha 16) on query, value`, or `adapters bias (BitFit)`, or nil without adapters.
-    var adapterSummary: String? {
-        switch model.adapters?.method {
-        case nil: nil
-        case .lowRank(let lora):
-            "adapters lora (rank \(lora.rank), alpha \(String(format: "%g", lora.alpha)), dropout \(String(format: "%g", lora.dropout))) on "
-                + lora.targets.map(\.rawValue).joined(separator: ", ")
-        case .bias: "adapters bias (BitFit: biases and LayerNorms)"
-        }
-    }
-}
