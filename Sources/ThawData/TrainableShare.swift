@@ -28,7 +28,7 @@ public struct TrainableShare: Sendable, Equatable, CustomStringConvertible {
 
     /// `150,016 of 22,713,218 parameters (0.66%), 600,064 B exchanged per step`.
     public var description: String {
-        "\(Self.grouped(trainable)) of \(Self.grouped(total)) parameters (\(String(format: percent < 1 ? "%.2f" : "%.1f", percent))%), "
+        "\(Self.grouped(trainable)) of \(Self.grouped(total)) parameters (\(String(format: percent < 0.1 ? "%.3f" : percent < 1 ? "%.2f" : "%.1f", percent))%), "
             + (worldSize > 1 ? "\(Self.grouped(bytesPerStep)) B exchanged per step" : "nothing exchanged on 1 rank")
     }
 

