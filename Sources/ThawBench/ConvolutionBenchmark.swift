@@ -5,7 +5,7 @@
 // Before timing, each shape's three passes are checked to agree (relative 1e-4); a mismatch throws.
 // The two sides are timed alternately (Thaw, oneDNN, Thaw, …) so that a change in the shared host's
 // load hits both, and each side's median is reported. Thaw's backward-data and backward-weights are
-// its separate kernels; "backward" is the one-sweep `Convolution2D.backward` Conv2d runs against
+// its separate kernels; "backward" is the one-sweep `ConvolutionPath.backward` Conv2d runs against
 // oneDNN's two backward primitives. Both sides accumulate their gradients, as the `.dnnl` kernel path
 // does (oneDNN through a reorder with a sum post-op), into buffers not reset between repetitions
 // (the values grow, the work does not change). Thaw's side is `builtInAlgorithm(for:)`, its own paths.
@@ -44,7 +44,7 @@ public enum ConvolutionPass: String, Sendable, CaseIterable {
     case backwardData = "backward-data"
     /// The weight gradient alone.
     case backwardWeights = "backward-weights"
-    /// Both gradients: Thaw's one-sweep `Convolution2D.backward`, oneDNN's two primitives.
+    /// Both gradients: Thaw's one-sweep `ConvolutionPath.backward`, oneDNN's two primitives.
     case backward
 
     /// Position in `allCases`.
@@ -111,18 +111,16 @@ public enum ConvolutionBenchmark {
                                threads: Int, repetitions: Int) throws -> ConvolutionBenchmarkRow {
         let g = geometry
         let dnnl = try DnnlConvolution(geometry: g, bias: false, layout: layout, threads: threads, accumulate: true)
-        let algorithm = Convolution2D.builtInAlgorithm(for: g)
-        let buffers = Buffers(g, scratch: Convolution2D.scratchCount(algorithm, g))
+        let path = ConvolutionPaths(bias: false).builtInPath(for: g)
+        let buffers = Buffers(g)
         defer { buffers.deallocate() }
         let b = buffers
 
         let thaw: [() -> Void] = [
-            { Convolution2D.forward(output: b.output, input: b.input, weight: b.weight, bias: nil, geometry: g, algorithm: algorithm, scratch: b.scratch) },
-            { Convolution2D.backwardData(dInput: b.dInput, dOutput: b.dOutput, weight: b.weight, geometry: g, algorithm: algorithm, scratch: b.scratch) },
-            { Convolution2D.backwardWeights(dWeight: b.dWeight, dBias: nil, dOutput: b.dOutput, input: b.input, geometry: g,
-                                            algorithm: algorithm, scratch: b.scratch) },
-            { Convolution2D.backward(dInput: b.dInput, dWeight: b.dWeight, dBias: nil, dOutput: b.dOutput, input: b.input,
-                                     weight: b.weight, geometry: g, algorithm: algorithm, scratch: b.scratch) },
+            { path.forward(output: b.output, input: b.input, weight: b.weight, bias: nil) },
+            { path.backwardData(dInput: b.dInput, dOutput: b.dOutput, weight: b.weight) },
+            { path.backwardWeights(dWeight: b.dWeight, dBias: nil, dOutput: b.dOutput, input: b.input) },
+            { path.backward(dInput: b.dInput, dWeight: b.dWeight, dBias: nil, dOutput: b.dOutput, input: b.input, weight: b.weight) },
         ]
         let other: [() -> Void] = [
             { dnnl.forward(output: b.otherOutput, input: b.input, weight: b.weight, bias: nil) },
@@ -160,7 +158,7 @@ public enum ConvolutionBenchmark {
             dnnlSeconds.append(theirs)
         }
         return ConvolutionBenchmarkRow(
-            geometry: g, layers: layers, algorithm: algorithm,
+            geometry: g, layers: layers, algorithm: path.algorithm,
             implementations: [dnnl.implementations.forward, dnnl.implementations.backwardData, dnnl.implementations.backwardWeights],
             thawSeconds: thawSeconds, dnnlSeconds: dnnlSeconds, relativeDifference: worst)
     }
@@ -211,9 +209,9 @@ public enum ConvolutionBenchmark {
 
     /// Seeded operands and separate outputs for each side.
     final class Buffers {
-        let input, weight, dOutput, output, dInput, dWeight, otherOutput, otherDInput, otherDWeight, scratch: UnsafeMutablePointer<Float>
+        let input, weight, dOutput, output, dInput, dWeight, otherOutput, otherDInput, otherDWeight: UnsafeMutablePointer<Float>
 
-        init(_ g: Convolution2DGeometry, scratch scratchCount: Int) {
+        init(_ g: Convolution2DGeometry) {
             func filled(_ count: Int, seed: UInt64) -> UnsafeMutablePointer<Float> {
                 let buffer = UnsafeMutablePointer<Float>.allocate(capacity: max(1, count))
                 var generator = SplitMix64(seed: seed)
@@ -229,11 +227,10 @@ public enum ConvolutionBenchmark {
             otherDInput = filled(g.inputCount, seed: 7)
             dWeight = filled(g.weightCount, seed: 8)
             otherDWeight = filled(g.weightCount, seed: 9)
-            scratch = filled(scratchCount, seed: 10)
         }
 
         func deallocate() {
-            for buffer in [input, weight, dOutput, output, dInput, dWeight, otherOutput, otherDInput, otherDWeight, scratch] {
+            for buffer in [input, weight, dOutput, output, dInput, dWeight, otherOutput, otherDInput, otherDWeight] {
                 buffer.deallocate()
             }
         }

@@ -16,7 +16,7 @@
 // stays in L2 between im2col and its GEMM, while batch-wide columns (14 MB for block1) stream
 // through L3 and OpenBLAS runs the wide GEMMs no faster. Re-unfolding one image from its input
 // costs less than reading its kept columns back. The backward does both GEMMs of an image in one
-// sweep (`Convolution2D.backward`), so each image's output gradient is read from memory once.
+// sweep (`ConvolutionPath.backward`), so each image's output gradient is read from memory once.
 import Foundation
 import ThawRun
 import ThawTrainer

@@ -1,4 +1,4 @@
-// DnnlConvolution: the convolution passes of `Convolution2D` computed by oneDNN's primitives
+// DnnlConvolution: the convolution passes of a `ConvolutionKernel` computed by oneDNN's primitives
 // (Debian's libdnnl 2.6, C API), for measuring against Thaw's own paths and as an alternative path.
 //
 // Two layouts:
@@ -17,7 +17,7 @@
 //
 // Accumulation: oneDNN's backward primitives overwrite their outputs. With `accumulate`, every
 // gradient output goes through a buffer of the primitive's own and a reorder with a sum post-op
-// (target += reorder(buffer)), so `dInput`, `dWeight` and `dBias` accumulate as in `Convolution2D`.
+// (target += reorder(buffer)), so `dInput`, `dWeight` and `dBias` accumulate as in the other convolution paths.
 // In the blocked layout that reorder runs anyway; in the plain one it is an extra copy-add.
 import CDNNL
 import Synchronization
@@ -41,7 +41,7 @@ public struct DnnlError: Error, CustomStringConvertible, Equatable {
 
 /// oneDNN's forward, backward-data and backward-weights convolution primitives for one geometry.
 ///
-/// Layouts as in `Convolution2D`: input `[N, C, H, W]`, weight `[O, C / groups, kh, kw]`, bias `[O]`,
+/// Layouts as in `ConvolutionKernel`: input `[N, C, H, W]`, weight `[O, C / groups, kh, kw]`, bias `[O]`,
 /// output `[N, O, OH, OW]`. Not thread-safe: one instance runs one call at a time.
 public final class DnnlConvolution {
     /// How the primitives see memory.
@@ -61,7 +61,7 @@ public final class DnnlConvolution {
     public let layout: Layout
     /// OpenMP threads per call.
     public let threads: Int
-    /// Whether the backward passes add into their outputs (as `Convolution2D`) rather than overwrite them.
+    /// Whether the backward passes add into their outputs (as the other convolution paths) rather than overwrite them.
     public let accumulate: Bool
     /// oneDNN's name for the implementation it chose for each pass, such as `gemm:jit` or `jit:avx512_core`.
     public let implementations: (forward: String, backwardData: String, backwardWeights: String)

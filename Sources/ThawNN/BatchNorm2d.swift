@@ -91,7 +91,7 @@ public final class BatchNorm2d: Layer {
     }
 
     /// Writes the convolution weight and bias that fold this layer's inference-mode normalization into
-    /// the convolution before it (see ``Conv2d/forwardFoldingBatchNorm(_:_:)``).
+    /// the convolution before it (see ``BatchNormFoldable``).
     func fold(convolutionWeight: UnsafePointer<Float>, convolutionBias: UnsafePointer<Float>?, weightsPerChannel: Int,
               into foldedWeight: UnsafeMutablePointer<Float>, foldedBias: UnsafeMutablePointer<Float>) {
         guard let weight, let bias, let runningMean, let runningVariance else { preconditionFailure("BatchNorm2d used before bind") }
@@ -114,4 +114,15 @@ public final class BatchNorm2d: Layer {
             weight: weight.value, batch: x.shape[0], channels: channels, spatial: x.shape[2] * x.shape[3])
         return computeInputGradient ? inputGradient : nil
     }
+}
+
+/// A layer that can take in the batch norm right after it at inference: a `Sequential` then runs the
+/// two as one forward, with the normalization folded into a copy of this layer's weights (recomputed on
+/// every call, so it is never stale), and skips the batch-norm pass.
+public protocol BatchNormFoldable: Layer {
+    /// Whether `batchNorm` can be folded in (it normalizes this layer's output channels).
+    func canFold(_ batchNorm: BatchNorm2d) -> Bool
+    /// The inference-mode forward of this layer followed by `batchNorm`, as one pass. Keeps nothing
+    /// for backward and leaves the parameters untouched.
+    func forwardFoldingBatchNorm(_ input: Tensor, _ batchNorm: BatchNorm2d) -> Tensor
 }

@@ -3,12 +3,14 @@ import ThawKernels
 
 /// A 2-D convolution. Weight is `[outputChannels, inputChannels / groups, kh, kw]`, bias `[outputChannels]`.
 ///
-/// The kernel path is chosen per input (`Convolution2D.algorithm(for:)`): depthwise convolutions of
-/// ≥ 16 channels through oneDNN (primitives the layer creates for its current input geometry and
-/// keeps), 1×1 stride-1 unpadded convolutions as a plain GEMM, other depthwise ones (groups ==
-/// inputChannels > 1) as direct loops, everything else through im2col into a scratch tensor the layer
-/// owns and reuses. If oneDNN cannot create a primitive, Thaw's own path is used.
-public final class Conv2d: Layer {
+/// The kernel path is chosen once per input geometry (`Convolution2D.algorithm(for:)`, or the forced
+/// `algorithm`) and made by the layer's `ConvolutionPaths`: depthwise convolutions of ≥ 16 channels
+/// through oneDNN (primitives kept for the last few geometries), 1×1 stride-1 unpadded convolutions
+/// as a plain GEMM, other depthwise ones (groups == inputChannels > 1) as direct loops, everything
+/// else through im2col into one scratch tensor the layer reuses. If oneDNN cannot create a primitive,
+/// Thaw's own path is used. In inference, a `Sequential` folds the batch norm after it into its
+/// weights (`BatchNormFoldable`).
+public final class Conv2d: Layer, BatchNormFoldable {
     /// Input channels.
     public let inputChannels: Int
     /// Output channels.
@@ -32,16 +34,12 @@ public final class Conv2d: Layer {
     private var bias: ParameterView?
     private let output = Tensor(shape: [0])
     private let inputGradient = Tensor(shape: [0])
-    private let scratch = Tensor(shape: [0])
     private let foldedWeight = Tensor(shape: [0])
     private let foldedBias = Tensor(shape: [0])
     private var input: Tensor?
     private var geometry: Convolution2DGeometry?
-    /// oneDNN's primitives for the geometries met most recently (training, last and evaluation batches
-    /// differ in size), newest last. They hold no activation buffers: those come from a shared workspace.
-    private var primitivesByGeometry: [(geometry: Convolution2DGeometry, primitives: DnnlConvolution?)] = []
-    /// How many geometries keep their primitives.
-    private static let keptGeometries = 4
+    /// The paths this layer runs, with their scratch and oneDNN primitives.
+    private let paths: ConvolutionPaths
 
     /// Creates a convolution.
     /// - Parameters:
@@ -71,6 +69,7 @@ public final class Conv2d: Layer {
         self.groups = groups
         self.hasBias = bias
         self.algorithm = algorithm
+        self.paths = ConvolutionPaths(bias: bias)
     }
 
     /// Inputs to each output: (inputChannels / groups) · kh · kw.
@@ -117,25 +116,9 @@ public final class Conv2d: Layer {
         algorithm ?? Convolution2D.algorithm(for: geometry)
     }
 
-    /// The path to run for `g` and, for `.dnnl`, its primitives: found among the kept geometries or
-    /// created (the oldest dropped beyond `keptGeometries`). If oneDNN refuses the geometry, Thaw's own
-    /// path runs instead, and the refusal is remembered.
-    ///
-    /// oneDNN runs on one OpenMP thread whatever OpenBLAS uses: with 2 threads on the shared 2-core
-    /// host its depthwise passes were 1.2–35× slower than Thaw's single-threaded loops (BENCHMARKS.md).
-    private func path(for g: Convolution2DGeometry) -> (Convolution2D.Algorithm, DnnlConvolution?) {
-        let chosen = algorithm(for: g)
-        guard chosen == .dnnl else { return (chosen, nil) }
-        let primitives: DnnlConvolution?
-        if let kept = primitivesByGeometry.firstIndex(where: { $0.geometry == g }) {
-            primitives = primitivesByGeometry[kept].primitives
-        } else {
-            primitives = try? DnnlConvolution(geometry: g, bias: hasBias, layout: .blocked, threads: 1, accumulate: true)
-            primitivesByGeometry.append((g, primitives))
-            if primitivesByGeometry.count > Self.keptGeometries { primitivesByGeometry.removeFirst() }
-        }
-        guard let primitives else { return (Convolution2D.builtInAlgorithm(for: g), nil) }
-        return (.dnnl, primitives)
+    /// The path to run for `g`: `algorithm(for:)`'s, or Thaw's own where oneDNN refuses the geometry.
+    private func path(for g: Convolution2DGeometry) -> ConvolutionPath {
+        paths.path(algorithm(for: g), for: g)
     }
 
     /// y = conv(x, weight) + bias.
@@ -143,15 +126,15 @@ public final class Conv2d: Layer {
         guard let weight else { preconditionFailure("Conv2d used before bind") }
         precondition(x.shape.count == 4 && x.shape[1] == inputChannels, "Conv2d: input shape \(x.shape), expected [N, \(inputChannels), H, W]")
         let g = geometry(for: x.shape)
-        let (path, primitives) = path(for: g)
-        scratch.resize(to: [Convolution2D.scratchCount(path, g)])
         output.resize(to: [g.batch, outputChannels, g.outputHeight, g.outputWidth])
-        Convolution2D.forward(output: output.data, input: x.data, weight: weight.value, bias: bias.map { UnsafePointer($0.value) },
-                              geometry: g, algorithm: path, scratch: scratch.data, primitives: primitives)
+        path(for: g).forward(output: output.data, input: x.data, weight: weight.value, bias: bias.map { UnsafePointer($0.value) })
         input = mode == .training ? x : nil
         geometry = mode == .training ? g : nil
         return output
     }
+
+    /// Whether `batchNorm` normalizes this convolution's output channels, so that it can be folded in.
+    public func canFold(_ batchNorm: BatchNorm2d) -> Bool { batchNorm.channels == outputChannels }
 
     /// The inference-mode forward of this convolution followed by `batchNorm`, as one convolution:
     /// the normalization is folded into a copy of the weight and a bias (recomputed on every call, which
@@ -159,18 +142,15 @@ public final class Conv2d: Layer {
     /// Keeps nothing for backward. The parameters themselves are untouched.
     public func forwardFoldingBatchNorm(_ x: Tensor, _ batchNorm: BatchNorm2d) -> Tensor {
         guard let weight else { preconditionFailure("Conv2d used before bind") }
-        precondition(batchNorm.channels == outputChannels, "Conv2d: folding a batch norm of \(batchNorm.channels) channels into \(outputChannels)")
+        precondition(canFold(batchNorm), "Conv2d: folding a batch norm of \(batchNorm.channels) channels into \(outputChannels)")
         precondition(x.shape.count == 4 && x.shape[1] == inputChannels, "Conv2d: input shape \(x.shape), expected [N, \(inputChannels), H, W]")
         foldedWeight.resize(to: [weight.count])
         foldedBias.resize(to: [outputChannels])
         batchNorm.fold(convolutionWeight: weight.value, convolutionBias: bias.map { UnsafePointer($0.value) },
                        weightsPerChannel: weight.count / outputChannels, into: foldedWeight.data, foldedBias: foldedBias.data)
         let g = geometry(for: x.shape)
-        let (path, primitives) = path(for: g)
-        scratch.resize(to: [Convolution2D.scratchCount(path, g)])
         output.resize(to: [g.batch, outputChannels, g.outputHeight, g.outputWidth])
-        Convolution2D.forward(output: output.data, input: x.data, weight: foldedWeight.data, bias: UnsafePointer(foldedBias.data),
-                              geometry: g, algorithm: path, scratch: scratch.data, primitives: primitives)
+        path(for: g).forward(output: output.data, input: x.data, weight: foldedWeight.data, bias: UnsafePointer(foldedBias.data))
         input = nil
         geometry = nil
         return output
@@ -179,15 +159,12 @@ public final class Conv2d: Layer {
     /// dWeight += dY ⋆ x, dBias += Σ dY, dX = convᵀ(dY, weight).
     public func backward(_ dY: Tensor, computeInputGradient: Bool) -> Tensor? {
         guard let weight, let x = input, let g = geometry else { preconditionFailure("Conv2d.backward without a training forward") }
-        let (path, primitives) = path(for: g)
-        scratch.resize(to: [Convolution2D.scratchCount(path, g)])
         if computeInputGradient {
             inputGradient.resize(to: x.shape)
             inputGradient.zero()
         }
-        Convolution2D.backward(dInput: computeInputGradient ? inputGradient.data : nil, dWeight: weight.gradient,
-                               dBias: bias?.gradient, dOutput: dY.data, input: x.data, weight: weight.value,
-                               geometry: g, algorithm: path, scratch: scratch.data, primitives: primitives)
+        path(for: g).backward(dInput: computeInputGradient ? inputGradient.data : nil, dWeight: weight.gradient,
+                              dBias: bias?.gradient, dOutput: dY.data, input: x.data, weight: weight.value)
         return computeInputGradient ? inputGradient : nil
     }
 }

@@ -42,6 +42,11 @@ public protocol Layer: AnyObject {
     /// The nested layers with the names their parameters are prefixed with (`query` in `query.weight`),
     /// so a model can find a layer by path (attaching adapters to named projections).
     var namedChildren: [(name: String, layer: any Layer)] { get }
+    /// Makes inference fold each batch norm into the ``BatchNormFoldable`` child right before it, as
+    /// a `Sequential` does from the start; layers that hold no such pair do nothing. Idempotent.
+    func foldBatchNormsForInference()
+    /// Makes inference run every batch norm on its own (to compare with the folded path). Idempotent.
+    func unfoldBatchNorms()
 }
 
 extension Layer {
@@ -55,6 +60,10 @@ extension Layer {
     public var children: [any Layer] { namedChildren.map(\.layer) }
     /// No children by default.
     public var namedChildren: [(name: String, layer: any Layer)] { [] }
+    /// No batch norm to fold by default.
+    public func foldBatchNormsForInference() {}
+    /// No batch norm to unfold by default.
+    public func unfoldBatchNorms() {}
 }
 
 /// A shape that a layer cannot accept, with the layer and the expected form.

@@ -308,6 +308,13 @@ public final class Model {
             + store.stateEntries.map { "s \($0.group) \($0.name) \($0.shape)" }).joined(separator: "\n")
     }
 
+    /// Makes inference fold every batch norm into the convolution right before it, as the model's
+    /// sequentials do from the start (`Sequential.foldBatchNormsForInference`). Idempotent.
+    public func foldBatchNormsForInference() { allLayers.forEach { $0.foldBatchNormsForInference() } }
+
+    /// Makes inference run every batch norm on its own (to compare with the folded path). Idempotent.
+    public func unfoldBatchNorms() { allLayers.forEach { $0.unfoldBatchNorms() } }
+
     /// Every layer in the model, depth first.
     public var allLayers: [any Layer] {
         var result: [any Layer] = []

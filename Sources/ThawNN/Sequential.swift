@@ -10,6 +10,7 @@ public final class Sequential: Layer {
     /// Creates a sequence of named layers.
     public init(_ namedLayers: [(name: String, layer: any Layer)]) {
         self.namedLayers = namedLayers
+        foldBatchNormsForInference()
     }
 
     /// Creates a sequence whose children are named by position (`0`, `1`, …).
@@ -60,29 +61,60 @@ public final class Sequential: Layer {
         return shape
     }
 
-    /// Runs every child in order.
-    ///
-    /// In inference mode a `Conv2d` directly followed by a `BatchNorm2d` runs as one convolution with
-    /// the normalization folded in (unless `foldsBatchNorm` is false).
-    public func forward(_ input: Tensor, mode: LayerMode) -> Tensor {
-        var x = input
+    /// One inference step: a child alone, or a foldable child with the batch norm after it folded in.
+    private enum InferenceStep {
+        case layer(any Layer)
+        case folded(any BatchNormFoldable, BatchNorm2d)
+    }
+
+    /// What an inference forward runs, in order; set by `foldBatchNormsForInference` and `unfoldBatchNorms`.
+    private var inferenceSteps: [InferenceStep] = []
+
+    /// How many batch norms inference folds into the layer before them.
+    public var foldedBatchNormCount: Int {
+        inferenceSteps.reduce(0) { count, step in if case .folded = step { count + 1 } else { count } }
+    }
+
+    /// Pairs each ``BatchNormFoldable`` child with the `BatchNorm2d` right after it (when it fits), so that
+    /// inference runs the two as one forward. Done at creation; idempotent. Nested sequentials pair their own.
+    public func foldBatchNormsForInference() {
+        var steps: [InferenceStep] = []
         var index = 0
         while index < namedLayers.count {
             let layer = namedLayers[index].layer
-            if mode == .inference, foldsBatchNorm, index + 1 < namedLayers.count, let convolution = layer as? Conv2d,
-               let batchNorm = namedLayers[index + 1].layer as? BatchNorm2d, batchNorm.channels == convolution.outputChannels {
-                x = convolution.forwardFoldingBatchNorm(x, batchNorm)
+            if index + 1 < namedLayers.count, let foldable = layer as? any BatchNormFoldable,
+               let batchNorm = namedLayers[index + 1].layer as? BatchNorm2d, foldable.canFold(batchNorm) {
+                steps.append(.folded(foldable, batchNorm))
                 index += 2
             } else {
-                x = layer.forward(x, mode: mode)
+                steps.append(.layer(layer))
                 index += 1
+            }
+        }
+        inferenceSteps = steps
+    }
+
+    /// Makes inference run every child on its own (to compare with the folded path). Idempotent.
+    public func unfoldBatchNorms() {
+        inferenceSteps = namedLayers.map { .layer($0.layer) }
+    }
+
+    /// Runs every child in order; in inference mode, the folded pairs as one forward each.
+    public func forward(_ input: Tensor, mode: LayerMode) -> Tensor {
+        var x = input
+        switch mode {
+        case .training:
+            for child in namedLayers { x = child.layer.forward(x, mode: .training) }
+        case .inference:
+            for step in inferenceSteps {
+                switch step {
+                case .layer(let layer): x = layer.forward(x, mode: .inference)
+                case .folded(let layer, let batchNorm): x = layer.forwardFoldingBatchNorm(x, batchNorm)
+                }
             }
         }
         return x
     }
-
-    /// Whether inference folds each batch norm into the convolution before it (default true; tests turn it off to compare).
-    public var foldsBatchNorm = true
 
     /// Runs every child's backward in reverse; only the first child may skip its input gradient.
     public func backward(_ outputGradient: Tensor, computeInputGradient: Bool) -> Tensor? {

@@ -14,7 +14,8 @@ import ThawTesting
         let b = GradientCheck.randomTensor([g.outputChannels], seed: 3)
         let dy = GradientCheck.randomTensor([g.outputCount], seed: 4)
         let y = Tensor(shape: [g.outputCount])
-        let scratch = Tensor(shape: [max(1, Convolution2D.scratchCount(algorithm, g))])
+        let path = ConvolutionPaths(bias: true).path(algorithm, for: g)
+        #expect(path.algorithm == algorithm, "\(algorithm) path for \(g)")
         // Gradients start non-zero to check that backward accumulates rather than overwrites.
         let dx = Tensor(shape: [g.inputCount])
         dx.fill(0.5)
@@ -22,10 +23,9 @@ import ThawTesting
         dw.fill(0.25)
         let db = Tensor(shape: [g.outputChannels])
         db.fill(-1)
-        Convolution2D.forward(output: y.data, input: x.data, weight: w.data, bias: b.data, geometry: g, algorithm: algorithm, scratch: scratch.data)
-        Convolution2D.backwardData(dInput: dx.data, dOutput: dy.data, weight: w.data, geometry: g, algorithm: algorithm, scratch: scratch.data)
-        Convolution2D.backwardWeights(dWeight: dw.data, dBias: db.data, dOutput: dy.data, input: x.data, geometry: g,
-                                      algorithm: algorithm, scratch: scratch.data)
+        path.forward(output: y.data, input: x.data, weight: w.data, bias: b.data)
+        path.backwardData(dInput: dx.data, dOutput: dy.data, weight: w.data)
+        path.backwardWeights(dWeight: dw.data, dBias: db.data, dOutput: dy.data, input: x.data)
         return (y.values, dx.values, dw.values, db.values)
     }
 
@@ -79,15 +79,15 @@ import ThawTesting
             let x = GradientCheck.randomTensor([g.inputCount], seed: 1)
             let w = GradientCheck.randomTensor([g.weightCount], seed: 2)
             let dy = GradientCheck.randomTensor([g.outputCount], seed: 4)
-            let scratch = Tensor(shape: [max(1, Convolution2D.scratchCount(algorithm, g))])
+            let path = ConvolutionPaths(bias: true).path(algorithm, for: g)
             let dx = Tensor(shape: [g.inputCount])
             dx.fill(0.5)
             let dw = Tensor(shape: [g.weightCount])
             dw.fill(0.25)
             let db = Tensor(shape: [g.outputChannels])
             db.fill(-1)
-            Convolution2D.backward(dInput: withInputGradient ? dx.data : nil, dWeight: dw.data, dBias: db.data, dOutput: dy.data,
-                                   input: x.data, weight: w.data, geometry: g, algorithm: algorithm, scratch: scratch.data)
+            path.backward(dInput: withInputGradient ? dx.data : nil, dWeight: dw.data, dBias: db.data, dOutput: dy.data,
+                          input: x.data, weight: w.data)
             #expect(relativeError(dw.values, separate.dw) < 1e-5, "backward-weights \(g)")
             #expect(relativeError(db.values, separate.db) < 1e-5, "bias \(g)")
             if withInputGradient {
@@ -115,8 +115,9 @@ import ThawTesting
         singleChannel.inputChannels = 1
         singleChannel.kernel = 3
         #expect(Convolution2D.algorithm(for: singleChannel) == .im2col)
-        #expect(Convolution2D.scratchCount(.pointwise, base) == 0)
-        #expect(Convolution2D.scratchCount(.im2col, padded) == 4 * 8 * 8)
+        #expect(PointwiseConvolution(geometry: base) != nil && PointwiseConvolution(geometry: padded) == nil)
+        #expect(DepthwiseConvolution(geometry: depthwise) != nil && DepthwiseConvolution(geometry: singleChannel) == nil)
+        #expect(Im2colConvolution(geometry: padded, scratch: Tensor(shape: [0])).scratchCount == 4 * 8 * 8)
     }
 
     /// Geometries for the unfold tests; the first four take the contiguous one-copy-per-tap shortcut.
@@ -161,7 +162,7 @@ import ThawTesting
         let expected = directColumns(x.values, channels: channels, g)
         let unfolded = Tensor(shape: [expected.count])
         unfolded.fill(7) // im2col must overwrite everything, padding entries included
-        Convolution2D.im2col(columns: unfolded.data, input: x.data, channels: channels, geometry: g)
+        Im2colConvolution.im2col(columns: unfolded.data, input: x.data, channels: channels, geometry: g)
         #expect(unfolded.values == expected, "im2col \(g)")
 
         // col2im by definition: every column entry adds onto the input it was read from.
@@ -172,7 +173,7 @@ import ThawTesting
         for (k, value) in c.values.enumerated() where marker[k] == 1 { folded[Int(indices[k])] += value }
         let dInput = Tensor(shape: [x.count])
         dInput.fill(0.5) // col2im accumulates
-        Convolution2D.col2im(dInput: dInput.data, columns: c.data, channels: channels, geometry: g)
+        Im2colConvolution.col2im(dInput: dInput.data, columns: c.data, channels: channels, geometry: g)
         #expect(relativeError(dInput.values, folded) < 1e-6, "col2im \(g)")
     }
 
@@ -187,9 +188,9 @@ import ThawTesting
         let c = GradientCheck.randomTensor([columnCount], seed: 9)
         let unfolded = Tensor(shape: [columnCount])
         unfolded.fill(7) // im2col must overwrite everything, padding entries included
-        Convolution2D.im2col(columns: unfolded.data, input: x.data, channels: 2, geometry: g)
+        Im2colConvolution.im2col(columns: unfolded.data, input: x.data, channels: 2, geometry: g)
         let folded = Tensor(shape: [2 * 5 * 6])
-        Convolution2D.col2im(dInput: folded.data, columns: c.data, channels: 2, geometry: g)
+        Im2colConvolution.col2im(dInput: folded.data, columns: c.data, channels: 2, geometry: g)
         let left = zip(unfolded.values, c.values).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
         let right = zip(x.values, folded.values).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
         #expect(abs(left - right) < 1e-4 * max(1, abs(left)))

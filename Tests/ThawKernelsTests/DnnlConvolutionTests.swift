@@ -23,14 +23,12 @@ import ThawTesting
     /// Thaw's own path for `g` (pointwise, depthwise or im2col), gradients accumulated from zero.
     static func thaw(_ g: Convolution2DGeometry) -> Results {
         let (x, w, b, dy) = operands(g)
-        let algorithm = Convolution2D.builtInAlgorithm(for: g)
-        let scratch = Tensor(shape: [max(1, Convolution2D.scratchCount(algorithm, g))])
+        let path = ConvolutionPaths(bias: true).builtInPath(for: g)
         let (y, dx, dw, db) = (Tensor(shape: [g.outputCount]), Tensor(shape: [g.inputCount]),
                                Tensor(shape: [g.weightCount]), Tensor(shape: [g.outputChannels]))
-        Convolution2D.forward(output: y.data, input: x.data, weight: w.data, bias: b.data, geometry: g, algorithm: algorithm, scratch: scratch.data)
-        Convolution2D.backwardData(dInput: dx.data, dOutput: dy.data, weight: w.data, geometry: g, algorithm: algorithm, scratch: scratch.data)
-        Convolution2D.backwardWeights(dWeight: dw.data, dBias: db.data, dOutput: dy.data, input: x.data, geometry: g,
-                                      algorithm: algorithm, scratch: scratch.data)
+        path.forward(output: y.data, input: x.data, weight: w.data, bias: b.data)
+        path.backwardData(dInput: dx.data, dOutput: dy.data, weight: w.data)
+        path.backwardWeights(dWeight: dw.data, dBias: db.data, dOutput: dy.data, input: x.data)
         return Results(y: y.values, dx: dx.values, dw: dw.values, db: db.values)
     }
 
@@ -109,26 +107,24 @@ import ThawTesting
         #expect(relativeError(db.values, reference.db.map { $0 + 0.5 }) < 1e-4)
     }
 
-    /// `Convolution2D`'s `.dnnl` path: the same results as Thaw's own path through the dispatch
+    /// The `.dnnl` `ConvolutionPath`: the same results as Thaw's own path through the dispatch
     /// functions, gradients accumulated onto non-zero starts, and the one-sweep `backward` with and
     /// without the input gradient (which it must then leave alone).
     @Test(arguments: [geometries[0], geometries[6], geometries[9]])
     func kernelPathMatchesBuiltIn(geometry g: Convolution2DGeometry) throws {
         let reference = Self.thaw(g)
         let (x, w, b, dy) = Self.operands(g)
-        let primitives = try DnnlConvolution(geometry: g, bias: true, layout: .blocked, threads: 1, accumulate: true)
-        let scratch = Tensor(shape: [1])
+        let path = ConvolutionPath.dnnl(try DnnlConvolutionPath(geometry: g, bias: true))
         let y = Tensor(shape: [g.outputCount])
-        Convolution2D.forward(output: y.data, input: x.data, weight: w.data, bias: b.data, geometry: g, algorithm: .dnnl,
-                              scratch: scratch.data, primitives: primitives)
+        path.forward(output: y.data, input: x.data, weight: w.data, bias: b.data)
         #expect(relativeError(y.values, reference.y) < 1e-4)
         for withInputGradient in [true, false] {
             let (dx, dw, db) = (Tensor(shape: [g.inputCount]), Tensor(shape: [g.weightCount]), Tensor(shape: [g.outputChannels]))
             dx.fill(0.5)
             dw.fill(0.25)
             db.fill(-1)
-            Convolution2D.backward(dInput: withInputGradient ? dx.data : nil, dWeight: dw.data, dBias: db.data, dOutput: dy.data,
-                                   input: x.data, weight: w.data, geometry: g, algorithm: .dnnl, scratch: scratch.data, primitives: primitives)
+            path.backward(dInput: withInputGradient ? dx.data : nil, dWeight: dw.data, dBias: db.data, dOutput: dy.data,
+                          input: x.data, weight: w.data)
             #expect(relativeError(dw.values, reference.dw.map { $0 + 0.25 }) < 1e-4)
             #expect(relativeError(db.values, reference.db.map { $0 - 1 }) < 1e-4)
             if withInputGradient {
@@ -170,7 +166,7 @@ import ThawTesting
         var grouped = dense
         grouped.groups = 4
         #expect(Convolution2D.algorithm(for: grouped) == .im2col)
-        #expect(Convolution2D.supports(.dnnl, grouped) && Convolution2D.scratchCount(.dnnl, dense) == 0)
+        #expect(Convolution2D.supports(.dnnl, grouped))
     }
 
     /// Names of the chosen implementations come back.
@@ -222,12 +218,11 @@ import ThawTesting
                                       kernel: 3, padding: 1, groups: 16)
         let (x, w, b, _) = Self.operands(g)
         let convolution = try DnnlConvolution(geometry: g, bias: false, layout: .blocked, threads: 1)
-        let scratch = Tensor(shape: [1])
+        let depthwise = try #require(DepthwiseConvolution(geometry: g))
         for bias in [Optional(b), nil] {
             let (expected, y) = (Tensor(shape: [g.outputCount]), Tensor(shape: [g.outputCount]))
             y.fill(1000)
-            Convolution2D.forward(output: expected.data, input: x.data, weight: w.data, bias: bias.map { UnsafePointer($0.data) },
-                                  geometry: g, algorithm: .depthwise, scratch: scratch.data)
+            depthwise.forward(output: expected.data, input: x.data, weight: w.data, bias: bias.map { UnsafePointer($0.data) })
             convolution.forward(output: y.data, input: x.data, weight: w.data, bias: bias.map { UnsafePointer($0.data) })
             #expect(relativeError(y.values, expected.values) < 1e-4, "forward with bias \(bias != nil)")
         }

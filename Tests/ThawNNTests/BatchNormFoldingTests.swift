@@ -1,6 +1,7 @@
 // Batch norm folded into the convolution before it in inference mode: the same outputs as running
 // the two layers apart, on MobileNetV2 (depthwise, pointwise, strided) and ResNet-18/50 shapes
-// with non-trivial running statistics; training mode never folds; the parameters stay untouched.
+// with non-trivial running statistics; training mode never folds; the parameters stay untouched;
+// the fold API pairs every convolution of MobileNetV2 with its batch norm, and unfolds them.
 import Testing
 import ThawKernels
 import ThawNN
@@ -23,10 +24,8 @@ import ThawTesting
         return model
     }
 
-    static func sequentials(_ model: Model) -> [Sequential] { model.allLayers.compactMap { $0 as? Sequential } }
-
     static func outputs(_ model: Model, input: Tensor, folding: Bool, training: Bool = false) -> [Float] {
-        for sequential in sequentials(model) { sequential.foldsBatchNorm = folding }
+        if folding { model.foldBatchNormsForInference() } else { model.unfoldBatchNorms() }
         let output = training ? model.forward(input, fromGroup: 0, training: true) : model.forward(input, fromGroup: 0, training: false)
         return Array(UnsafeBufferPointer(start: output.data, count: output.count))
     }
@@ -61,5 +60,18 @@ import ThawTesting
         model.store.state.update(fromContentsOf: state)   // training updated the running statistics
         let unfolded = Self.outputs(model, input: x, folding: false, training: true)
         #expect(folded == unfolded)
+    }
+
+    /// Every convolution of MobileNetV2 is followed by its batch norm, and inference folds each pair;
+    /// `unfoldBatchNorms` leaves none folded and `foldBatchNormsForInference` pairs them all again.
+    @Test func foldPairsEveryConvolutionWithItsBatchNorm() throws {
+        let model = try Model(groups: MobileNetV2.groups(classes: 10), sampleShape: [3, 32, 32])
+        func folded() -> Int { model.allLayers.compactMap { $0 as? Sequential }.reduce(0) { $0 + $1.foldedBatchNormCount } }
+        let convolutions = model.allLayers.filter { $0 is Conv2d }.count
+        #expect(convolutions == 52 && folded() == convolutions)
+        model.unfoldBatchNorms()
+        #expect(folded() == 0)
+        model.foldBatchNormsForInference()
+        #expect(folded() == convolutions)
     }
 }
