@@ -223,7 +223,7 @@ public final class ConvolutionPaths {
 }
 
 /// The bias terms every path but oneDNN computes the same way.
-enum ConvolutionBias {
+public enum ConvolutionBias {
     /// Writes each channel's bias over its plane (so a GEMM can accumulate onto it); nothing without a bias.
     static func fill(_ out: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?, channels: Int, positions: Int) {
         guard let bias else { return }
@@ -231,7 +231,7 @@ enum ConvolutionBias {
     }
 
     /// dBias[o] += Σ over images and positions of dOutput[n, o].
-    static func backward(dBias: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>, geometry g: Convolution2DGeometry) {
+    public static func backward(dBias: UnsafeMutablePointer<Float>, dOutput: UnsafePointer<Float>, geometry g: Convolution2DGeometry) {
         // Legend: P output positions.
         let P = g.outputHeight * g.outputWidth
         for n in 0..<g.batch {

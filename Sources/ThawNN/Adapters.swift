@@ -14,6 +14,8 @@ public struct AdapterError: Error, CustomStringConvertible, Equatable {
         case rank(Int, width: Int)
         /// The layer already carries an adapter.
         case alreadyAdapted
+        /// A convolution other than 1×1, stride 1, unpadded and ungrouped.
+        case notPointwise
         /// No layer of the model matches the target; `available` lists what targets do match.
         case noLayer(target: String, available: [String])
     }
@@ -36,6 +38,8 @@ public struct AdapterError: Error, CustomStringConvertible, Equatable {
             return "\(layer): adapter rank \(rank) is outside 1...\(width) (the layer's smaller width)"
         case .alreadyAdapted:
             return "\(layer): already carries an adapter"
+        case .notPointwise:
+            return "\(layer): LoRA adapts only 1×1, stride-1, unpadded, ungrouped convolutions"
         case .noLayer(let target, let available):
             return "\(layer) has no layer for adapter target '\(target)'"
                 + (available.isEmpty ? "; it has no layers adapters can attach to" : "; its targets are \(available.joined(separator: ", "))")
@@ -82,20 +86,29 @@ public enum LowRankAdapters {
         name.hasSuffix(".lora_A.weight") || name.hasSuffix(".lora_B.weight")
     }
 
-    /// Attaches an update to every ``Linear`` outside the last group (the head, which trains whole)
-    /// whose path `selects`, and returns the adapted paths.
+    /// Whether LoRA can adapt `layer`: a ``Linear``, or a pointwise ``Conv2d``.
+    public static func isAdaptable(_ layer: any Layer) -> Bool {
+        layer is Linear || (layer as? Conv2d)?.isPointwise == true
+    }
+
+    /// Attaches an update to every adaptable layer (``isAdaptable(_:)``) outside the last group (the head, which trains whole)
+    /// that `selects` (given its path and the layer), and returns the adapted paths.
     /// - Parameter seed: Seeds the adapters' dropout generators (the trainer reseeds them every step).
     /// - Throws: ``AdapterError`` naming the layer, for a rank the layer cannot take.
     @discardableResult
     public static func attach(to groups: [LayerGroup], settings: LowRankSettings, seed: UInt64 = 0,
-                              selects: (String) -> Bool) throws(AdapterError) -> [String] {
+                              selects: (_ path: String, _ layer: any Layer) -> Bool) throws(AdapterError) -> [String] {
         var adapted: [String] = []
         for group in groups.dropLast() {
             for (path, layer) in group.namedLayers {
-                guard let linear = layer as? Linear, selects(path) else { continue }
+                guard isAdaptable(layer), selects(path, layer) else { continue }
+                let layerSeed = SplitMix64.mix(seed, UInt64(adapted.count))
                 do {
-                    try linear.attachAdapter(rank: settings.rank, alpha: settings.alpha, dropout: settings.dropout,
-                                             seed: SplitMix64.mix(seed, UInt64(adapted.count)))
+                    if let linear = layer as? Linear {
+                        try linear.attachAdapter(rank: settings.rank, alpha: settings.alpha, dropout: settings.dropout, seed: layerSeed)
+                    } else if let convolution = layer as? Conv2d {
+                        try convolution.attachAdapter(rank: settings.rank, alpha: settings.alpha, dropout: settings.dropout, seed: layerSeed)
+                    }
                 } catch {
                     throw AdapterError(layer: path, reason: error.reason)
                 }

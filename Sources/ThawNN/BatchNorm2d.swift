@@ -20,6 +20,7 @@ public final class BatchNorm2d: Layer {
     private var runningMean: StateView?
     private var runningVariance: StateView?
     private let output = Tensor(shape: [0])
+    private let fixedGradients = Tensor(shape: [0])
     private let inputGradient = Tensor(shape: [0])
     private let mean = Tensor(shape: [0])
     private let inverseStandardDeviation = Tensor(shape: [0])
@@ -108,8 +109,12 @@ public final class BatchNorm2d: Layer {
             inputGradient.resize(to: x.shape)
             inputGradient.zero()
         }
+        // A fixed weight or bias (under adapters) sums into scratch, never into the store's gradient pages.
+        if weight.isFixed || bias.isFixed { fixedGradients.resize(to: [2, channels]) }
         BatchNormalization.trainingBackward(
-            dInput: computeInputGradient ? inputGradient.data : nil, dWeight: weight.gradient, dBias: bias.gradient,
+            dInput: computeInputGradient ? inputGradient.data : nil,
+            dWeight: weight.isFixed ? fixedGradients.data : weight.gradient,
+            dBias: bias.isFixed ? fixedGradients.data + channels : bias.gradient,
             dOutput: dY.data, input: x.data, mean: mean.data, inverseStandardDeviation: inverseStandardDeviation.data,
             weight: weight.value, batch: x.shape[0], channels: channels, spatial: x.shape[2] * x.shape[3])
         return computeInputGradient ? inputGradient : nil

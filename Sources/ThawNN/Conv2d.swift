@@ -40,6 +40,8 @@ public final class Conv2d: Layer, BatchNormFoldable {
     private var geometry: Convolution2DGeometry?
     /// The paths this layer runs, with their scratch and oneDNN primitives.
     private let paths: ConvolutionPaths
+    /// The LoRA update on a 1×1 convolution, if one is attached.
+    public private(set) var adapter: LowRankAdapter?
 
     /// Creates a convolution.
     /// - Parameters:
@@ -72,6 +74,30 @@ public final class Conv2d: Layer, BatchNormFoldable {
         self.paths = ConvolutionPaths(bias: bias)
     }
 
+    /// Whether this is a 1×1, stride-1, unpadded, ungrouped convolution: a linear map of each position's
+    /// channels, which a LoRA update can adapt.
+    public var isPointwise: Bool {
+        kernelSize == 1 && stride == 1 && padding == 0 && groups == 1
+    }
+
+    /// Attaches a LoRA update of `rank` scaled by `alpha / rank` to a pointwise convolution, with
+    /// factors shaped as PEFT's (`[rank, in, 1, 1]`, `[out, rank, 1, 1]`). Must happen before a
+    /// ``Model`` lays the layer out.
+    /// - Throws: ``AdapterError`` for a convolution that is not pointwise, a rank outside
+    ///   1...min(in, out), or a second adapter.
+    public func attachAdapter(rank: Int, alpha: Float, dropout: Float = 0, seed: UInt64 = 0) throws(AdapterError) {
+        let layer = "Conv2d(\(inputChannels) → \(outputChannels), kernel \(kernelSize.height)×\(kernelSize.width))"
+        guard isPointwise else { throw AdapterError(layer: layer, reason: .notPointwise) }
+        guard adapter == nil else { throw AdapterError(layer: layer, reason: .alreadyAdapted) }
+        let width = min(inputChannels, outputChannels)
+        guard rank >= 1, rank <= width else { throw AdapterError(layer: layer, reason: .rank(rank, width: width)) }
+        adapter = LowRankAdapter(rank: rank, alpha: alpha, dropout: dropout, seed: seed,
+                                 inputDimensions: inputChannels, outputDimensions: outputChannels, layout: .channels)
+    }
+
+    /// The adapter's dropout, the only nested layer (so the trainer reseeds it).
+    public var children: [any Layer] { adapter?.dropout.map { [$0] } ?? [] }
+
     /// Inputs to each output: (inputChannels / groups) · kh · kw.
     public var fanIn: Int { inputChannels / groups * kernelSize.height * kernelSize.width }
 
@@ -80,13 +106,14 @@ public final class Conv2d: Layer, BatchNormFoldable {
         var specs = [ParameterSpec("weight", shape: [outputChannels, inputChannels / groups, kernelSize.height, kernelSize.width],
                                    initializer: .uniformFanIn(fanIn))]
         if hasBias { specs.append(ParameterSpec("bias", shape: [outputChannels], initializer: .uniformFanIn(fanIn))) }
-        return specs
+        return specs + (adapter?.parameterSpecs ?? [])
     }
 
-    /// Binds weight and bias views.
+    /// Binds weight, bias and adapter views.
     public func bind(parameters: [ParameterView], state: [StateView]) {
         weight = parameters[0]
         bias = hasBias ? parameters[1] : nil
+        adapter?.bind(parameters[(hasBias ? 2 : 1)...])
     }
 
     /// `[N, inputChannels, H, W]` → `[N, outputChannels, OH, OW]`.
@@ -128,13 +155,15 @@ public final class Conv2d: Layer, BatchNormFoldable {
         let g = geometry(for: x.shape)
         output.resize(to: [g.batch, outputChannels, g.outputHeight, g.outputWidth])
         path(for: g).forward(output: output.data, input: x.data, weight: weight.value, bias: bias.map { UnsafePointer($0.value) })
+        adapter?.forward(x, addingTo: output, mode: mode)
         input = mode == .training ? x : nil
         geometry = mode == .training ? g : nil
         return output
     }
 
     /// Whether `batchNorm` normalizes this convolution's output channels, so that it can be folded in.
-    public func canFold(_ batchNorm: BatchNorm2d) -> Bool { batchNorm.channels == outputChannels }
+    /// An adapted convolution is not folded: its update is not in the weight.
+    public func canFold(_ batchNorm: BatchNorm2d) -> Bool { batchNorm.channels == outputChannels && adapter == nil }
 
     /// The inference-mode forward of this convolution followed by `batchNorm`, as one convolution:
     /// the normalization is folded into a copy of the weight and a bias (recomputed on every call, which
@@ -156,15 +185,24 @@ public final class Conv2d: Layer, BatchNormFoldable {
         return output
     }
 
-    /// dWeight += dY ⋆ x, dBias += Σ dY, dX = convᵀ(dY, weight).
+    /// dWeight += dY ⋆ x, dBias += Σ dY (each unless fixed), dX = convᵀ(dY, weight), plus the adapter's terms.
     public func backward(_ dY: Tensor, computeInputGradient: Bool) -> Tensor? {
         guard let weight, let x = input, let g = geometry else { preconditionFailure("Conv2d.backward without a training forward") }
         if computeInputGradient {
             inputGradient.resize(to: x.shape)
             inputGradient.zero()
         }
-        path(for: g).backward(dInput: computeInputGradient ? inputGradient.data : nil, dWeight: weight.gradient,
-                              dBias: bias?.gradient, dOutput: dY.data, input: x.data, weight: weight.value)
+        let path = path(for: g)
+        let dBias = bias.flatMap { $0.isFixed ? nil : $0.gradient }
+        if weight.isFixed {
+            // The base weight under adapters: its input gradient only (and a trainable bias's sum).
+            if let dBias { ConvolutionBias.backward(dBias: dBias, dOutput: dY.data, geometry: g) }
+            if computeInputGradient { path.backwardData(dInput: inputGradient.data, dOutput: dY.data, weight: weight.value) }
+        } else {
+            path.backward(dInput: computeInputGradient ? inputGradient.data : nil, dWeight: weight.gradient,
+                          dBias: dBias, dOutput: dY.data, input: x.data, weight: weight.value)
+        }
+        adapter?.backward(dY, addingTo: computeInputGradient ? inputGradient : nil)
         return computeInputGradient ? inputGradient : nil
     }
 }

@@ -8,8 +8,21 @@
 // The adapter adds into the linear layer's output and input gradient (llm.c style, no extra
 // tensors of the output's size): forward keeps h = s·A·dropout(x), `[rows, rank]`, for backward.
 //
-// Legend (inside the math): s = alpha/rank, x input rows, d dropout(x), h = s·d·Aᵀ, g output gradient.
+// A 1×1 convolution is the same update on its channels (`AdapterInputLayout.channels`): each
+// image's input is `[in, positions]`, so the products run per image with the operands the other way
+// round, and the factors keep PEFT's convolution shapes `[rank, in, 1, 1]` and `[out, rank, 1, 1]`.
+//
+// Legend (inside the math): s = alpha/rank, x input, d dropout(x), h = s·A·d (the rank-sized
+// hidden), g output gradient, u = s·Bᵀ·g (h's gradient), S positions per image, n image.
 import ThawKernels
+
+/// How an adapted layer's input is laid out.
+public enum AdapterInputLayout: Sendable, Equatable {
+    /// `[rows, in]`, features last: a linear layer.
+    case rows
+    /// `[N, in, H, W]`, channels first: a 1×1 convolution.
+    case channels
+}
 
 /// A low-rank update attached to a ``Linear`` layer (see ``Linear/attachAdapter(rank:alpha:dropout:seed:)``).
 public final class LowRankAdapter {
@@ -23,6 +36,8 @@ public final class LowRankAdapter {
     public let inputDimensions: Int
     /// The adapted layer's output features.
     public let outputDimensions: Int
+    /// The input's layout.
+    public let layout: AdapterInputLayout
 
     private var down: ParameterView?
     private var up: ParameterView?
@@ -31,7 +46,9 @@ public final class LowRankAdapter {
     private let droppedInputGradient = Tensor(shape: [0])
     private var droppedInput: Tensor?
 
-    init(rank: Int, alpha: Float, dropout: Float, seed: UInt64, inputDimensions: Int, outputDimensions: Int) {
+    init(rank: Int, alpha: Float, dropout: Float, seed: UInt64, inputDimensions: Int, outputDimensions: Int,
+         layout: AdapterInputLayout = .rows) {
+        self.layout = layout
         self.rank = rank
         self.alpha = alpha
         self.dropout = dropout > 0 ? Dropout(probability: dropout, seed: seed) : nil
@@ -42,10 +59,12 @@ public final class LowRankAdapter {
     /// alpha / rank.
     public var scale: Float { alpha / Float(rank) }
 
-    /// `lora_A.weight` `[rank, in]` (Kaiming-uniform) and `lora_B.weight` `[out, rank]` (zeros).
+    /// `lora_A.weight` `[rank, in]` (Kaiming-uniform) and `lora_B.weight` `[out, rank]` (zeros), with
+    /// trailing `1, 1` for a convolution.
     var parameterSpecs: [ParameterSpec] {
-        [ParameterSpec("lora_A.weight", shape: [rank, inputDimensions], initializer: .uniformFanIn(inputDimensions)),
-         ParameterSpec("lora_B.weight", shape: [outputDimensions, rank], initializer: .zeros)]
+        let kernel = layout == .channels ? [1, 1] : []
+        return [ParameterSpec("lora_A.weight", shape: [rank, inputDimensions] + kernel, initializer: .uniformFanIn(inputDimensions)),
+                ParameterSpec("lora_B.weight", shape: [outputDimensions, rank] + kernel, initializer: .zeros)]
     }
 
     func bind(_ parameters: ArraySlice<ParameterView>) {
@@ -53,40 +72,68 @@ public final class LowRankAdapter {
         up = parameters[parameters.startIndex + 1]
     }
 
-    /// Adds s·B·A·dropout(x) to `output` (`[rows, out]`).
+    /// Adds s·B·A·dropout(x) to `output` (`[rows, out]`, or `[N, out, H, W]` for channels).
     func forward(_ x: Tensor, addingTo output: Tensor, mode: LayerMode) {
         guard let down, let up else { preconditionFailure("LowRankAdapter used before bind") }
-        let rows = x.count / inputDimensions
         let d = dropout.map { $0.forward(x, mode: mode) } ?? x
-        hidden.resize(to: [rows, rank])
-        Gemm.multiply(.none, .transposed, m: rows, n: rank, k: inputDimensions, alpha: scale,
-                      a: d.data, b: down.value, beta: 0, c: hidden.data)
-        Gemm.multiply(.none, .transposed, m: rows, n: outputDimensions, k: rank,
-                      a: hidden.data, b: up.value, beta: 1, c: output.data)
+        switch layout {
+        case .rows:
+            let rows = x.count / inputDimensions
+            hidden.resize(to: [rows, rank])
+            Gemm.multiply(.none, .transposed, m: rows, n: rank, k: inputDimensions, alpha: scale,
+                          a: d.data, b: down.value, beta: 0, c: hidden.data)
+            Gemm.multiply(.none, .transposed, m: rows, n: outputDimensions, k: rank,
+                          a: hidden.data, b: up.value, beta: 1, c: output.data)
+        case .channels:
+            let images = x.shape[0], S = x.count / max(images * inputDimensions, 1)
+            hidden.resize(to: [images, rank, S])
+            for n in 0..<images {
+                let (dn, hn) = (d.data + n * inputDimensions * S, hidden.data + n * rank * S)
+                Gemm.multiply(.none, .none, m: rank, n: S, k: inputDimensions, alpha: scale, a: down.value, b: dn, beta: 0, c: hn)
+                Gemm.multiply(.none, .none, m: outputDimensions, n: S, k: rank,
+                              a: up.value, b: hn, beta: 1, c: output.data + n * outputDimensions * S)
+            }
+        }
         droppedInput = mode == .training ? d : nil
     }
 
-    /// dB += gᵀ·h, dA += s·(g·B)ᵀ·d, and, when `inputGradient` is given, adds s·(g·B)·A through the
-    /// dropout mask into it (`[rows, in]`).
+    /// dB += g·hᵀ, dA += u·dᵀ with u = s·Bᵀ·g, and, when `inputGradient` is given, adds Aᵀ·u through
+    /// the dropout mask into it.
     func backward(_ g: Tensor, addingTo inputGradient: Tensor?) {
         guard let down, let up, let d = droppedInput else { preconditionFailure("LowRankAdapter.backward without a training forward") }
-        let rows = d.count / inputDimensions
-        Gemm.multiply(.transposed, .none, m: outputDimensions, n: rank, k: rows,
-                      a: g.data, b: hidden.data, beta: 1, c: up.gradient)
-        hiddenGradient.resize(to: [rows, rank])
-        Gemm.multiply(.none, .none, m: rows, n: rank, k: outputDimensions, alpha: scale,
-                      a: g.data, b: up.value, beta: 0, c: hiddenGradient.data)
-        Gemm.multiply(.transposed, .none, m: rank, n: inputDimensions, k: rows,
-                      a: hiddenGradient.data, b: d.data, beta: 1, c: down.gradient)
-        guard let inputGradient else { return }
-        guard let dropout else {
-            Gemm.multiply(.none, .none, m: rows, n: inputDimensions, k: rank,
-                          a: hiddenGradient.data, b: down.value, beta: 1, c: inputGradient.data)
-            return
+        // Without dropout the input gradient takes Aᵀ·u directly; with it, through the mask.
+        let target: Tensor? = inputGradient.map { gradient in
+            guard dropout != nil else { return gradient }
+            droppedInputGradient.resize(to: d.shape)
+            droppedInputGradient.zero()
+            return droppedInputGradient
         }
-        droppedInputGradient.resize(to: d.shape)
-        Gemm.multiply(.none, .none, m: rows, n: inputDimensions, k: rank,
-                      a: hiddenGradient.data, b: down.value, beta: 0, c: droppedInputGradient.data)
+        switch layout {
+        case .rows:
+            let rows = d.count / inputDimensions
+            Gemm.multiply(.transposed, .none, m: outputDimensions, n: rank, k: rows, a: g.data, b: hidden.data, beta: 1, c: up.gradient)
+            hiddenGradient.resize(to: [rows, rank])
+            Gemm.multiply(.none, .none, m: rows, n: rank, k: outputDimensions, alpha: scale, a: g.data, b: up.value, beta: 0, c: hiddenGradient.data)
+            Gemm.multiply(.transposed, .none, m: rank, n: inputDimensions, k: rows, a: hiddenGradient.data, b: d.data, beta: 1, c: down.gradient)
+            if let target {
+                Gemm.multiply(.none, .none, m: rows, n: inputDimensions, k: rank, a: hiddenGradient.data, b: down.value, beta: 1, c: target.data)
+            }
+        case .channels:
+            let images = d.shape[0], S = d.count / max(images * inputDimensions, 1)
+            hiddenGradient.resize(to: [rank, S])
+            let u = hiddenGradient.data
+            for n in 0..<images {
+                let (gn, hn, dn) = (g.data + n * outputDimensions * S, hidden.data + n * rank * S, d.data + n * inputDimensions * S)
+                Gemm.multiply(.none, .transposed, m: outputDimensions, n: rank, k: S, a: gn, b: hn, beta: 1, c: up.gradient)
+                Gemm.multiply(.transposed, .none, m: rank, n: S, k: outputDimensions, alpha: scale, a: up.value, b: gn, beta: 0, c: u)
+                Gemm.multiply(.none, .transposed, m: rank, n: inputDimensions, k: S, a: u, b: dn, beta: 1, c: down.gradient)
+                if let target {
+                    Gemm.multiply(.transposed, .none, m: inputDimensions, n: S, k: rank, a: down.value, b: u, beta: 1,
+                                  c: target.data + n * inputDimensions * S)
+                }
+            }
+        }
+        guard let inputGradient, let dropout else { return }
         guard let throughMask = dropout.backward(droppedInputGradient, computeInputGradient: true) else {
             preconditionFailure("Dropout returned no input gradient when asked")
         }

@@ -12,16 +12,17 @@ enum AdapterAssembly {
     ///   (listing the targets it has), or at `model.adapters.rank` naming a layer too narrow for the rank.
     static func attach(_ section: AdapterSection?, to groups: [LayerGroup], architecture: String, seed: UInt64) throws(ConfigError) {
         guard case .lowRank(let lora) = section?.method else { return }
-        let candidates = groups.dropLast().flatMap(\.namedLayers).filter { $0.layer is Linear }.map(\.path)
-        let available = AdapterTarget.allCases.filter { target in target != .all && candidates.contains(where: target.selects) }
-        for target in lora.targets where !candidates.contains(where: target.selects) {
+        let candidates = groups.dropLast().flatMap(\.namedLayers).filter { LowRankAdapters.isAdaptable($0.layer) }
+        func found(_ target: AdapterTarget) -> Bool { candidates.contains { target.selects($0.path, $0.layer) } }
+        let available = AdapterTarget.allCases.filter { $0 != .all && found($0) }
+        for target in lora.targets where !found(target) {
             throw ConfigError(file: "", key: "model.adapters.targets",
                               message: AdapterError(layer: "architecture \(architecture)",
                                                     reason: .noLayer(target: target.rawValue, available: available.map(\.rawValue))).description)
         }
         do {
-            try LowRankAdapters.attach(to: groups, settings: lora.settings, seed: SplitMix64.mix(seed, 0xADA9)) { path in
-                lora.targets.contains { $0.selects(path) }
+            try LowRankAdapters.attach(to: groups, settings: lora.settings, seed: SplitMix64.mix(seed, 0xADA9)) { path, layer in
+                lora.targets.contains { $0.selects(path, layer) }
             }
         } catch {
             throw ConfigError(file: "", key: "model.adapters.rank", message: error.description)

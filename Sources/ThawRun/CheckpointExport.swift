@@ -64,8 +64,12 @@ public enum CheckpointExport {
     static func merge(_ tensors: inout [String: SafeTensor], scale: Float, checkpoint: String) throws(ExportError) {
         for downName in tensors.keys.sorted() where downName.hasSuffix(".lora_A.weight") {
             let layer = String(downName.dropLast(".lora_A.weight".count))
+            // Linear factors are [r, in] and [out, r]; a 1×1 convolution's carry trailing 1, 1 like its weight.
             guard let down = tensors[downName], let up = tensors[layer + ".lora_B.weight"], var weight = tensors[layer + ".weight"],
-                  down.shape.count == 2, up.shape.count == 2, weight.shape == [up.shape[0], down.shape[1]], up.shape[1] == down.shape[0] else {
+                  down.shape.count >= 2, up.shape.count == down.shape.count, weight.shape.count == down.shape.count,
+                  down.shape.dropFirst(2).allSatisfy({ $0 == 1 }), up.shape.dropFirst(2).allSatisfy({ $0 == 1 }),
+                  Array(weight.shape.prefix(2)) == [up.shape[0], down.shape[1]], up.shape[1] == down.shape[0],
+                  weight.values.count == up.shape[0] * down.shape[1] else {
                 throw ExportError(checkpoint: checkpoint, message: "LoRA factors of \(layer) do not fit its weight")
             }
             weight.values.withUnsafeMutableBufferPointer { w in

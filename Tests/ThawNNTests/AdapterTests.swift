@@ -10,7 +10,7 @@ import ThawNN
 import ThawTesting
 
 /// Random values in [-scale, scale) for `count` entries.
-private func randomValues(_ count: Int, seed: UInt64, scale: Float = 0.5) -> [Float] {
+func randomValues(_ count: Int, seed: UInt64, scale: Float = 0.5) -> [Float] {
     var generator = SplitMix64(seed: seed)
     return (0..<count).map { _ in (generator.nextUniform() * 2 - 1) * scale }
 }
@@ -21,15 +21,15 @@ private func encoderModel(_ placement: (LayerGroup) -> ParameterPlacement, lora:
     let encoder = TransformerEncoderLayer(hiddenSize: 32, headCount: 2, intermediateSize: 64)
     let groups = [LayerGroup("layer0", [(name: "encoder", layer: encoder)]), LayerGroup("head", [(name: "classifier", layer: Linear(32, 3))])]
     if lora {
-        try LowRankAdapters.attach(to: groups, settings: LowRankSettings(rank: 2, alpha: 4, dropout: 0)) {
-            $0.hasSuffix(".query") || $0.hasSuffix(".value")
+        try LowRankAdapters.attach(to: groups, settings: LowRankSettings(rank: 2, alpha: 4, dropout: 0)) { path, _ in
+            path.hasSuffix(".query") || path.hasSuffix(".value")
         }
     }
     return try Model(groups: groups, sampleShape: [4, 32], seed: seed, placement: placement(groups[0]))
 }
 
 /// Σ y·r for the model's output y and a fixed projection r, in Double.
-private func projectedLoss(_ model: Model, _ input: Tensor, _ projection: Tensor) throws -> Double {
+func projectedLoss(_ model: Model, _ input: Tensor, _ projection: Tensor) throws -> Double {
     let y = try model.forward(input, training: true)
     var sum = 0.0
     for i in 0..<y.count { sum += Double(y.data[i]) * Double(projection.data[i]) }
@@ -77,7 +77,7 @@ private func projectedLoss(_ model: Model, _ input: Tensor, _ projection: Tensor
         let groups = [LayerGroup("layer0", [(name: "wide", layer: Linear(8, 8)), (name: "narrow", layer: Linear(8, 2))]),
                       LayerGroup("head", [(name: "classifier", layer: Linear(2, 2))])]
         #expect(throws: AdapterError(layer: "layer0.narrow", reason: .rank(4, width: 2))) {
-            try LowRankAdapters.attach(to: groups, settings: LowRankSettings(rank: 4, alpha: 8, dropout: 0)) { _ in true }
+            try LowRankAdapters.attach(to: groups, settings: LowRankSettings(rank: 4, alpha: 8, dropout: 0)) { _, _ in true }
         }
     }
 
@@ -160,7 +160,7 @@ private func projectedLoss(_ model: Model, _ input: Tensor, _ projection: Tensor
 }
 
 /// The number of resident pages lying wholly inside `range` of `buffer` (mincore).
-private func residentPages(_ buffer: UnsafeMutableBufferPointer<Float>, fullyInside range: Range<Int>) -> Int {
+func residentPages(_ buffer: UnsafeMutableBufferPointer<Float>, fullyInside range: Range<Int>) -> Int {
     let page = Int(sysconf(Int32(_SC_PAGESIZE)))
     let base = Int(bitPattern: buffer.baseAddress!)
     let start = (base + range.lowerBound * 4 + page - 1) / page * page

@@ -26,23 +26,27 @@ public enum AdapterTarget: String, Codable, Sendable, CaseIterable {
     case intermediate
     /// BERT's feed-forward contraction (HF `output.dense`).
     case output
-    /// The linear layers of a CNN outside the head (VGG's classifier layers).
+    /// The linear layers outside the head of a network that is not a BERT encoder (VGG's classifier layers).
     case linear
+    /// The 1×1, stride-1 convolutions of a CNN outside the head (MobileNetV2's expansions and projections).
+    case pointwise
     /// Every layer the other targets name.
     case all
 
     /// Whether the layer at `path` is one this target names. A path is the layer's parameters' prefix
-    /// (`layer3.encoder.layer.3.attention.query`).
-    public func selects(_ path: String) -> Bool {
+    /// (`layer3.encoder.layer.3.attention.query`); only linears and pointwise convolutions are ever asked.
+    public func selects(_ path: String, _ layer: any Layer) -> Bool {
         let inEncoder = path.contains(".encoder.layer.")
+        let isLinear = layer is Linear
         switch self {
-        case .query: return inEncoder && path.hasSuffix(".attention.query")
-        case .key: return inEncoder && path.hasSuffix(".attention.key")
-        case .value: return inEncoder && path.hasSuffix(".attention.value")
-        case .attentionOutput: return inEncoder && path.hasSuffix(".attention.output")
-        case .intermediate: return inEncoder && path.hasSuffix(".intermediate")
-        case .output: return inEncoder && path.hasSuffix(".output") && !path.hasSuffix(".attention.output")
-        case .linear: return !inEncoder
+        case .query: return isLinear && inEncoder && path.hasSuffix(".attention.query")
+        case .key: return isLinear && inEncoder && path.hasSuffix(".attention.key")
+        case .value: return isLinear && inEncoder && path.hasSuffix(".attention.value")
+        case .attentionOutput: return isLinear && inEncoder && path.hasSuffix(".attention.output")
+        case .intermediate: return isLinear && inEncoder && path.hasSuffix(".intermediate")
+        case .output: return isLinear && inEncoder && path.hasSuffix(".output") && !path.hasSuffix(".attention.output")
+        case .linear: return isLinear && !inEncoder
+        case .pointwise: return layer is Conv2d && !inEncoder
         case .all: return true
         }
     }
@@ -56,7 +60,7 @@ public enum AdapterTarget: String, Codable, Sendable, CaseIterable {
         case .attentionOutput: ["attention.output.dense"]
         case .intermediate: ["intermediate.dense"]
         case .output: ["output.dense"]
-        case .linear, .all: []
+        case .linear, .pointwise, .all: []
         }
     }
 }
