@@ -122,6 +122,21 @@ struct KernelTap {
     let rows: Range<Int>
     /// Output columns whose input column lies inside the input.
     let columns: Range<Int>
+    /// The geometry's vertical stride and input width, for `inputOffset(row:)`.
+    let strideHeight, inputWidth: Int
+
+    /// Offset in an input plane of what output position (oh, 0) reads under the tap (before the column
+    /// stride; valid to dereference only at the `columns`).
+    @inline(__always)
+    func inputOffset(row oh: Int) -> Int { (oh * strideHeight + rowOffset) * inputWidth + columnOffset }
+
+    /// The tap's valid positions as one run, for geometries where output rows map onto consecutive
+    /// input rows with stride 1 across (`Im2colConvolution.isContiguousTap`): the first valid output
+    /// index in a `[OH, OW]` plane, the input offset it reads, and the run's length.
+    func contiguousRun(outputWidth OW: Int) -> (output: Int, input: Int, count: Int) {
+        let first = rows.lowerBound * OW + columns.lowerBound
+        return (first, inputOffset(row: rows.lowerBound) + columns.lowerBound, (rows.upperBound - 1) * OW + columns.upperBound - first)
+    }
 }
 
 extension Convolution2DGeometry {
@@ -134,7 +149,8 @@ extension Convolution2DGeometry {
             for j in 0..<kernel.width {
                 let columnOffset = j * dilation.width - padding.width
                 let columns = Self.validOutputRange(outputs: outputWidth, inputs: inputWidth, stride: stride.width, offset: columnOffset)
-                body(KernelTap(row: i, column: j, rowOffset: rowOffset, columnOffset: columnOffset, rows: rows, columns: columns))
+                body(KernelTap(row: i, column: j, rowOffset: rowOffset, columnOffset: columnOffset, rows: rows, columns: columns,
+                               strideHeight: stride.height, inputWidth: inputWidth))
             }
         }
     }

@@ -33,11 +33,11 @@ public struct DepthwiseConvolution: ConvolutionKernel {
     /// tap's last row, with the tap's weight index.
     @inline(__always)
     func forEachTapRow(_ row: (TapRow) -> Void, tapDone: (_ weight: Int) -> Void = { _ in }) {
-        // Legend: M channel multiplier; H, W / OH, OW input / output planes; KH, KW kernel; SH stride down.
+        // Legend: M channel multiplier; OW output width; KH, KW kernel.
         let g = geometry
         let M = g.outputChannels / g.inputChannels
-        let (W, OW, KH, KW, SH) = (g.inputWidth, g.outputWidth, g.kernel.height, g.kernel.width, g.stride.height)
-        let (planeIn, planeOut) = (g.inputHeight * W, g.outputHeight * OW)
+        let (OW, KH, KW) = (g.outputWidth, g.kernel.height, g.kernel.width)
+        let (planeIn, planeOut) = (g.inputHeight * g.inputWidth, g.outputHeight * OW)
         for n in 0..<g.batch {
             for o in 0..<g.outputChannels {
                 let input = (n * g.inputChannels + o / M) * planeIn
@@ -45,8 +45,7 @@ public struct DepthwiseConvolution: ConvolutionKernel {
                 g.forEachKernelTap { tap in
                     let weight = (o * KH + tap.row) * KW + tap.column
                     for oh in tap.rows {
-                        row(TapRow(weight: weight, input: input + (oh * SH + tap.rowOffset) * W + tap.columnOffset,
-                                   output: output + oh * OW, columns: tap.columns))
+                        row(TapRow(weight: weight, input: input + tap.inputOffset(row: oh), output: output + oh * OW, columns: tap.columns))
                     }
                     tapDone(weight)
                 }

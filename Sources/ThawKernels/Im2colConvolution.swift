@@ -101,43 +101,36 @@ public struct Im2colConvolution: ConvolutionKernel {
     public static func im2col(
         columns: UnsafeMutablePointer<Float>, input: UnsafePointer<Float>, channels: Int, geometry: Convolution2DGeometry
     ) {
-        // Legend: H, W input plane; OH, OW output plane; KH, KW kernel; SH, SW stride.
-        let (H, W, OH, OW) = (geometry.inputHeight, geometry.inputWidth, geometry.outputHeight, geometry.outputWidth)
-        let (KH, KW, SH, SW) = (geometry.kernel.height, geometry.kernel.width, geometry.stride.height, geometry.stride.width)
+        // Legend: OH, OW output plane; SW stride across.
+        let (OH, OW, SW) = (geometry.outputHeight, geometry.outputWidth, geometry.stride.width)
         let contiguous = isContiguousTap(geometry)
-        // Taps outermost: their valid ranges (two divisions each) are the same for every channel.
-        geometry.forEachKernelTap { tap in
+        forEachChannelTap(channels: channels, geometry: geometry) { tap, planeOffset, rowOffset in
             let (rows, cols) = (tap.rows, tap.columns)
-            for c in 0..<channels {
-                let plane = input + c * H * W
-                let destination = columns + ((c * KH + tap.row) * KW + tap.column) * OH * OW
-                destination.update(repeating: 0, count: rows.lowerBound * OW)
-                destination.advanced(by: rows.upperBound * OW).update(repeating: 0, count: (OH - rows.upperBound) * OW)
-                guard !rows.isEmpty, !cols.isEmpty else {
-                    destination.advanced(by: rows.lowerBound * OW).update(repeating: 0, count: rows.count * OW)
-                    continue
+            let (plane, destination) = (input + planeOffset, columns + rowOffset)
+            destination.update(repeating: 0, count: rows.lowerBound * OW)
+            destination.advanced(by: rows.upperBound * OW).update(repeating: 0, count: (OH - rows.upperBound) * OW)
+            guard !rows.isEmpty, !cols.isEmpty else {
+                destination.advanced(by: rows.lowerBound * OW).update(repeating: 0, count: rows.count * OW)
+                return
+            }
+            if contiguous {
+                // One copy for the whole tap, then zero the padding columns it overwrote.
+                let run = tap.contiguousRun(outputWidth: OW)
+                (destination + run.output).update(from: plane + run.input, count: run.count)
+                zeroColumns(destination, rows: rows, outside: cols, width: OW)
+                return
+            }
+            for oh in rows {
+                let out = destination + oh * OW
+                let source = plane + tap.inputOffset(row: oh)
+                for ow in 0..<cols.lowerBound { out[ow] = 0 }
+                if SW == 1 {
+                    // Stride 1: the valid run is one contiguous copy.
+                    (out + cols.lowerBound).update(from: source + cols.lowerBound, count: cols.count)
+                } else {
+                    for ow in cols { out[ow] = source[ow * SW] }
                 }
-                if contiguous {
-                    // One copy for the whole tap, then zero the padding columns it overwrote.
-                    let first = rows.lowerBound * OW + cols.lowerBound
-                    let span = (rows.upperBound - 1) * OW + cols.upperBound - first
-                    (destination + first).update(
-                        from: plane + (rows.lowerBound * SH + tap.rowOffset) * W + tap.columnOffset + cols.lowerBound, count: span)
-                    zeroColumns(destination, rows: rows, outside: cols, width: OW)
-                    continue
-                }
-                for oh in rows {
-                    let out = destination + oh * OW
-                    let source = plane + (oh * SH + tap.rowOffset) * W + tap.columnOffset
-                    for ow in 0..<cols.lowerBound { out[ow] = 0 }
-                    if SW == 1 {
-                        // Stride 1: the valid run is one contiguous copy.
-                        (out + cols.lowerBound).update(from: source + cols.lowerBound, count: cols.count)
-                    } else {
-                        for ow in cols { out[ow] = source[ow * SW] }
-                    }
-                    for ow in cols.upperBound..<OW { out[ow] = 0 }
-                }
+                for ow in cols.upperBound..<OW { out[ow] = 0 }
             }
         }
     }
@@ -155,35 +148,43 @@ public struct Im2colConvolution: ConvolutionKernel {
         dInput: UnsafeMutablePointer<Float>, columns: UnsafeMutablePointer<Float>, channels: Int, geometry: Convolution2DGeometry
     ) {
         // Legend: as in `im2col`.
-        let (H, W, OH, OW) = (geometry.inputHeight, geometry.inputWidth, geometry.outputHeight, geometry.outputWidth)
-        let (KH, KW, SH, SW) = (geometry.kernel.height, geometry.kernel.width, geometry.stride.height, geometry.stride.width)
+        let (OW, SW) = (geometry.outputWidth, geometry.stride.width)
         let contiguous = isContiguousTap(geometry)
-        // Taps outermost, as in `im2col`.
-        geometry.forEachKernelTap { tap in
+        forEachChannelTap(channels: channels, geometry: geometry) { tap, planeOffset, rowOffset in
             let (rows, cols) = (tap.rows, tap.columns)
             guard !rows.isEmpty, !cols.isEmpty else { return }
+            let (plane, source) = (dInput + planeOffset, columns + rowOffset)
+            if contiguous {
+                // Zero the padding entries, then one vector add over the whole tap: the zeros
+                // land on neighbouring row ends and change nothing.
+                zeroColumns(source, rows: rows, outside: cols, width: OW)
+                let run = tap.contiguousRun(outputWidth: OW)
+                add(plane + run.input, UnsafePointer(source + run.output), count: run.count)
+                return
+            }
+            for oh in rows {
+                let column = source + oh * OW
+                let target = plane + tap.inputOffset(row: oh)
+                if SW == 1 {
+                    for ow in cols { target[ow] += column[ow] }
+                } else {
+                    for ow in cols { target[ow * SW] += column[ow] }
+                }
+            }
+        }
+    }
+
+    /// The loop nest im2col and col2im share: taps outermost (their valid ranges, two divisions each,
+    /// are the same for every channel), then channels, with the offsets of channel c's input plane and
+    /// of row (c·kh + i)·kw + j of the column matrix.
+    @inline(__always)
+    static func forEachChannelTap(channels: Int, geometry g: Convolution2DGeometry,
+                                  _ body: (_ tap: KernelTap, _ planeOffset: Int, _ rowOffset: Int) -> Void) {
+        // Legend: KH, KW kernel.
+        let (KH, KW) = (g.kernel.height, g.kernel.width)
+        g.forEachKernelTap { tap in
             for c in 0..<channels {
-                let plane = dInput + c * H * W
-                let source = columns + ((c * KH + tap.row) * KW + tap.column) * OH * OW
-                if contiguous {
-                    // Zero the padding entries, then one vector add over the whole tap: the zeros
-                    // land on neighbouring row ends and change nothing.
-                    zeroColumns(source, rows: rows, outside: cols, width: OW)
-                    let first = rows.lowerBound * OW + cols.lowerBound
-                    let span = (rows.upperBound - 1) * OW + cols.upperBound - first
-                    add(plane + (rows.lowerBound * SH + tap.rowOffset) * W + tap.columnOffset + cols.lowerBound,
-                        UnsafePointer(source + first), count: span)
-                    continue
-                }
-                for oh in rows {
-                    let column = source + oh * OW
-                    let target = plane + (oh * SH + tap.rowOffset) * W + tap.columnOffset
-                    if SW == 1 {
-                        for ow in cols { target[ow] += column[ow] }
-                    } else {
-                        for ow in cols { target[ow * SW] += column[ow] }
-                    }
-                }
+                body(tap, c * g.inputHeight * g.inputWidth, ((c * KH + tap.row) * KW + tap.column) * g.outputHeight * g.outputWidth)
             }
         }
     }
