@@ -107,12 +107,12 @@ public enum CheckpointExport {
         // The base is what model.pretrained named, or that adapter directory's own base.
         var base = try TrainingConfig.parse(checkpoint.metadata.configuration ?? "{}", file: checkpoint.path).model.pretrained
         if PEFTAdapter.isAdapterDirectory(base) { base = try PEFTAdapter.basePath(PEFTAdapter.readSettings(directory: base), directory: base) }
-        let settings = PEFTAdapter.Settings(rank: lora.rank, alpha: Double(lora.alpha), targetModules: targetModules(adapted: adapted, linears: linears),
+        let settings = PEFTAdapter.Settings(rank: lora.rank, alpha: Double("\(lora.alpha)") ?? Double(lora.alpha), targetModules: targetModules(adapted: adapted, linears: linears),
                                             modulesToSave: Array(Set(head)).sorted(),
                                             baseModel: base.isEmpty ? "" : URL(fileURLWithPath: base).standardizedFileURL.path)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let json = try encoder.encode(PEFTAdapter.ConfigurationFile(settings: settings, dropout: Double(lora.dropout)))
+        let json = try encoder.encode(PEFTAdapter.ConfigurationFile(settings: settings, dropout: Double("\(lora.dropout)") ?? Double(lora.dropout)))
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try SafeTensors.write(tensors, metadata: ["format": "pt"], to: (directory as NSString).appendingPathComponent(PEFTAdapter.weightsFileName))
         try (json + Data("\n".utf8)).write(to: URL(fileURLWithPath: (directory as NSString).appendingPathComponent(PEFTAdapter.configFileName)), options: .atomic)

@@ -141,20 +141,26 @@ func projectedLoss(_ model: Model, _ input: Tensor, _ projection: Tensor) throws
             #expect(residentPages(model.store.gradients, fullyInside: fixed) == 0)
             #expect(model.store.gradients[fixed].allSatisfy { $0 == 0 })
             // The trained parameters' gradients against finite differences of the model.
-            let analytic = Array(model.store.gradients)
-            for entry in model.store.parameterEntries where entry.group == "layer0" {
-                for i in stride(from: 0, to: entry.count, by: max(1, entry.count / 5)) {
-                    let pointer = model.store.parameters.baseAddress! + entry.offset + i
-                    let saved = pointer.pointee
-                    pointer.pointee = saved + 1e-2
-                    let plus = try projectedLoss(model, input, projection)
-                    pointer.pointee = saved - 1e-2
-                    let minus = try projectedLoss(model, input, projection)
-                    pointer.pointee = saved
-                    let numeric = (plus - minus) / 2e-2
-                    #expect(abs(numeric - Double(analytic[entry.offset + i])) <= 2e-2 * max(1, abs(numeric)), "\(entry.name)[\(i)]")
-                }
-            }
+            try expectFiniteDifferences(model, group: "layer0", input: input, projection: projection)
+        }
+    }
+}
+
+/// Checks a sample of each of `group`'s parameters' gradients (already computed by one backward of
+/// Σ y·projection) against central differences of the model's output.
+func expectFiniteDifferences(_ model: Model, group: String, input: Tensor, projection: Tensor, samples: Int = 5) throws {
+    let analytic = Array(model.store.gradients)
+    for entry in model.store.parameterEntries where entry.group == group {
+        for i in stride(from: 0, to: entry.count, by: max(1, entry.count / samples)) {
+            let pointer = model.store.parameters.baseAddress! + entry.offset + i
+            let saved = pointer.pointee
+            pointer.pointee = saved + 1e-2
+            let plus = try projectedLoss(model, input, projection)
+            pointer.pointee = saved - 1e-2
+            let minus = try projectedLoss(model, input, projection)
+            pointer.pointee = saved
+            let numeric = (plus - minus) / 2e-2
+            #expect(abs(numeric - Double(analytic[entry.offset + i])) <= 2e-2 * max(1, abs(numeric)), "\(entry.name)[\(i)]")
         }
     }
 }

@@ -91,19 +91,6 @@ private func smallCNN(lora: Bool, seed: UInt64 = 4) throws -> Model {
         let fixed = model.store.groupRanges[0]
         #expect(residentPages(model.store.gradients, fullyInside: fixed) == 0)
         #expect(model.store.gradients[fixed].allSatisfy { $0 == 0 })
-        let analytic = Array(model.store.gradients)
-        for entry in model.store.parameterEntries where entry.group == "stem" {
-            for i in stride(from: 0, to: entry.count, by: max(1, entry.count / 6)) {
-                let pointer = model.store.parameters.baseAddress! + entry.offset + i
-                let saved = pointer.pointee
-                pointer.pointee = saved + 1e-2
-                let plus = try projectedLoss(model, input, projection)
-                pointer.pointee = saved - 1e-2
-                let minus = try projectedLoss(model, input, projection)
-                pointer.pointee = saved
-                let numeric = (plus - minus) / 2e-2
-                #expect(abs(numeric - Double(analytic[entry.offset + i])) <= 2e-2 * max(1, abs(numeric)), "\(entry.name)[\(i)]")
-            }
-        }
+        try expectFiniteDifferences(model, group: "stem", input: input, projection: projection, samples: 6)
     }
 }
