@@ -142,7 +142,8 @@ final class FeatureCaching {
         if let holds = plan.epochsTheSetHolds(epochs: epochs), holds < 2 {
             boundaryIsShortLived = true
             if announcedShortBoundary != boundary {
-                note("feature cache: not built for epoch \(plan.epoch + 1): the schedule moves the boundary after it, "
+                note("feature cache: not built for epoch \(plan.epoch + 1): the boundary holds for this epoch only "
+                     + (plan.epoch + 1 >= epochs ? "(the last), " : "(the schedule moves it after), ")
                      + "so computing the frozen groups' output once would only repeat the work it saves")
             }
             announcedShortBoundary = boundary
@@ -162,7 +163,8 @@ final class FeatureCaching {
         for rank in 0..<world { try cache.broadcast(rows: slice(rank), root: rank, collective: collective) }
         cache.markAllFilled()
         training = cache
-        let frozen = model.frozenGroups
+        // The layer groups below the boundary (under adapters, not the parameter groups' names).
+        let frozen = model.groups[..<model.firstTrainableLayer].map(\.name)
         let place = switch cache.backing {
         case .memory: "in memory"
         case .file: "in a file in \(settings.spillDirectory) (beyond training.feature_cache.memory_mb)"

@@ -114,7 +114,7 @@ import ThawTesting
         let off = try Self.train(yaml: plan.replacingOccurrences(of: "batch_size: 16}", with: "batch_size: 16, feature_cache: {enabled: false}}"),
                                  architecture: "small-cnn", data: Self.images())
         #expect(cached.records.map(\.fromCache) == [false, true, true, true])
-        #expect(cached.notes.contains { $0.hasPrefix("feature cache: not built for epoch 1: the schedule moves the boundary after it") },
+        #expect(cached.notes.contains { $0.hasPrefix("feature cache: not built for epoch 1: the boundary holds for this epoch only (the schedule moves it after)") },
                 "\(cached.notes)")
         #expect(!cached.notes.contains { $0.contains("not built for epoch 2") }, "\(cached.notes)")
         Self.compare(cached, off, "one-epoch boundary")
