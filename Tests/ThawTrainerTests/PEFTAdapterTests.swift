@@ -95,6 +95,18 @@ import ThawTesting
         again.pretrained = scratch + "/adapter"
         #expect(try logits(try loadedModel(again)) == (try logits(model)))
 
+        // The command: a LoRA checkpoint is refused in plain form (exit 1), and the two forms exclude each other (64).
+        let thaw = try #require(thawExecutablePath())
+        let plainRun = try spawnProcessGroup([thaw, "export", "--checkpoint", scratch + "/checkpoint.safetensors", "--out", scratch + "/p.safetensors"],
+                                             hangGuardSeconds: 60)
+        #expect(plainRun.exitCode == 1 && plainRun.output.contains("has LoRA adapters: pass --merge-adapters"), "\(plainRun.output)")
+        let both = try spawnProcessGroup([thaw, "export", "--checkpoint", scratch + "/checkpoint.safetensors", "--out", scratch + "/b",
+                                          "--merge-adapters", "--adapter-only"], hangGuardSeconds: 60)
+        #expect(both.exitCode == 64 && both.output.contains("exclude each other"), "\(both.output)")
+        let adapterRun = try spawnProcessGroup([thaw, "export", "--checkpoint", scratch + "/checkpoint.safetensors", "--out", scratch + "/cli",
+                                                "--adapter-only"], hangGuardSeconds: 60)
+        #expect(adapterRun.exitCode == 0 && FileManager.default.fileExists(atPath: scratch + "/cli/adapter_config.json"), "\(adapterRun.output)")
+
         // --merge-adapters: plain Hugging Face names whose forward is the adapted one.
         #expect(throws: ExportError.self) { try CheckpointExport.standardTensors(checkpoint, form: .plain) }
         let merged = try CheckpointExport.standardTensors(checkpoint, form: .mergedAdapters)
