@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 import ThawCoordinator
+import ThawMetrics
 import ThawPlan
 import ThawBench
 import ThawEvaluation
@@ -28,6 +29,8 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Write the bound endpoint to this file (useful with port *).") var endpointFile: String?
     @Option(help: "Seconds without a heartbeat before a rank counts as dead.") var heartbeatTimeout: Double = 10
     @Flag(help: "Exit a few seconds after the run finishes or fails (otherwise serve status until SIGINT/SIGTERM).") var exitWhenDone = false
+    @Option(help: ArgumentHelp("Serve Prometheus metrics over HTTP at /metrics here (loopback unless a host is given; port 0 = any free port).",
+                               valueName: "host:port")) var metricsBind: String?
 
     func run() throws {
         let training: TrainingConfig
@@ -49,7 +52,20 @@ struct CoordinatorCommand: ParsableCommand {
             ? nil : try readToken(training.coordinator.curveSecretKeyFile, key: "coordinator.curve_secret_key_file")
         signal(SIGINT) { _ in stopRequested = 1 }
         signal(SIGTERM) { _ in stopRequested = 1 }
-        try coordinator.serve(address: bind, exitWhenDone: exitWhenDone, curveSecretKey: secretKey, onBound: { endpoint in
+        let metrics = metricsBind.map { _ in CoordinatorMetrics() }
+        let metricsServer: MetricsServer?
+        if let metricsBind, let metrics {
+            do { metricsServer = try MetricsServer(address: metricsBind) { metrics.exposition() } } catch { throw RuntimeFailure("\(error)") }
+        } else {
+            metricsServer = nil
+        }
+        defer { metricsServer?.stop() }
+        if let metricsServer, let metrics {
+            metrics.coordinatorTurned(coordinator, now: Coordinator.clock())
+            metricsServer.start()
+            print("thaw coordinator: Prometheus metrics at http://\(metricsServer.boundAddress)/metrics")
+        }
+        try coordinator.serve(address: bind, exitWhenDone: exitWhenDone, curveSecretKey: secretKey, watcher: metrics, onBound: { endpoint in
             print("thaw coordinator: run \(coordinator.runID) listening on \(endpoint)" + (secretKey == nil ? "" : " (CURVE)")
                   + "; workers sign with the job secret \(training.jobSecretPath)" + (secret.created ? " (new)" : ""))
             fflush(nil)
