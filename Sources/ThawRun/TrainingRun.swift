@@ -155,6 +155,11 @@ public final class TrainingRun {
         let residentBeforeTraining = ResidentMemory.current
         ResidentMemory.resetPeak()
         let history = try trainer.run()
+        if let timeline = trainer.timeline {
+            let path = Self.tracePath(runDirectory: config.run.output, rank: collective.rank)
+            try timeline.write(to: path)
+            if isLeader { printer.line("thaw: trace of steps \(timeline.steps.lowerBound)–\(timeline.steps.upperBound) in \((path as NSString).deletingLastPathComponent)/rank-R.json") }
+        }
         if let partial = trainer.partial {
             // Stopped by an operator: every rank finished the same step; rank 0 checkpoints it.
             if let writer {
@@ -191,6 +196,11 @@ public final class TrainingRun {
             printer.line("thaw: metrics in \(log.path)")
         }
         return history
+    }
+
+    /// Where rank `rank`'s trace goes: `RUN/trace/rank-R.json`.
+    public static func tracePath(runDirectory: String, rank: Int) -> String {
+        ((runDirectory as NSString).appendingPathComponent("trace") as NSString).appendingPathComponent("rank-\(rank).json")
     }
 
     /// Rank 0's checkpoint to resume from, with what it changes said out loud; nil for a fresh start.
