@@ -80,8 +80,17 @@ public final class TrainingRun {
     /// job, so no other rank is left waiting in a collective.
     @discardableResult
     public func execute() throws -> [EpochRecord] {
-        try MPICollective.runJob({ try train($0) }, onFailure: { error, collective in self.link?.ended(rank: collective.rank, failure: error) })
+        try MPICollective.runJob({ try train($0) }, onFailure: { error, collective in self.link?.ended(rank: collective.rank, failure: error) },
+                                 exitCode: { Self.isConfigurationError($0) ? Self.configurationExitCode : 1 })
     }
+
+    /// The exit status of `thaw train` for a configuration error (sysexits' EX_CONFIG), which a
+    /// launcher must not retry; runtime failures exit 1 (or as mpirun reports a killed rank).
+    public static let configurationExitCode: Int32 = 78
+
+    /// Whether `error` is the configuration's fault (a bad key, or data, model and settings that do
+    /// not fit together), so that running again cannot help.
+    public static func isConfigurationError(_ error: any Error) -> Bool { error is ConfigError || error is RunMismatch }
 
     /// Trains on `collective`'s ranks (already initialized), without finalizing MPI: `execute` and
     /// tools that run several trainings in one job (`thaw compare`) call it.
