@@ -57,8 +57,9 @@ let package = Package(
         .target(name: "ThawPlan"),
         // The coordinator: its server, its clients, worker authentication and the ZeroMQ transport.
         .target(name: "ThawCoordinator", dependencies: ["ThawPlan", "CZMQ", .product(name: "Crypto", package: "swift-crypto")]),
-        // Operators' views of a coordinator: its status as Prometheus metrics, served over HTTP.
-        .target(name: "ThawMetrics", dependencies: ["ThawPlan", "ThawCoordinator", .product(name: "Prometheus", package: "swift-prometheus")]),
+        // Operators' views of a coordinator: its status as Prometheus metrics served over HTTP, and its events as swift-log lines.
+        .target(name: "ThawMetrics", dependencies: ["ThawPlan", "ThawCoordinator", .product(name: "Prometheus", package: "swift-prometheus"),
+                                                   .product(name: "Logging", package: "swift-log")]),
         // The training core: the trainer's straight line, plan agreement, batch sources and the
         // frozen-prefix cache, objectives, gradient exchange, early stopping, checkpoints, run observers.
         .target(
@@ -104,6 +105,7 @@ let package = Package(
         // The coordinator's protocol handler and worker authentication, without sockets or processes.
         .testTarget(name: "ThawCoordinatorTests", dependencies: ["ThawPlan", "ThawCoordinator"]),
         .testTarget(name: "ThawTrainerTests",
-                    dependencies: ["ThawTrainer", "ThawRun", "ThawEvaluation", "ThawBench", "ThawPlan", "ThawCoordinator", "ThawMetrics", "ThawTesting", "thaw"]),
+                    dependencies: ["ThawTrainer", "ThawRun", "ThawEvaluation", "ThawBench", "ThawPlan", "ThawCoordinator", "ThawMetrics", "ThawTesting", "thaw",
+                                   .product(name: "Logging", package: "swift-log")]),
     ]
 )

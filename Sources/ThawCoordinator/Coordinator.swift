@@ -149,12 +149,14 @@ public final class Coordinator {
             if state.state == .running, let previous = state.hellos[hello.rank], previous.pid != hello.pid || previous.host != hello.host {
                 fail("rank \(hello.rank) (host \(previous.host), pid \(previous.pid)) stopped without a report, and the job was relaunched", rank: hello.rank)
             }
-            // A relaunch (`--resume`) after a failure continues the same run; the failure is kept as history,
-            // and the old job's ranks are forgotten until they say hello again.
+            // A relaunch (`--resume`) after a failure continues the same run; the failure is kept as history.
             if state.state == .failed {
                 state.previousFailures.append(state.error ?? "failed")
                 state.error = nil
                 state.failedRank = nil
+            }
+            // A new job of an ended run (a relaunch, a requeue): the old job's ranks are forgotten until they say hello again.
+            if state.state.hasEnded {
                 state.ended = [:]
                 state.hellos = [:]
             }

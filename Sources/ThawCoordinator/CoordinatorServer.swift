@@ -25,12 +25,12 @@ extension Coordinator {
     ///   - curveSecretKey: The server's CURVE secret key; when given, only clients that know the
     ///     matching public key can connect, and all traffic is encrypted.
     ///   - log: Where operational lines go (rejected messages), by default standard error.
-    ///   - watcher: Told of every turn of the loop and every status query's latency (metrics), or nil.
+    ///   - watchers: Told of every turn of the loop and every status query's latency (metrics, the event log).
     ///   - onBound: Called with the endpoint actually bound (useful with port `*`).
     ///   - shouldStop: Polled between messages.
     public func serve(address: String, exitWhenDone: Bool, lingerSeconds: Double = 3, curveSecretKey: String? = nil,
                       log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) },
-                      watcher: (any CoordinatorWatcher)? = nil,
+                      watchers: [any CoordinatorWatcher] = [],
                       onBound: (String) -> Void = { _ in }, shouldStop: () -> Bool) throws {
         let context = try ZMQContext()
         let socket = try ZMQSocket(context, .router)
@@ -45,7 +45,7 @@ extension Coordinator {
         while !shouldStop() {
             let now = Self.clock()
             checkLiveness(now: now)
-            watcher?.coordinatorTurned(self, now: now)
+            for watcher in watchers { watcher.coordinatorTurned(self, now: now) }
             rejections.report(rejected, now: now, log: log)
             if hasEnded && exitWhenDone {
                 endedAt = endedAt ?? now
@@ -71,7 +71,8 @@ extension Coordinator {
                     cachedStatus = (bytes, at)
                     try socket.send([frames[0], [], bytes])
                 }
-                watcher?.statusQueryAnswered(seconds: Self.clock() - at)
+                let seconds = Self.clock() - at
+                for watcher in watchers { watcher.statusQueryAnswered(seconds: seconds) }
                 continue
             }
             cachedStatus = nil

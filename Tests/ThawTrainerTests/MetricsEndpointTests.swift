@@ -1,10 +1,12 @@
 // The coordinator's Prometheus endpoint with real processes: /metrics scraped over HTTP while
 // `mpirun -np 2` workers train (the step must advance between scrapes), and hostile HTTP input
 // (garbage, an oversized head, a silent client, wrong methods and paths) that must be answered or
-// dropped without stalling the endpoint or the coordinator.
+// dropped without stalling the endpoint or the coordinator; and the coordinator's event log.
 import Foundation
+import Logging
+@testable import ThawMetrics
+import ThawPlan
 import Testing
-import ThawMetrics
 import ThawTesting
 
 #if canImport(Glibc)
@@ -136,5 +138,53 @@ func metricsPort(_ coordinator: CoordinatorProcess) throws -> UInt16 {
         #expect(answer.hasPrefix("HTTP/1.1 200 OK") && answer.hasSuffix("thaw_up 1\n"), "\(answer)")
         #expect(throws: MetricsServerError.self) { try MetricsServer(address: "localhost:99999") { [] } }
         #expect(throws: MetricsServerError.self) { try MetricsServer(address: "not-an-ip:9464") { [] } }
+    }
+}
+
+/// Collects log lines in memory.
+final class CapturedLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var lines: [String] = []
+    func append(_ line: String) { lock.lock(); lines.append(line); lock.unlock() }
+    var all: [String] { lock.lock(); defer { lock.unlock() }; return lines }
+}
+
+/// A swift-log handler that keeps `level: message`.
+struct CapturingHandler: LogHandler {
+    let log: CapturedLog
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .info
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+        log.append("\(level): \(message)")
+    }
+}
+
+@Suite struct CoordinatorEventLogTests {
+    @Test func stateChangesRanksAndRestartsAreLoggedAtTheirLevels() throws {
+        let captured = CapturedLog()
+        let events = CoordinatorEventLog(logger: Logger(label: "test") { _ in CapturingHandler(log: captured) })
+        func status(_ state: RunState, ranks: [RankStatus], failures: [String] = [], error: String? = nil) -> StatusReport {
+            StatusReport(state: state, runId: "run-1", worldSize: 2, ranks: ranks, epoch: nil, step: nil, samplesPerSecond: nil, schedule: nil,
+                         metrics: MetricsStatus(trainLoss: nil, valLoss: nil, valAccuracy: nil, history: []), checkpoint: nil,
+                         bytesExchangedPerStep: nil, error: error, failedRank: error == nil ? nil : 1, previousFailures: failures,
+                         rejectedMessages: RejectedMessages())
+        }
+        func rank(_ index: Int, pid: Int, ended: RankEnd? = nil) -> RankStatus {
+            RankStatus(rank: index, host: "h", pid: pid, alive: ended == nil, heartbeatAgeS: 0, step: 0, ended: ended)
+        }
+        let running = status(.running, ranks: [rank(0, pid: 10), rank(1, pid: 11)])
+        events.report(changesFrom: nil, to: running)
+        let failed = status(.failed, ranks: [rank(0, pid: 10, ended: .terminated), rank(1, pid: 11, ended: .dead)], error: "rank 1 died")
+        events.report(changesFrom: running, to: failed)
+        events.report(changesFrom: failed, to: status(.running, ranks: [rank(0, pid: 20)], failures: ["rank 1 died"]))
+        let lines = captured.all
+        #expect(lines.contains("notice: run running") && lines.contains("info: rank 1 joined from host h, pid 11"), "\(lines)")
+        #expect(lines.contains("error: run failed: rank 1 died") && lines.contains("warning: rank 1 (host h, pid 11) ended: dead"), "\(lines)")
+        #expect(lines.contains("notice: run restarted (restart 1) after: rank 1 died") && lines.contains("info: rank 0 joined from host h, pid 20"),
+                "\(lines)")
     }
 }
