@@ -29,6 +29,9 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
         // HMAC-SHA256 for the workers' job secret (ThawCoordinator/JobSecret.swift).
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // The coordinator's /metrics endpoint (ThawMetrics) and operational log lines.
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // C system libraries. OpenMPI's handles are macros, so CMPI's header adds accessors.
@@ -54,6 +57,9 @@ let package = Package(
         .target(name: "ThawPlan"),
         // The coordinator: its server, its clients, worker authentication and the ZeroMQ transport.
         .target(name: "ThawCoordinator", dependencies: ["ThawPlan", "CZMQ", .product(name: "Crypto", package: "swift-crypto")]),
+        // Operators' views of a coordinator: its status as Prometheus metrics served over HTTP, and its events as swift-log lines.
+        .target(name: "ThawMetrics", dependencies: ["ThawPlan", "ThawCoordinator", .product(name: "Prometheus", package: "swift-prometheus"),
+                                                   .product(name: "Logging", package: "swift-log")]),
         // The training core: the trainer's straight line, plan agreement, batch sources and the
         // frozen-prefix cache, objectives, gradient exchange, early stopping, checkpoints, run observers.
         .target(
@@ -86,7 +92,8 @@ let package = Package(
         .executableTarget(
             name: "thaw",
             dependencies: [
-                "ThawTrainer", "ThawRun", "ThawEvaluation", "ThawBench", "ThawPlan", "ThawCoordinator",
+                "ThawTrainer", "ThawRun", "ThawEvaluation", "ThawBench", "ThawPlan", "ThawCoordinator", "ThawMetrics",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -98,6 +105,7 @@ let package = Package(
         // The coordinator's protocol handler and worker authentication, without sockets or processes.
         .testTarget(name: "ThawCoordinatorTests", dependencies: ["ThawPlan", "ThawCoordinator"]),
         .testTarget(name: "ThawTrainerTests",
-                    dependencies: ["ThawTrainer", "ThawRun", "ThawEvaluation", "ThawBench", "ThawPlan", "ThawCoordinator", "ThawTesting", "thaw"]),
+                    dependencies: ["ThawTrainer", "ThawRun", "ThawEvaluation", "ThawBench", "ThawPlan", "ThawCoordinator", "ThawMetrics", "ThawTesting", "thaw",
+                                   .product(name: "Logging", package: "swift-log")]),
     ]
 )

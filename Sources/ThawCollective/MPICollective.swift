@@ -55,9 +55,11 @@ public final class MPICollective: Collective {
 
     /// Runs `body` as one job of MPI ranks and finalizes MPI after it. An error on a rank of several
     /// is printed with the rank (after `onFailure`, which may tell others) and aborts the whole job, so
-    /// no other rank is left waiting in a collective; a single rank throws it.
+    /// no other rank is left waiting in a collective; a single rank throws it. `exitCode` tells the
+    /// code the aborted job exits with (launchers retry runtime failures, not configuration errors).
     public static func runJob<Result>(_ body: (MPICollective) throws -> Result,
-                                      onFailure: (any Error, MPICollective) -> Void = { _, _ in }) throws -> Result {
+                                      onFailure: (any Error, MPICollective) -> Void = { _, _ in },
+                                      exitCode: (any Error) -> Int32 = { _ in 1 }) throws -> Result {
         let collective = try MPICollective()
         do {
             let result = try body(collective)
@@ -67,7 +69,7 @@ public final class MPICollective: Collective {
             onFailure(error, collective)
             guard collective.worldSize > 1 else { throw error }
             FileHandle.standardError.write(Data("thaw: rank \(collective.rank) of \(collective.worldSize): error: \(error)\n".utf8))
-            collective.abort(code: 1)
+            collective.abort(code: exitCode(error))
         }
     }
 

@@ -133,7 +133,7 @@ public final class Coordinator {
                 return .error(MessageError(field: "config_hash", message: "rank \(hello.rank)'s configuration differs from the one this run started with; "
                                            + "start the coordinator and every rank with the same --config and --set options"))
             }
-            guard hello.rank >= 0, hello.rank < hello.worldSize, state.worldSize == 0 || state.worldSize == hello.worldSize else {
+            guard hello.rank >= 0, hello.rank < hello.worldSize, state.worldSize == 0 || state.worldSize == hello.worldSize || state.state == .failed else {
                 return .error(MessageError(field: "rank", message: "rank \(hello.rank) of \(hello.worldSize) does not fit this run of \(state.worldSize) ranks"))
             }
             if state.planner == nil {
@@ -144,17 +144,26 @@ public final class Coordinator {
                     return .error(MessageError(field: "groups", message: error.description))
                 }
             }
-            state.configHash = hello.configHash
-            state.worldSize = hello.worldSize
-            state.hellos[hello.rank] = hello
-            state.ended[hello.rank] = nil
+            // A new process for a rank of a running job: the old job died and was relaunched before its
+            // failure showed (a launcher's --max-restarts is quicker than the heartbeat timeout).
+            if state.state == .running, let previous = state.hellos[hello.rank], previous.pid != hello.pid || previous.host != hello.host {
+                fail("rank \(hello.rank) (host \(previous.host), pid \(previous.pid)) stopped without a report, and the job was relaunched", rank: hello.rank)
+            }
             // A relaunch (`--resume`) after a failure continues the same run; the failure is kept as history.
             if state.state == .failed {
                 state.previousFailures.append(state.error ?? "failed")
                 state.error = nil
                 state.failedRank = nil
-                state.ended = [:]
             }
+            // A new job of an ended run (a relaunch, a requeue): the old job's ranks are forgotten until they say hello again.
+            if state.state.hasEnded {
+                state.ended = [:]
+                state.hellos = [:]
+            }
+            state.configHash = hello.configHash
+            state.worldSize = hello.worldSize
+            state.hellos[hello.rank] = hello
+            state.ended[hello.rank] = nil
             if state.state != .running { state.state = .running }
             lastHeartbeat[hello.rank] = now
             save()

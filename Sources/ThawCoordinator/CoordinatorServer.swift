@@ -3,6 +3,15 @@
 import Foundation
 import ThawPlan
 
+/// Watches a serving coordinator from its own loop (the Prometheus exporter does): told on every
+/// turn of the loop, so it can read the coordinator's status, and of every status query's latency.
+public protocol CoordinatorWatcher: AnyObject {
+    /// Called on every turn of the serve loop (at least every 0.2 s), on the loop's thread.
+    func coordinatorTurned(_ coordinator: Coordinator, now: Double)
+    /// Called after a status query was answered, with the seconds from receipt to reply.
+    func statusQueryAnswered(seconds: Double)
+}
+
 extension Coordinator {
     /// Seconds between two log lines about rejected messages (they are counted in status meanwhile).
     public static let rejectionLogInterval = 10.0
@@ -16,10 +25,12 @@ extension Coordinator {
     ///   - curveSecretKey: The server's CURVE secret key; when given, only clients that know the
     ///     matching public key can connect, and all traffic is encrypted.
     ///   - log: Where operational lines go (rejected messages), by default standard error.
+    ///   - watchers: Told of every turn of the loop and every status query's latency (metrics, the event log).
     ///   - onBound: Called with the endpoint actually bound (useful with port `*`).
     ///   - shouldStop: Polled between messages.
     public func serve(address: String, exitWhenDone: Bool, lingerSeconds: Double = 3, curveSecretKey: String? = nil,
                       log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) },
+                      watchers: [any CoordinatorWatcher] = [],
                       onBound: (String) -> Void = { _ in }, shouldStop: () -> Bool) throws {
         let context = try ZMQContext()
         let socket = try ZMQSocket(context, .router)
@@ -34,6 +45,7 @@ extension Coordinator {
         while !shouldStop() {
             let now = Self.clock()
             checkLiveness(now: now)
+            for watcher in watchers { watcher.coordinatorTurned(self, now: now) }
             rejections.report(rejected, now: now, log: log)
             if hasEnded && exitWhenDone {
                 endedAt = endedAt ?? now
@@ -54,11 +66,13 @@ extension Coordinator {
             if authentication == nil, body == CoordinatorRequest.status.encoded() || CoordinatorRequest.isStatusQuery(body) {
                 if let cached = cachedStatus, at - cached.at < Self.statusReuseSeconds {
                     try socket.send([frames[0], [], cached.bytes])
-                    continue
+                } else {
+                    let bytes = receive(body, authentication: nil, now: at).encoded()
+                    cachedStatus = (bytes, at)
+                    try socket.send([frames[0], [], bytes])
                 }
-                let bytes = receive(body, authentication: nil, now: at).encoded()
-                cachedStatus = (bytes, at)
-                try socket.send([frames[0], [], bytes])
+                let seconds = Self.clock() - at
+                for watcher in watchers { watcher.statusQueryAnswered(seconds: seconds) }
                 continue
             }
             cachedStatus = nil

@@ -95,6 +95,8 @@ public final class Model {
     public let outputSampleShape: [Int]
     /// What frozen groups' batch norm does during training.
     public var frozenBatchNormPolicy: FrozenBatchNormPolicy = .runningStatistics
+    /// Told about every layer group's forward and backward pass (a trace); nil, the default, costs nothing.
+    public var groupTimer: (any GroupPassTimer)?
     /// The parameter groups, in layout order: the units of freezing and of per-group learning rates.
     public let parameterGroups: [ParameterGroup]
     /// Index of the lowest trainable parameter group; `parameterGroups.count` when every group is frozen.
@@ -223,7 +225,7 @@ public final class Model {
     public func forward(_ input: Tensor, fromGroup start: Int, training: Bool) -> Tensor {
         var x = input
         for index in start..<groups.count {
-            x = groups[index].body.forward(x, mode: mode(ofGroup: index, training: training))
+            x = timed(.forward, group: index) { groups[index].body.forward(x, mode: mode(ofGroup: index, training: training)) }
         }
         return x
     }
@@ -233,7 +235,7 @@ public final class Model {
     public func forward(_ input: Tensor, groups range: Range<Int>, training: Bool) -> Tensor {
         var x = input
         for index in range {
-            x = groups[index].body.forward(x, mode: mode(ofGroup: index, training: training))
+            x = timed(.forward, group: index) { groups[index].body.forward(x, mode: mode(ofGroup: index, training: training)) }
         }
         return x
     }
@@ -289,7 +291,7 @@ public final class Model {
     public func backward(_ outputGradient: Tensor, groups range: Range<Int>, afterGroup: (Int) throws -> Void) rethrows {
         var d = outputGradient
         for index in range.reversed() {
-            let next = groups[index].body.backward(d, computeInputGradient: index > range.lowerBound)
+            let next = timed(.backward, group: index) { groups[index].body.backward(d, computeInputGradient: index > range.lowerBound) }
             try afterGroup(index)
             guard let next else { break }
             d = next

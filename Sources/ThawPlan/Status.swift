@@ -145,12 +145,14 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var failedRank: Int?
     /// Earlier failures of this run that a resumed launch recovered from, oldest first.
     public var previousFailures: [String]
+    /// How many times the run was relaunched after a failure (the count of `previousFailures`).
+    public var restarts: Int
     /// Messages dropped since the coordinator started, by reason.
     public var rejectedMessages: RejectedMessages
 
     enum CodingKeys: String, CodingKey {
         case state, runId, worldSize, ranks, epoch, step, samplesPerSecond, schedule, metrics, checkpoint, bytesExchangedPerStep, error
-        case failedRank, previousFailures, rejectedMessages
+        case failedRank, previousFailures, restarts, rejectedMessages
     }
 
     /// Creates a status report.
@@ -171,6 +173,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
         self.error = error
         self.failedRank = failedRank
         self.previousFailures = previousFailures
+        self.restarts = previousFailures.count
         self.rejectedMessages = rejectedMessages
     }
 
@@ -191,6 +194,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
         try c.encode(error, forKey: .error)
         try c.encode(failedRank, forKey: .failedRank)
         try c.encode(previousFailures, forKey: .previousFailures)
+        try c.encode(restarts, forKey: .restarts)
         try c.encode(rejectedMessages, forKey: .rejectedMessages)
     }
 
@@ -200,7 +204,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
         var lines: [String] = []
         lines.append("run \(runId)   state \(state.rawValue.uppercased())   \(worldSize) rank(s)")
         if let error { lines.append("error" + (failedRank.map { " (rank \($0))" } ?? "") + ": \(error)") }
-        if !previousFailures.isEmpty { lines.append("recovered from \(previousFailures.count) earlier failure(s); last: \(previousFailures[previousFailures.count - 1])") }
+        if !previousFailures.isEmpty { lines.append("restarted \(restarts) time(s), recovered from \(previousFailures.count) earlier failure(s); last: \(previousFailures[previousFailures.count - 1])") }
         let position = epoch.map { "epoch \($0 + 1)" + (step.map { " step \($0)" } ?? "") } ?? "not started"
         lines.append("\(position)   \(number(samplesPerSecond, "%.0f")) samples/s   \(bytesExchangedPerStep.map { "\($0) B" } ?? "-") exchanged per step")
         if let schedule {

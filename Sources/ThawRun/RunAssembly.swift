@@ -85,7 +85,8 @@ public enum RunAssembly {
         }
         return try Trainer(settings: settings(config), model: model, optimizer: optimizer, schedule: schedule, exchange: exchange,
                            sampler: sampler, data: data, augmentation: augmentation.isIdentity ? nil : augmentation, objective: objective,
-                           planSource: planSource, collective: collective, checkpoint: checkpoint, checkpoints: checkpoints, observers: observers)
+                           planSource: planSource, collective: collective, checkpoint: checkpoint, checkpoints: checkpoints, observers: observers,
+                           timeline: config.training.trace.enabled ? Timeline(rank: collective.rank, steps: config.training.trace.stepRange) : nil)
     }
 }
 

@@ -80,8 +80,17 @@ public final class TrainingRun {
     /// job, so no other rank is left waiting in a collective.
     @discardableResult
     public func execute() throws -> [EpochRecord] {
-        try MPICollective.runJob({ try train($0) }, onFailure: { error, collective in self.link?.ended(rank: collective.rank, failure: error) })
+        try MPICollective.runJob({ try train($0) }, onFailure: { error, collective in self.link?.ended(rank: collective.rank, failure: error) },
+                                 exitCode: { Self.isConfigurationError($0) ? Self.configurationExitCode : 1 })
     }
+
+    /// The exit status of `thaw train` for a configuration error (sysexits' EX_CONFIG), which a
+    /// launcher must not retry; runtime failures exit 1 (or as mpirun reports a killed rank).
+    public static let configurationExitCode: Int32 = 78
+
+    /// Whether `error` is the configuration's fault (a bad key, or data, model and settings that do
+    /// not fit together), so that running again cannot help.
+    public static func isConfigurationError(_ error: any Error) -> Bool { error is ConfigError || error is RunMismatch }
 
     /// Trains on `collective`'s ranks (already initialized), without finalizing MPI: `execute` and
     /// tools that run several trainings in one job (`thaw compare`) call it.
@@ -155,6 +164,11 @@ public final class TrainingRun {
         let residentBeforeTraining = ResidentMemory.current
         ResidentMemory.resetPeak()
         let history = try trainer.run()
+        if let timeline = trainer.timeline {
+            let path = Self.tracePath(runDirectory: config.run.output, rank: collective.rank)
+            try timeline.write(to: path)
+            if isLeader { printer.line("thaw: trace of steps \(timeline.steps.lowerBound)–\(timeline.steps.upperBound) in \((path as NSString).deletingLastPathComponent)/rank-R.json") }
+        }
         if let partial = trainer.partial {
             // Stopped by an operator: every rank finished the same step; rank 0 checkpoints it.
             if let writer {
@@ -191,6 +205,11 @@ public final class TrainingRun {
             printer.line("thaw: metrics in \(log.path)")
         }
         return history
+    }
+
+    /// Where rank `rank`'s trace goes: `RUN/trace/rank-R.json`.
+    public static func tracePath(runDirectory: String, rank: Int) -> String {
+        ((runDirectory as NSString).appendingPathComponent("trace") as NSString).appendingPathComponent("rank-\(rank).json")
     }
 
     /// Rank 0's checkpoint to resume from, with what it changes said out loud; nil for a fresh start.

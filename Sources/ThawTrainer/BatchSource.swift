@@ -68,24 +68,29 @@ enum BatchSource {
     case cached(FeatureCache, needsRawInput: Bool)
 
     /// Runs the model on the rows `indices` of `dataset` (nil = a padding row; targets filled into `buffers`).
-    func forward(_ indices: [Int?], of dataset: any Dataset, model: Model, buffers: BatchBuffers, epoch: Int, training: Bool) throws -> Tensor {
+    func forward(_ indices: [Int?], of dataset: any Dataset, model: Model, buffers: BatchBuffers, epoch: Int, training: Bool,
+                 timeline: Timeline? = nil) throws -> Tensor {
         switch self {
         case .raw(let augmentation):
-            buffers.assemble(indices, from: dataset)
-            if training { augmentation?.apply(to: buffers.input.data, sampleShape: model.sampleShape, sampleIndices: indices, epoch: epoch) }
+            timeline.span("batch assembly", category: "data") {
+                buffers.assemble(indices, from: dataset)
+                if training { augmentation?.apply(to: buffers.input.data, sampleShape: model.sampleShape, sampleIndices: indices, epoch: epoch) }
+            }
             return try model.forward(buffers.input, training: training)
         case .cached(let cache, let needsRawInput):
             guard cache.holds(indices) else {
-                buffers.assemble(indices, from: dataset)
+                timeline.span("batch assembly", category: "data") { buffers.assemble(indices, from: dataset) }
                 let features = model.forward(buffers.input, groups: 0..<cache.boundary, training: false)
                 cache.store(features, indices: indices)
                 return model.forward(features, fromGroup: cache.boundary, training: training)
             }
-            buffers.assembleTargets(indices, from: dataset)
-            cache.load(indices, into: buffers.features)
-            if needsRawInput {
-                buffers.assemble(indices, from: dataset)
-                model.observeRawInput(buffers.input, belowGroup: cache.boundary)
+            timeline.span("cache copy", category: "data") {
+                buffers.assembleTargets(indices, from: dataset)
+                cache.load(indices, into: buffers.features)
+                if needsRawInput {
+                    buffers.assemble(indices, from: dataset)
+                    model.observeRawInput(buffers.input, belowGroup: cache.boundary)
+                }
             }
             return model.forward(buffers.features, fromGroup: cache.boundary, training: training)
         }

@@ -53,6 +53,8 @@ final class FeatureCaching {
     private var evaluation: [String: FeatureCache] = [:]
     /// The most bytes the caches held in memory at once.
     private(set) var peakBytes = 0
+    /// Records cache fills (nil: no trace).
+    var timeline: Timeline?
 
     /// Creates the policy. `augmented`: the training input is augmented (the cache is then off).
     init(settings: FeatureCacheSettings, augmented: Bool, model: Model, collective: any Collective, buffers: BatchBuffers,
@@ -153,14 +155,16 @@ final class FeatureCaching {
         let world = collective.worldSize
         func slice(_ rank: Int) -> Range<Int> { (dataset.count * rank / world)..<(dataset.count * (rank + 1) / world) }
         let mine = Array(slice(collective.rank))
-        var start = 0
-        while start < mine.count {
-            let indices: [Int?] = Array(mine[start..<min(start + localCapacity, mine.count)])
-            buffers.assemble(indices, from: dataset)
-            cache.store(model.forward(buffers.input, groups: 0..<boundary, training: false), indices: indices)
-            start += indices.count
+        try timeline.span("cache fill", category: "cache", arguments: ["boundary": boundary]) {
+            var start = 0
+            while start < mine.count {
+                let indices: [Int?] = Array(mine[start..<min(start + localCapacity, mine.count)])
+                buffers.assemble(indices, from: dataset)
+                cache.store(model.forward(buffers.input, groups: 0..<boundary, training: false), indices: indices)
+                start += indices.count
+            }
+            for rank in 0..<world { try cache.broadcast(rows: slice(rank), root: rank, collective: collective) }
         }
-        for rank in 0..<world { try cache.broadcast(rows: slice(rank), root: rank, collective: collective) }
         cache.markAllFilled()
         training = cache
         // The layer groups below the boundary (under adapters, not the parameter groups' names).

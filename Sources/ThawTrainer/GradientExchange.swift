@@ -17,6 +17,8 @@ import ThawCollective
 public protocol GradientExchange: AnyObject {
     /// Bytes this rank contributed to the last exchange (4 × trainable elements with several ranks).
     var bytesLastStep: Int { get }
+    /// Records each all-reduce from start to completion (nil: no trace).
+    var timeline: Timeline? { get set }
     /// Prepares for a new trainable boundary. Call after every change of the trainable set.
     func prepare(firstTrainableGroup: Int)
     /// Called by backward when group `index` has its final gradients.
@@ -31,6 +33,8 @@ public final class PlainExchange: GradientExchange {
     private let gradients: UnsafeMutableBufferPointer<Float>
     /// Bytes this rank contributed to the last exchange.
     public private(set) var bytesLastStep = 0
+    /// Records the all-reduce (nil: no trace).
+    public var timeline: Timeline?
 
     /// Creates a plain exchange of `gradients`.
     public init(collective: any Collective, gradients: UnsafeMutableBufferPointer<Float>) {
@@ -49,7 +53,9 @@ public final class PlainExchange: GradientExchange {
         // A single rank exchanges nothing.
         bytesLastStep = collective.worldSize > 1 ? trainableRange.count * MemoryLayout<Float>.stride : 0
         guard !trainableRange.isEmpty else { return }
-        try collective.allReduceSum(UnsafeMutableBufferPointer(rebasing: gradients[trainableRange]))
+        try timeline.span("all-reduce", category: "exchange", arguments: ["bytes": bytesLastStep]) {
+            try collective.allReduceSum(UnsafeMutableBufferPointer(rebasing: gradients[trainableRange]))
+        }
     }
 }
 
@@ -74,6 +80,10 @@ public final class BucketedExchange: GradientExchange {
     private var startedBuckets = 0
     /// Bytes this rank contributed to the last exchange.
     public private(set) var bytesLastStep = 0
+    /// Records each bucket's all-reduce from its start to the first test or wait that found it done (nil: no trace).
+    public var timeline: Timeline?
+    /// With a timeline: when each started bucket began, until its span is recorded.
+    private var bucketStarts: [UInt64?] = []
 
     /// Creates a bucketed exchange.
     /// - Parameters:
@@ -106,14 +116,26 @@ public final class BucketedExchange: GradientExchange {
 
     /// Starts the bucket whose lowest group is `index`, and lets earlier buckets progress.
     public func groupFinished(_ index: Int) throws {
-        for reduction in pending { _ = try reduction.test() }
+        for (bucket, reduction) in pending.enumerated() {
+            if try reduction.test() { recordCompletion(bucket) }
+        }
         if startedBuckets < buckets.count, buckets[startedBuckets].lowestGroup == index { try startNextBucket() }
     }
 
     private func startNextBucket() throws {
         let buffer = UnsafeMutableBufferPointer(rebasing: gradients[buckets[startedBuckets].range])
+        if let timeline { bucketStarts.append(timeline.now()) }
         pending.append(try collective.startAllReduceSum(buffer))
         startedBuckets += 1
+    }
+
+    /// Records bucket `bucket`'s span the first time it is seen complete.
+    private func recordCompletion(_ bucket: Int) {
+        guard let timeline, bucket < bucketStarts.count, let start = bucketStarts[bucket] else { return }
+        bucketStarts[bucket] = nil
+        let range = buckets[bucket].range
+        timeline.record("all-reduce bucket \(bucket)", category: "exchange", from: start, to: timeline.now(),
+                        arguments: ["bucket": bucket, "bytes": range.count * MemoryLayout<Float>.stride, "lowest_group": buckets[bucket].lowestGroup])
     }
 
     /// Starts the buckets backward did not reach (all of them on a rank that ran no backward this
@@ -121,8 +143,12 @@ public final class BucketedExchange: GradientExchange {
     public func finish(trainableRange: Range<Int>) throws {
         bytesLastStep = collective.worldSize > 1 ? trainableRange.count * MemoryLayout<Float>.stride : 0
         while startedBuckets < buckets.count { try startNextBucket() }
-        for reduction in pending { try reduction.wait() }
+        for (bucket, reduction) in pending.enumerated() {
+            try reduction.wait()
+            recordCompletion(bucket)
+        }
         pending.removeAll(keepingCapacity: true)
+        bucketStarts.removeAll(keepingCapacity: true)
         startedBuckets = 0
     }
 }

@@ -37,6 +37,8 @@ public final class Trainer {
     public private(set) var stoppedEarlyAfter: Int?
     /// The epoch whose weights were put back at the end (early stopping's `restore_best`), if any.
     public private(set) var restoredEpoch: Int?
+    /// The per-rank trace of chosen steps, or nil (see "Note: trace off costs nothing").
+    public let timeline: Timeline?
 
     private let data: TrainingData
     private let schedule: LearningRateSchedule
@@ -72,10 +74,11 @@ public final class Trainer {
     ///   - checkpoint: A checkpoint to resume from; only rank 0 needs it (its state is broadcast).
     ///   - checkpoints: Writes checkpoints after epochs (rank 0), or nil.
     ///   - observers: Told about plans, steps and epochs.
+    ///   - timeline: Records the chosen steps' spans, or nil.
     public init(settings: TrainerSettings, model: Model, optimizer: Optimizer, schedule: LearningRateSchedule, exchange: any GradientExchange,
                 sampler: ShardedSampler, data: TrainingData, augmentation: ImageAugmentation?, objective: any TrainingObjective,
                 planSource: any PlanSource, collective: any Collective, checkpoint: Checkpoint? = nil, checkpoints: CheckpointWriter? = nil,
-                observers: [any RunObserver] = []) throws {
+                observers: [any RunObserver] = [], timeline: Timeline? = nil) throws {
         self.settings = settings
         self.model = model
         self.optimizer = optimizer
@@ -88,6 +91,7 @@ public final class Trainer {
         self.collective = collective
         self.checkpoints = checkpoints
         self.observers = observers
+        self.timeline = timeline
         plans = PlanAgreement(collective: collective, model: model, optimizer: optimizer, exchange: exchange, source: planSource)
         earlyStopping = EarlyStopping(settings: settings.earlyStopping)
         buffers = BatchBuffers(capacity: sampler.localBatchCapacity, sampleShape: model.sampleShape)
@@ -120,6 +124,13 @@ public final class Trainer {
                 throw TrainingError.io(path: "checkpoint", message: "optimizer state: \(error)")
             }
         }
+        if let timeline {
+            timeline.groupNames = model.groups.map(\.name)
+            model.groupTimer = timeline
+            exchange.timeline = timeline
+            caching.timeline = timeline
+            try timeline.alignClock(collective)
+        }
     }
 
     /// Gradient bytes this rank sent in the last step (4 × trainable parameters with several ranks).
@@ -143,12 +154,14 @@ public final class Trainer {
             caching.planApplied()
             for observer in observers { observer.planApplied(plan, atStep: globalStep) }
             guard var record = try trainEpoch(epoch: epoch, plan: plan, resumeFrom: resumeFrom) else { return history }
-            if let validation = data.validation { record.validation = try evaluate(validation, cacheKey: "validation") }
+            if let validation = data.validation {
+                record.validation = try timeline.span("evaluation validation", category: "evaluation") { try evaluate(validation, cacheKey: "validation") }
+            }
             if let test = data.test, settings.evaluateEveryEpoch || epoch == settings.epochs - 1 {
-                record.test = try evaluate(test, cacheKey: "test")
+                record.test = try timeline.span("evaluation test", category: "evaluation") { try evaluate(test, cacheKey: "test") }
             }
             history.append(record)
-            let checkpoint = try checkpoints?.afterEpoch(self)
+            let checkpoint = try timeline.span("checkpoint", category: "checkpoint") { try checkpoints?.afterEpoch(self) }
             for observer in observers { observer.epochFinished(record, checkpoint: checkpoint) }
             let lastThaw = history.last { !$0.newlyThawed.isEmpty }?.epoch ?? 0
             if earlyStopping.shouldStop(after: record, lastThaw: lastThaw, thawingIsExhausted: plan.thawingIsExhausted(groupCount: model.plannableGroupNames.count),
@@ -171,6 +184,7 @@ public final class Trainer {
     /// Trains one epoch (from `resumeFrom` when continuing a stopped one). Returns nil when the run
     /// stopped on request; `partial` then says where.
     func trainEpoch(epoch: Int, plan: TrainingPlan, resumeFrom: PartialEpoch?) throws -> EpochRecord? {
+        timeline?.enter(step: globalStep, epoch: epoch)
         let (source, fillSeconds) = try caching.trainingSource(plan: plan, epochs: settings.epochs, dataset: data.train, augmentation: augmentation)
         let started = Date().addingTimeInterval(-(resumeFrom?.seconds ?? 0))
         // Rank-local until the epoch's end; a resumed epoch's earlier sums (over every rank) count once, on rank 0.
@@ -180,6 +194,7 @@ public final class Trainer {
         let steps = stepsPerEpoch
         let trainable = model.trainableRange
         for step in (resumeFrom?.stepsDone ?? 0)..<steps {
+            timeline?.enter(step: globalStep, epoch: epoch)
             prepareRandomAndScheduledLayers(totalSteps: steps * settings.epochs)
             model.store.zeroGradients(in: trainable)
             let before = sums
@@ -191,14 +206,15 @@ public final class Trainer {
                 let indices = Array(sampler.localBatch(epoch: epoch, step: samplerStep).prefix { $0 != nil })
                 guard !indices.isEmpty else { continue }
                 let isLast = samplerStep == micro.upperBound - 1
-                let outputs = try source.forward(indices, of: data.train, model: model, buffers: buffers, epoch: epoch, training: true)
+                let outputs = try source.forward(indices, of: data.train, model: model, buffers: buffers, epoch: epoch, training: true,
+                                                 timeline: timeline)
                 sums += objective.evaluate(outputs: outputs, targets: buffers.targets(rows: indices.count), normalizers: normalizers,
                                            outputGradient: logitsGradient)
                 try model.backward(logitsGradient) { group in if isLast { try exchange.groupFinished(group) } }
             }
             try exchange.finish(trainableRange: trainable)
             bytes += exchange.bytesLastStep
-            try updateParameters(trainable, epoch: epoch, step: step)
+            try timeline.span("optimizer step", category: "optimizer") { try updateParameters(trainable, epoch: epoch, step: step) }
             let report = StepReport(epoch: epoch, step: step + 1, steps: steps, globalStep: globalStep,
                                     loss: sums.labelled > 0 ? sums.labelLossSum / sums.labelled : 0,
                                     samplesPerSecond: sums.rows * Double(collective.worldSize) / max(Date().timeIntervalSince(started), 1e-9),

@@ -1,7 +1,9 @@
 // thaw coordinator: plans unfreezing, watches ranks and answers status over ZeroMQ.
 import ArgumentParser
 import Foundation
+import Logging
 import ThawCoordinator
+import ThawMetrics
 import ThawPlan
 import ThawBench
 import ThawEvaluation
@@ -28,6 +30,10 @@ struct CoordinatorCommand: ParsableCommand {
     @Option(help: "Write the bound endpoint to this file (useful with port *).") var endpointFile: String?
     @Option(help: "Seconds without a heartbeat before a rank counts as dead.") var heartbeatTimeout: Double = 10
     @Flag(help: "Exit a few seconds after the run finishes or fails (otherwise serve status until SIGINT/SIGTERM).") var exitWhenDone = false
+    @Option(help: ArgumentHelp("Serve Prometheus metrics over HTTP at /metrics here (loopback unless a host is given; port 0 = any free port).",
+                               valueName: "host:port")) var metricsBind: String?
+    @Option(help: "The least important operational events logged: trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .info
 
     func run() throws {
         let training: TrainingConfig
@@ -41,23 +47,42 @@ struct CoordinatorCommand: ParsableCommand {
                                            batchNormPolicy: training.model.frozenBatchNorm.rawValue, epochs: training.training.epochs,
                                            heartbeatTimeout: heartbeatTimeout, controlToken: token, jobSecret: secret.secret)
         let coordinator = try Coordinator(settings: settings, statePath: stateFile)
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "thaw.coordinator")
         if coordinator.adoptedChangedSettings {
-            print("thaw coordinator: the configuration's unfreezing settings or learning rate differ from those run \(coordinator.runID) "
-                  + "was planned with; the next plans follow the configuration")
+            logger.warning("the configuration's unfreezing settings or learning rate differ from those run \(coordinator.runID) was planned with; the next plans follow the configuration")
         }
         let secretKey = training.coordinator.curveSecretKeyFile.isEmpty
             ? nil : try readToken(training.coordinator.curveSecretKeyFile, key: "coordinator.curve_secret_key_file")
         signal(SIGINT) { _ in stopRequested = 1 }
         signal(SIGTERM) { _ in stopRequested = 1 }
-        try coordinator.serve(address: bind, exitWhenDone: exitWhenDone, curveSecretKey: secretKey, onBound: { endpoint in
-            print("thaw coordinator: run \(coordinator.runID) listening on \(endpoint)" + (secretKey == nil ? "" : " (CURVE)")
-                  + "; workers sign with the job secret \(training.jobSecretPath)" + (secret.created ? " (new)" : ""))
-            fflush(nil)
+        var watchers: [any CoordinatorWatcher] = [CoordinatorEventLog(logger: logger)]
+        var metricsServer: MetricsServer?
+        defer { metricsServer?.stop() }
+        if let metricsBind {
+            let metrics = CoordinatorMetrics()
+            do { metricsServer = try MetricsServer(address: metricsBind) { metrics.exposition() } } catch { throw RuntimeFailure("\(error)") }
+            metrics.coordinatorTurned(coordinator, now: Coordinator.clock())
+            metricsServer?.start()
+            watchers.append(metrics)
+            logger.notice("Prometheus metrics at http://\(metricsServer?.boundAddress ?? metricsBind)/metrics")
+        }
+        try coordinator.serve(address: bind, exitWhenDone: exitWhenDone, curveSecretKey: secretKey, log: { logger.warning("\($0)") },
+                              watchers: watchers, onBound: { endpoint in
+            let curve = secretKey == nil ? "" : " (CURVE)", new = secret.created ? " (new)" : ""
+            logger.notice("run \(coordinator.runID) listening on \(endpoint)\(curve); workers sign with the job secret \(training.jobSecretPath)\(new)")
             if let endpointFile { try? endpoint.write(toFile: endpointFile, atomically: true, encoding: .utf8) }
         }, shouldStop: { stopRequested != 0 })
-        print("thaw coordinator: run \(coordinator.runID) \(coordinator.status(now: Coordinator.clock()).state)")
+        logger.notice("run \(coordinator.runID) \(coordinator.status(now: Coordinator.clock()).state)")
     }
 }
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// `thaw status --coordinator ADDR [--json] [--watch SECONDS]`.
 struct StatusCommand: ParsableCommand {

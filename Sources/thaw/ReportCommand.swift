@@ -10,7 +10,7 @@ import ThawTrainer
 struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Write report.svg (loss and accuracy per epoch with thaw events, time and bytes exchanged per epoch) and report.md for a run.")
+        abstract: "Write report.svg (loss and accuracy per epoch with thaw events, time and bytes exchanged per epoch) and report.md for a run; with a trace (training.trace), report.md adds the exchange overlap per epoch and the slowest rank per step.")
 
     @Argument(help: "The run directory (the one holding metrics.jsonl).") var runDirectory: String
     @Option(help: "Where to write report.svg and report.md (default: the run directory).") var out: String?
@@ -22,7 +22,8 @@ struct ReportCommand: ParsableCommand {
         let svg = (directory as NSString).appendingPathComponent("report.svg")
         let markdown = (directory as NSString).appendingPathComponent("report.md")
         try report.svg().write(toFile: svg, atomically: true, encoding: .utf8)
-        try report.markdown(svgFile: "report.svg").write(toFile: markdown, atomically: true, encoding: .utf8)
+        let timeline = try TraceReport(runDirectory: runDirectory)
+        try (report.markdown(svgFile: "report.svg") + (timeline?.markdown() ?? "")).write(toFile: markdown, atomically: true, encoding: .utf8)
         print("thaw report: \(svg)\nthaw report: \(markdown)")
     }
 }

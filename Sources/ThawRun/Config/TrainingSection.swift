@@ -38,6 +38,8 @@ public struct TrainingSection: ConfigSection {
     public var earlyStopping = EarlyStoppingSection()
     /// The frozen-prefix activation cache.
     public var featureCache = FeatureCacheSection()
+    /// The per-rank timeline of chosen steps (off by default).
+    public var trace = TraceSection()
 
     /// The defaults.
     public init() {}
@@ -48,7 +50,8 @@ public struct TrainingSection: ConfigSection {
          .init("label_smoothing", \.labelSmoothing), .init("gradient_clip_norm", \.gradientClipNorm),
          .init("divergence_factor", \.divergenceFactor), .init("exchange", choice: \.exchange), .init("bucket_size_mb", \.bucketSizeMegabytes),
          .init("blas_threads", \.blasThreads), .init("evaluate_every_epoch", \.evaluateEveryEpoch),
-         .init("early_stopping", \.earlyStopping), .init("feature_cache", \.featureCache)]
+         .init("early_stopping", \.earlyStopping), .init("feature_cache", \.featureCache),
+         .init("trace", \.trace)]
     }
 
     /// Counts, rates and sizes in range.
@@ -66,6 +69,7 @@ public struct TrainingSection: ConfigSection {
         try check.integer(blasThreads, "\(keyPath).blas_threads", 0...ConfigLimits.threads, note: "0 = cores ÷ ranks on the host")
         try earlyStopping.validate(keyPath: "\(keyPath).early_stopping", check: check)
         try featureCache.validate(keyPath: "\(keyPath).feature_cache", check: check)
+        try trace.validate(keyPath: "\(keyPath).trace", check: check)
     }
 }
 
