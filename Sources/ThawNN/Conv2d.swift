@@ -171,6 +171,8 @@ public final class Conv2d: Layer, BatchNormFoldable {
     /// Keeps nothing for backward. The parameters themselves are untouched.
     public func forwardFoldingBatchNorm(_ x: Tensor, _ batchNorm: BatchNorm2d) -> Tensor {
         guard let weight else { preconditionFailure("Conv2d used before bind") }
+        // An adapter attached after the pairing: its update is not in the weight, so run the two apart.
+        if adapter != nil { return batchNorm.forward(forward(x, mode: .inference), mode: .inference) }
         precondition(canFold(batchNorm), "Conv2d: folding a batch norm of \(batchNorm.channels) channels into \(outputChannels)")
         precondition(x.shape.count == 4 && x.shape[1] == inputChannels, "Conv2d: input shape \(x.shape), expected [N, \(inputChannels), H, W]")
         foldedWeight.resize(to: [weight.count])

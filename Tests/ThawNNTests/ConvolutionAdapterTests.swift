@@ -62,6 +62,18 @@ private func smallCNN(lora: Bool, seed: UInt64 = 4) throws -> Model {
         for (a, e) in zip(actual, expected) { #expect(abs(a - e) <= 1e-5 * max(1, abs(e))) }
     }
 
+    /// The adapter is attached after Sequential pairs the convolution with its batch norm: inference must still add it.
+    @Test func inferenceWithFoldingKeepsTheAdapter() throws {
+        let model = try smallCNN(lora: true)
+        let up = try #require(model.store.entry(named: "stem.project.lora_B.weight"))
+        for (i, value) in randomValues(up.count, seed: 16).enumerated() { model.store.parameters[up.offset + i] = value }
+        let input = GradientCheck.randomTensor([2, 16, 4, 4], seed: 14)
+        let folded = Array(try model.forward(input, training: false).buffer)
+        model.unfoldBatchNorms()
+        let unfolded = Array(try model.forward(input, training: false).buffer)
+        for (a, e) in zip(folded, unfolded) { #expect(abs(a - e) <= 1e-5 * max(1, abs(e))) }
+    }
+
     @Test func onlyPointwiseConvolutionsTakeAnAdapter() {
         for convolution in [Conv2d(4, 4, kernelSize: 3, padding: 1), Conv2d(4, 4, kernelSize: 1, stride: 2), Conv2d(4, 4, kernelSize: 1, groups: 4)] {
             #expect(throws: AdapterError.self) { try convolution.attachAdapter(rank: 2, alpha: 4) }
