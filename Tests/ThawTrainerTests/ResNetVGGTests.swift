@@ -195,8 +195,16 @@ enum DeterministicWeights {
             let scale = max(1e-12, sample.values.map(abs).max() ?? 0)
             let worst = zip(sample.indices, sample.values).map { abs(Double(values[$0.0]) - $0.1) }.max() ?? 0
             #expect(worst / scale < tolerance, "\(architecture) \(name): \(worst / scale) (tolerance \(tolerance))")
+            // The sum of all N entries (not only the sampled ones) guards against a wrong block, at
+            // 1% of √N · scale or the tolerance if larger. It cannot be tight: a convolution followed
+            // by train-mode batch norm has an output gradient that sums to zero per channel, so the
+            // weight gradient's total is a sum with heavy cancellation, whose float32 value moves
+            // with the CPU's BLAS summation order (on an AMD EPYC host ResNet-50's layer4.2.conv3,
+            // N = 2^20 after batch norm over 2 × 2×2 values, is 0.7% off float64; on the host that
+            // wrote the fixture it was within 1e-3). The sampled entries above keep the tight check.
             let sum = values.reduce(0.0) { $0 + Double($1) }
-            #expect(abs(sum - sample.sum) <= tolerance * max(abs(sample.sum), scale * 10), "\(architecture) \(name) sum \(sum) vs \(sample.sum)")
+            let sumScale = max(abs(sample.sum), scale * 10, scale * Double(values.count).squareRoot())
+            #expect(abs(sum - sample.sum) <= max(tolerance, 1e-2) * sumScale, "\(architecture) \(name) sum \(sum) vs \(sample.sum)")
         }
     }
 
