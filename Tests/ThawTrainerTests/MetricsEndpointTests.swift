@@ -63,9 +63,10 @@ func metricsPort(_ coordinator: CoordinatorProcess) throws -> UInt16 {
 
 @Suite(.serialized) struct MetricsEndpointTests {
     @Test func metricsAreScrapedDuringALiveRunAndTheStepAdvances() throws {
-        let scratch = try ScratchRun(samples: 12_000, sampleShape: [32])
+        // Long enough (18,000 steps of a 512-wide MLP) that a release build is still running after several scrapes.
+        let scratch = try ScratchRun(samples: 12_000, sampleShape: [512])
         let config = try scratch.writeConfig(name: "metrics", extra: """
-            training: {epochs: 3, batch_size: 8, feature_cache: {enabled: false}}
+            training: {epochs: 3, batch_size: 2, feature_cache: {enabled: false}}
             unfreezing: {policy: gradual}
             """)
         let coordinator = try CoordinatorProcess(directory: scratch.directory,
