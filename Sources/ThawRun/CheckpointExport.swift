@@ -100,7 +100,7 @@ public enum CheckpointExport {
             guard let tensor = checkpoint.tensors[name], let key = PEFTAdapter.key(forThawName: name, architecture: architecture) else { continue }
             tensors.append((key, SafeTensor(shape: tensor.shape, values: tensor.values, dtype: "F32")))
         }
-        let adapted = Set(tensors.map(\.name).filter { $0.hasSuffix(".lora_A.weight") }.map(PEFTAdapter.moduleName(ofKey:)))
+        let adapted = Set(PEFTAdapter.adaptedModules(checkpoint.tensors.keys, architecture: architecture))
         let linears = Set(checkpoint.tensors.filter { $0.value.shape.count == 2 && !$0.key.hasPrefix("head.") && $0.key.hasSuffix(".weight") }.keys
             .compactMap { PEFTAdapter.key(forThawName: $0, architecture: architecture) }.map(PEFTAdapter.moduleName(ofKey:)))
         let head = tensors.map(\.name).filter { !$0.contains(".lora_") }.map(PEFTAdapter.moduleName(ofKey:))

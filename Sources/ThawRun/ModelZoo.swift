@@ -87,8 +87,7 @@ public enum ModelZoo {
                                     + "set model.adapters to kind lora with the same rank, alpha and targets to load it")
         }
         let descriptor = try architecture(name)
-        let adapted = model.store.parameterEntries.map(\.name).filter { $0.hasSuffix(".lora_A.weight") }
-            .compactMap { PEFTAdapter.key(forThawName: $0, architecture: descriptor) }.map(PEFTAdapter.moduleName(ofKey:))
+        let adapted = PEFTAdapter.adaptedModules(model.store.parameterEntries.map(\.name), architecture: descriptor)
         try PEFTAdapter.check(settings, against: lora, adaptedModules: adapted, directory: path)
         var report = try loadPretrained(PEFTAdapter.basePath(settings, directory: path), into: model, architecture: name, strict: strict)
         let loaded = try PEFTAdapter.loadAdapters(directory: path, into: model, architecture: descriptor)

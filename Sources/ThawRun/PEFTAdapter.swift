@@ -160,6 +160,11 @@ public enum PEFTAdapter {
         return "base_model.model." + module
     }
 
+    /// The PEFT module names of the layers that carry LoRA factors among `names` (Thaw parameter names).
+    static func adaptedModules(_ names: some Sequence<String>, architecture: Architecture) -> [String] {
+        names.filter { $0.hasSuffix(".lora_A.weight") }.compactMap { key(forThawName: $0, architecture: architecture) }.map(moduleName(ofKey:))
+    }
+
     /// The module a parameter key belongs to (`base_model.model.bert.…query.lora_A.weight` → `bert.…query`).
     static func moduleName(ofKey key: String) -> String {
         var module = String(key.dropFirst("base_model.model.".count))
